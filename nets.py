@@ -1,0 +1,250 @@
+"""nets: the actor, the critic and the score network, with hand-derived gradients.
+
+Networks are pure functions of a parameter dict (`W1, b1, ...`, weights stored as
+(inputs, outputs) so a layer is `x @ W + b`). Every loss returns `(loss, grads)` with
+`grads` keyed exactly like the parameters. Shapes: N batch, d state dim, k action dim,
+H hidden width.
+
+    actor    x (N,d) → h = tanh(x W1 + b1) (N,H) → mean = h Wm + bm (N,k)
+                                              → std  = softplus(h Ws + bs) + 1e-5 (N,k)
+    critic   x (N,d) → tanh(x W1 + b1) (N,H) → W2, b2 → V (N,)
+    score    x (N,d) → tanh(x W1 + b1) (N,H) → W2, b2 → s (N,d)   (s ≈ ∇ₓ log p)
+"""
+import math
+
+import numpy as np
+
+from autograd_lite import (
+    DEFAULT_DTYPE, affine_backward, affine_forward, check_array, gaussian_entropy_backward,
+    gaussian_entropy_forward, gaussian_logprob_backward, gaussian_logprob_forward, get_xp,
+    softplus_backward, softplus_forward, tanh_backward, tanh_forward, xp_of)
+
+STD_FLOOR = 1e-5  # added to the softplus std head so the policy never collapses to a point
+
+
+# ---------------------------------------------------------------------------------------
+# Initialisation (PyTorch's nn.Linear default: U(−1/√fan_in, 1/√fan_in) for W and b)
+# ---------------------------------------------------------------------------------------
+
+def _linear(rng, n_in, n_out, dtype):
+    bound = 1.0 / math.sqrt(n_in)
+    W = rng.uniform(-bound, bound, size=(n_in, n_out)).astype(dtype)
+    b = rng.uniform(-bound, bound, size=(n_out,)).astype(dtype)
+    return W, b
+
+
+def _to_backend(params, xp):
+    return {k: xp.asarray(v) for k, v in params.items()}
+
+
+def init_actor(d, k, rng, hidden=64, dtype=DEFAULT_DTYPE, xp=None):
+    """Actor parameters W1 (d,H), b1 (H,), Wm (H,k), bm (k,), Ws (H,k), bs (k,).
+
+    `rng` is a NumPy Generator (initialisation is drawn on the host, so every backend
+    starts from the same numbers); arrays are placed on `xp` (default: the backend).
+    """
+    p = {}
+    p["W1"], p["b1"] = _linear(rng, d, hidden, dtype)
+    p["Wm"], p["bm"] = _linear(rng, hidden, k, dtype)
+    p["Ws"], p["bs"] = _linear(rng, hidden, k, dtype)
+    return _to_backend(p, xp or get_xp())
+
+
+def init_critic(d, rng, hidden=128, dtype=DEFAULT_DTYPE, xp=None):
+    """Critic parameters W1 (d,H), b1 (H,), W2 (H,1), b2 (1,)."""
+    p = {}
+    p["W1"], p["b1"] = _linear(rng, d, hidden, dtype)
+    p["W2"], p["b2"] = _linear(rng, hidden, 1, dtype)
+    return _to_backend(p, xp or get_xp())
+
+
+def init_score(d, rng, hidden=128, dtype=DEFAULT_DTYPE, xp=None):
+    """Score-network parameters W1 (d,H), b1 (H,), W2 (H,d), b2 (d,)."""
+    p = {}
+    p["W1"], p["b1"] = _linear(rng, d, hidden, dtype)
+    p["W2"], p["b2"] = _linear(rng, hidden, d, dtype)
+    return _to_backend(p, xp or get_xp())
+
+
+def _check_x(p, x):
+    check_array("x", x, 2, (None, p["W1"].shape[0]))
+
+
+def _check_rows(name, a, n, ndim=1, cols=None):
+    check_array(name, a, ndim, (n,) if ndim == 1 else (n, cols))
+
+
+# ---------------------------------------------------------------------------------------
+# Actor: a diagonal Gaussian policy
+# ---------------------------------------------------------------------------------------
+
+def actor_forward(p, x):
+    """Return mean (N,k), std (N,k) and the cache the backward pass needs."""
+    _check_x(p, x)
+    h = tanh_forward(affine_forward(x, p["W1"], p["b1"]))  # (N, H)
+    mean = affine_forward(h, p["Wm"], p["bm"])              # (N, k)
+    zs = affine_forward(h, p["Ws"], p["bs"])                # (N, k)
+    std = softplus_forward(zs) + STD_FLOOR                  # (N, k)
+    return mean, std, (x, h, zs)
+
+
+def actor_backward(p, cache, dmean, dstd):
+    """Backpropagate dL/dmean, dL/dstd (N,k) to every actor parameter."""
+    x, h, zs = cache
+    dzs = softplus_backward(dstd, zs)                       # (N, k)
+    dh_m, dWm, dbm = affine_backward(dmean, h, p["Wm"])
+    dh_s, dWs, dbs = affine_backward(dzs, h, p["Ws"])
+    dz1 = tanh_backward(dh_m + dh_s, h)                     # (N, H)
+    _, dW1, db1 = affine_backward(dz1, x, p["W1"])
+    return {"W1": dW1, "b1": db1, "Wm": dWm, "bm": dbm, "Ws": dWs, "bs": dbs}
+
+
+def actor_sample(p, x, rng):
+    """a = mean + std ⊙ z, z ~ N(0, I), drawn with `rng` (a Generator of x's backend)."""
+    mean, std, _ = actor_forward(p, x)
+    z = rng.standard_normal(mean.shape, dtype=mean.dtype)
+    return mean + std * z
+
+
+def actor_log_prob(p, x, a):
+    """log π(a|x), shape (N,)."""
+    mean, std, _ = actor_forward(p, x)
+    _check_rows("a", a, x.shape[0], 2, mean.shape[1])
+    return gaussian_logprob_forward(a, mean, std)
+
+
+def actor_entropy(p, x):
+    """Entropy of π(·|x), shape (N,)."""
+    _, std, _ = actor_forward(p, x)
+    return gaussian_entropy_forward(std)
+
+
+def actor_loss_and_grad(p, x, a, adv):
+    """Policy-gradient loss L = −mean(adv · log π(a|x)) and its gradient.
+
+    x (N,d), a (N,k), adv (N,) — one advantage per sample, treated as a constant. adv
+    must be 1-d: an (N,1) advantage against (N,) log-probabilities would broadcast to
+    (N,N) and turn the loss into −mean(adv)·mean(log π), which is not a policy gradient.
+        dL/dlog πₙ = −advₙ / N
+    """
+    mean, std, cache = actor_forward(p, x)
+    n = x.shape[0]
+    _check_rows("a", a, n, 2, mean.shape[1])
+    _check_rows("adv", adv, n)
+    logp = gaussian_logprob_forward(a, mean, std)           # (N,)
+    loss = -(adv * logp).mean()
+    dmean, dstd = gaussian_logprob_backward(-adv / n, a, mean, std)
+    return loss, actor_backward(p, cache, dmean, dstd)
+
+
+def ppo_loss_and_grad(p, x, a, adv, logp_old, clip, ent_coef):
+    """Clipped PPO surrogate with entropy bonus, and its gradient.
+
+        ρ = exp(log π(a|x) − logp_old)
+        L = −mean(min(ρ A, clip(ρ, 1 − c, 1 + c) A)) − ent_coef · mean(H[π(·|x)])
+
+    Gradient of the surrogate term in log π: −ρA/N where the unclipped term is the
+    minimum, and 0 where the clipped one is (A > 0 and ρ > 1 + c, or A < 0 and ρ < 1 − c).
+    Entropy: dL/dσ = −ent_coef / (N σ).
+    """
+    mean, std, cache = actor_forward(p, x)
+    n = x.shape[0]
+    _check_rows("a", a, n, 2, mean.shape[1])
+    _check_rows("adv", adv, n)
+    _check_rows("logp_old", logp_old, n)
+    xp = xp_of(x)
+    logp = gaussian_logprob_forward(a, mean, std)           # (N,)
+    ratio = xp.exp(logp - logp_old)                         # (N,)
+    surr = xp.minimum(ratio * adv, xp.clip(ratio, 1.0 - clip, 1.0 + clip) * adv)
+    ent = gaussian_entropy_forward(std)                     # (N,)
+    loss = -surr.mean() - ent_coef * ent.mean()
+    clipped = ((adv > 0) & (ratio > 1.0 + clip)) | ((adv < 0) & (ratio < 1.0 - clip))
+    dlogp = xp.where(clipped, 0.0, -ratio * adv / n).astype(x.dtype)
+    dmean, dstd = gaussian_logprob_backward(dlogp, a, mean, std)
+    dstd = dstd + gaussian_entropy_backward(xp.full(n, -ent_coef / n, dtype=x.dtype), std)
+    return loss, actor_backward(p, cache, dmean, dstd)
+
+
+# ---------------------------------------------------------------------------------------
+# Critic: V(x)
+# ---------------------------------------------------------------------------------------
+
+def critic_forward(p, x):
+    """V(x), shape (N,)."""
+    _check_x(p, x)
+    h = tanh_forward(affine_forward(x, p["W1"], p["b1"]))  # (N, H)
+    return affine_forward(h, p["W2"], p["b2"])[:, 0]
+
+
+def critic_loss_and_grad(p, x, y):
+    """L = mean((y − V(x))²) with y (N,) a constant target (semi-gradient TD).
+
+        dL/dVₙ = −2 (yₙ − V(xₙ)) / N
+    """
+    _check_x(p, x)
+    _check_rows("y", y, x.shape[0])
+    h = tanh_forward(affine_forward(x, p["W1"], p["b1"]))  # (N, H)
+    v = affine_forward(h, p["W2"], p["b2"])[:, 0]          # (N,)
+    err = y - v
+    loss = (err * err).mean()
+    dv = (-2.0 / x.shape[0]) * err                          # (N,)
+    dh, dW2, db2 = affine_backward(dv[:, None], h, p["W2"])
+    _, dW1, db1 = affine_backward(tanh_backward(dh, h), x, p["W1"])
+    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+
+
+# ---------------------------------------------------------------------------------------
+# Score network: s(x) ≈ ∇ₓ log p(x), trained by (implicit) score matching
+# ---------------------------------------------------------------------------------------
+
+def score_forward(p, x):
+    """s(x), shape (N,d)."""
+    _check_x(p, x)
+    h = tanh_forward(affine_forward(x, p["W1"], p["b1"]))  # (N, H)
+    return affine_forward(h, p["W2"], p["b2"])
+
+
+def score_loss_and_grad(p, x, probes=None):
+    """Hyvärinen's score-matching loss L = mean(tr ∇ₓs(x) + ½|s(x)|²) and its gradient.
+
+    Derivation, with z = x W1 + b1, a = tanh z, g = 1 − a², s = a W2 + b2:
+      Jacobian   ∂sₖ/∂xᵢ = Σⱼ W1[i,j] gⱼ W2[j,k]
+      exact      tr ∇ₓs  = Σⱼ gⱼ cⱼ,          cⱼ = Σᵢ W1[i,j] W2[j,i]        (c (H,), shared)
+      Hutchinson uᵀ∇ₓs u = Σⱼ gⱼ cₙⱼ,  cₙⱼ = (u W1)ₙⱼ (u W2ᵀ)ₙⱼ   (probe u (N,d), c (N,H))
+    Both are T = (1/N) Σₙⱼ gₙⱼ cₙⱼ, so one backward pass serves both. Second-order terms:
+      through g:  ∂gⱼ/∂zⱼ = −2 aⱼ gⱼ            ⇒  dz += −2 a g c / N
+      through c (exact):       ∂cⱼ/∂W1[i,j] = W2[j,i], ∂cⱼ/∂W2[j,i] = W1[i,j]
+                               ⇒ dW1 += ḡ ⊙ W2ᵀ,  dW2 += ḡ ⊙ W1ᵀ,  ḡⱼ = (1/N) Σₙ gₙⱼ
+      through c (Hutchinson):  dW1 += uᵀ (g ⊙ (u W2ᵀ)) / N,  dW2 += (g ⊙ (u W1))ᵀ u / N
+    The ½|s|² term backpropagates as usual with ds = s / N.
+    Cost O(N·H·d): no loop over dimensions. `probes` (N,d): Gaussian or Rademacher.
+    """
+    _check_x(p, x)
+    n = x.shape[0]
+    W1, W2 = p["W1"], p["W2"]
+    a = tanh_forward(affine_forward(x, W1, p["b1"]))       # (N, H)
+    g = 1.0 - a * a                                         # (N, H)
+    s = affine_forward(a, W2, p["b2"])                      # (N, d)
+    if probes is None:
+        c = (W1 * W2.T).sum(axis=0)                         # (H,)
+        trace = g @ c                                       # (N,)
+    else:
+        _check_rows("probes", probes, n, 2, x.shape[1])
+        u1 = probes @ W1                                    # (N, H)
+        u2 = probes @ W2.T                                  # (N, H)
+        c = u1 * u2                                         # (N, H)
+        trace = (g * c).sum(axis=1)                         # (N,)
+    loss = (trace + 0.5 * (s * s).sum(axis=1)).mean()
+
+    ds = s / n                                              # (N, d)
+    da, dW2, db2 = affine_backward(ds, a, W2)
+    dz = tanh_backward(da, a) - 2.0 * a * g * c / n         # (N, H)
+    _, dW1, db1 = affine_backward(dz, x, W1)
+    if probes is None:
+        gbar = g.mean(axis=0)                               # (H,)
+        dW1 = dW1 + gbar * W2.T
+        dW2 = dW2 + gbar[:, None] * W1.T
+    else:
+        dW1 = dW1 + probes.T @ (g * u2) / n
+        dW2 = dW2 + (g * u1).T @ probes / n
+    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}

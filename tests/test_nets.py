@@ -1,0 +1,215 @@
+"""Every hand-derived gradient in nets.py against float64 central differences, on shapes,
+seeds and values drawn by hypothesis; plus the score-matching trace and Hutchinson checks."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import nets
+from autograd_lite import numerical_grad
+from helpers import FD_STEP, assert_grads_match
+
+dims = st.integers(1, 3)
+acts = st.integers(1, 2)
+hiddens = st.integers(1, 16)
+batches = st.integers(1, 32)
+seeds = st.integers(0, 2**32 - 1)
+
+
+def _actor_case(d, k, hidden, n, seed):
+    rng = np.random.default_rng(seed)
+    p = nets.init_actor(d, k, rng, hidden=hidden, dtype=np.float64, xp=np)
+    x = rng.normal(0.0, 1.5, size=(n, d))
+    a = rng.normal(0.0, 1.5, size=(n, k))
+    adv = rng.normal(0.0, 1.0, size=n)
+    return rng, p, x, a, adv
+
+
+@given(dims, acts, hiddens, batches, seeds)
+def test_actor_loss_gradient(d, k, hidden, n, seed):
+    _, p, x, a, adv = _actor_case(d, k, hidden, n, seed)
+    _, grads = nets.actor_loss_and_grad(p, x, a, adv)
+    num = numerical_grad(lambda q: nets.actor_loss_and_grad(q, x, a, adv)[0], p, FD_STEP)
+    assert_grads_match(grads, num)
+
+
+@given(dims, acts, hiddens, batches, seeds, st.floats(0.05, 0.5), st.floats(0.0, 0.1))
+def test_ppo_loss_gradient(d, k, hidden, n, seed, clip, ent_coef):
+    rng, p, x, a, adv = _actor_case(d, k, hidden, n, seed)
+    # old log-probs spread so that ratios fall on both sides of the clip range
+    logp_old = nets.actor_log_prob(p, x, a) + rng.normal(0.0, 0.5, size=n)
+    ratio = np.exp(nets.actor_log_prob(p, x, a) - logp_old)
+    # the loss has kinks at ρ = 1 ± clip: central differences are invalid right at them
+    assume(np.min(np.abs(ratio - (1 - clip))) > 1e-3 and np.min(np.abs(ratio - (1 + clip))) > 1e-3)
+    loss_fn = lambda q: nets.ppo_loss_and_grad(q, x, a, adv, logp_old, clip, ent_coef)[0]  # noqa: E731
+    _, grads = nets.ppo_loss_and_grad(p, x, a, adv, logp_old, clip, ent_coef)
+    assert_grads_match(grads, numerical_grad(loss_fn, p, FD_STEP))
+
+
+@given(dims, acts, hiddens, batches, seeds)
+def test_ppo_equals_policy_gradient_at_ratio_one(d, k, hidden, n, seed):
+    _, p, x, a, adv = _actor_case(d, k, hidden, n, seed)
+    logp_old = nets.actor_log_prob(p, x, a)  # ρ = 1 exactly
+    loss_ppo, g_ppo = nets.ppo_loss_and_grad(p, x, a, adv, logp_old, 0.2, 0.0)
+    loss_pg, g_pg = nets.actor_loss_and_grad(p, x, a, adv)
+    # the losses differ by a constant (ρA vs A log π) but the gradients are the same
+    for key in g_pg:
+        np.testing.assert_allclose(g_ppo[key], g_pg[key], rtol=1e-10, atol=1e-14)
+
+
+@given(dims, hiddens, batches, seeds)
+def test_critic_loss_gradient(d, hidden, n, seed):
+    rng = np.random.default_rng(seed)
+    p = nets.init_critic(d, rng, hidden=hidden, dtype=np.float64, xp=np)
+    x = rng.normal(0.0, 1.5, size=(n, d))
+    y = rng.normal(0.0, 1.0, size=n)
+    _, grads = nets.critic_loss_and_grad(p, x, y)
+    num = numerical_grad(lambda q: nets.critic_loss_and_grad(q, x, y)[0], p, FD_STEP)
+    assert_grads_match(grads, num)
+
+
+def _score_case(d, hidden, n, seed):
+    rng = np.random.default_rng(seed)
+    p = nets.init_score(d, rng, hidden=hidden, dtype=np.float64, xp=np)
+    p = {k: 2.0 * v for k, v in p.items()}  # larger weights: tanh curvature matters
+    x = rng.normal(0.0, 1.5, size=(n, d))
+    return rng, p, x
+
+
+@given(dims, hiddens, batches, seeds)
+def test_score_loss_gradient_exact_trace(d, hidden, n, seed):
+    _, p, x = _score_case(d, hidden, n, seed)
+    _, grads = nets.score_loss_and_grad(p, x)
+    num = numerical_grad(lambda q: nets.score_loss_and_grad(q, x)[0], p, FD_STEP)
+    assert_grads_match(grads, num)
+
+
+@given(dims, hiddens, batches, seeds, st.sampled_from(["gaussian", "rademacher"]))
+def test_score_loss_gradient_hutchinson(d, hidden, n, seed, kind):
+    rng, p, x = _score_case(d, hidden, n, seed)
+    z = rng.standard_normal((n, d)) if kind == "gaussian" else rng.choice([-1.0, 1.0], (n, d))
+    _, grads = nets.score_loss_and_grad(p, x, probes=z)
+    num = numerical_grad(lambda q: nets.score_loss_and_grad(q, x, probes=z)[0], p, FD_STEP)
+    assert_grads_match(grads, num)
+
+
+def _trace_term(p, x, probes=None):
+    """Per-sample trace term of the loss: run the loss on one sample at a time."""
+    out = []
+    for i in range(x.shape[0]):
+        xi = x[i:i + 1]
+        loss, _ = nets.score_loss_and_grad(p, xi, None if probes is None else probes[i:i + 1])
+        s = nets.score_forward(p, xi)
+        out.append(loss - 0.5 * np.sum(s * s))
+    return np.array(out)
+
+
+@given(dims, hiddens, st.integers(1, 6), seeds)
+def test_exact_trace_is_the_jacobian_trace(d, hidden, n, seed):
+    """The closed-form trace equals the trace of the Jacobian ∇ₓs found by differencing s."""
+    _, p, x = _score_case(d, hidden, n, seed)
+    h = 1e-6
+    fd_trace = np.zeros(n)
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = h
+        fd_trace += (nets.score_forward(p, x + e)[:, i] - nets.score_forward(p, x - e)[:, i]) / (2 * h)
+    np.testing.assert_allclose(_trace_term(p, x), fd_trace, rtol=1e-7, atol=1e-8)
+
+
+def test_hutchinson_is_unbiased():
+    """The mean of zᵀ∇ₓs z over many probes approaches the exact trace, for Gaussian and
+    Rademacher probes, within 5 standard errors estimated from the probes themselves."""
+    rng = np.random.default_rng(1234)
+    d, hidden, n_probes = 3, 16, 20000
+    p = {k: 2.0 * v for k, v in nets.init_score(d, rng, hidden=hidden, dtype=np.float64, xp=np).items()}
+    x = rng.normal(0.0, 1.0, size=(1, d))
+    exact = _trace_term(p, x)[0]
+    xs = np.repeat(x, n_probes, axis=0)
+    for z in (rng.standard_normal((n_probes, d)), rng.choice([-1.0, 1.0], (n_probes, d))):
+        est = _hutchinson_per_probe(p, xs, z)
+        se = est.std(ddof=1) / np.sqrt(n_probes)
+        assert se > 0  # d = 3: the estimator really is random
+        assert abs(est.mean() - exact) < 5 * se, (est.mean(), exact, se)
+
+
+def _hutchinson_per_probe(p, xs, z):
+    """zₙᵀ ∇ₓs(xₙ) zₙ for every row at once (the loss only returns their mean; the bound
+    needs their spread). Checked against the loss itself in the next test."""
+    a = np.tanh(xs @ p["W1"] + p["b1"])
+    return ((1 - a * a) * (z @ p["W1"]) * (z @ p["W2"].T)).sum(axis=1)
+
+
+def test_hutchinson_helper_agrees_with_loss():
+    """The per-probe helper above is the loss's own trace term (so the unbiasedness test
+    tests nets.py, not a copy)."""
+    rng = np.random.default_rng(7)
+    p = nets.init_score(2, rng, hidden=8, dtype=np.float64, xp=np)
+    x = rng.normal(size=(5, 2))
+    z = rng.standard_normal((5, 2))
+    np.testing.assert_allclose(_hutchinson_per_probe(p, x, z), _trace_term(p, x, z), rtol=1e-12)
+
+
+def test_rademacher_hutchinson_is_exact_in_one_dimension():
+    """In d = 1 a Rademacher probe has z² = 1, so the estimate equals the exact trace."""
+    rng = np.random.default_rng(3)
+    p = nets.init_score(1, rng, hidden=8, dtype=np.float64, xp=np)
+    x = rng.normal(size=(10, 1))
+    z = rng.choice([-1.0, 1.0], (10, 1))
+    exact, _ = nets.score_loss_and_grad(p, x)
+    hutch, _ = nets.score_loss_and_grad(p, x, probes=z)
+    assert abs(exact - hutch) < 1e-12
+
+
+# --- forward behaviour and input validation ---------------------------------------------
+
+def test_actor_sample_has_the_policy_moments():
+    rng = np.random.default_rng(0)
+    p = nets.init_actor(2, 2, rng, dtype=np.float64, xp=np)
+    x = np.tile(rng.normal(size=(1, 2)), (200000, 1))
+    a = nets.actor_sample(p, x, rng)
+    mean, std, _ = nets.actor_forward(p, x[:1])
+    np.testing.assert_allclose(a.mean(axis=0), mean[0], atol=5 * std.max() / np.sqrt(200000))
+    np.testing.assert_allclose(a.std(axis=0), std[0], rtol=0.01)
+    assert np.all(std >= nets.STD_FLOOR)
+
+
+def test_log_prob_and_entropy_match_scipy():
+    from scipy.stats import norm
+    rng = np.random.default_rng(1)
+    p = nets.init_actor(3, 2, rng, dtype=np.float64, xp=np)
+    x, a = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    mean, std, _ = nets.actor_forward(p, x)
+    np.testing.assert_allclose(nets.actor_log_prob(p, x, a),
+                               norm.logpdf(a, mean, std).sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(nets.actor_entropy(p, x), norm.entropy(0, std).sum(axis=1), rtol=1e-12)
+
+
+def test_float32_stays_float32():
+    rng = np.random.default_rng(2)
+    p = nets.init_score(2, rng, xp=np)
+    x = rng.normal(size=(4, 2)).astype(np.float32)
+    loss, grads = nets.score_loss_and_grad(p, x)
+    assert all(g.dtype == np.float32 for g in grads.values())
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda n: np.zeros((n, 1)), r"adv must have shape \(4,\), got \(4, 1\)"),
+    (lambda n: np.zeros(n + 1), r"adv must have shape \(4,\), got \(5,\)"),
+    (lambda n: np.zeros(n, dtype=int), r"adv must be a floating array"),
+])
+def test_actor_loss_rejects_bad_advantages(bad, match):
+    rng = np.random.default_rng(0)
+    p = nets.init_actor(1, 1, rng, dtype=np.float64, xp=np)
+    x, a = rng.normal(size=(4, 1)), rng.normal(size=(4, 1))
+    with pytest.raises(ValueError, match=match):
+        nets.actor_loss_and_grad(p, x, a, bad(4))
+
+
+def test_networks_reject_wrong_state_dimension():
+    rng = np.random.default_rng(0)
+    p = nets.init_critic(2, rng, dtype=np.float64, xp=np)
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 2\), got \(4, 3\)"):
+        nets.critic_forward(p, np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 2\), got \(4,\)"):
+        nets.critic_loss_and_grad(p, np.zeros(4), np.zeros(4))
