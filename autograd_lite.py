@@ -199,10 +199,15 @@ def clip_grad_norm(grads, max_norm):
 
     Returns the norm before clipping. When it exceeds max_norm every gradient is
     multiplied by max_norm / norm, so the new global norm equals max_norm exactly.
+    Raises ValueError if the norm is not finite (a nan/inf gradient).
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be positive, got {max_norm}")
-    total = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+    # squares summed in float64: in float32 a gradient entry of 1e20 would make the norm
+    # inf and the scale 0, silently zeroing every gradient
+    total = math.sqrt(sum(float((g.astype("float64") ** 2).sum()) for g in grads.values()))
+    if not math.isfinite(total):
+        raise ValueError(f"clip_grad_norm: the gradient norm is not finite ({total})")
     if total > max_norm:
         scale = max_norm / total
         for g in grads.values():
@@ -219,7 +224,9 @@ def lr_factor(step, total, warmup_frac=0.1, peak=10.0, final=0.25):
     """
     if total < 1 or not 0 <= step < total:
         raise ValueError(f"need 0 <= step < total and total >= 1, got step={step}, total={total}")
-    if total == 1:
+    if not 0 < warmup_frac < 1:
+        raise ValueError(f"warmup_frac must be in (0, 1), got {warmup_frac}")
+    if total == 1:  # a one-step run has no schedule: the base rate
         return 1.0
     f = step / (total - 1)  # fraction of the run done, 0 at the first step, 1 at the last
     if f <= warmup_frac:
@@ -242,14 +249,13 @@ def numerical_grad(loss_fn, params, h=1e-6):
         if p.dtype != np.float64:
             raise ValueError(f"numerical_grad needs float64 parameters, {k} is {p.dtype}")
         g = np.zeros_like(p)
-        flat, gflat = p.reshape(-1), g.reshape(-1)
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + h
+        for i in np.ndindex(p.shape):  # index p itself: works for any memory layout
+            old = p[i]
+            p[i] = old + h
             up = float(loss_fn(params))
-            flat[i] = old - h
+            p[i] = old - h
             down = float(loss_fn(params))
-            flat[i] = old
-            gflat[i] = (up - down) / (2.0 * h)
+            p[i] = old
+            g[i] = (up - down) / (2.0 * h)
         grads[k] = g
     return grads

@@ -20,6 +20,7 @@ from autograd_lite import (
     softplus_backward, softplus_forward, tanh_backward, tanh_forward, xp_of)
 
 STD_FLOOR = 1e-5  # added to the softplus std head so the policy never collapses to a point
+MAX_LOG_RATIO = 20.0  # PPO: log π − log π_old is capped here before exp (float32-safe)
 
 
 # ---------------------------------------------------------------------------------------
@@ -131,6 +132,7 @@ def actor_loss_and_grad(p, x, a, adv):
     n = x.shape[0]
     _check_rows("a", a, n, 2, mean.shape[1])
     _check_rows("adv", adv, n)
+    adv = adv.astype(x.dtype, copy=False)
     logp = gaussian_logprob_forward(a, mean, std)           # (N,)
     loss = -(adv * logp).mean()
     dmean, dstd = gaussian_logprob_backward(-adv / n, a, mean, std)
@@ -145,7 +147,7 @@ def ppo_loss_and_grad(p, x, a, adv, logp_old, clip, ent_coef):
 
     Gradient of the surrogate term in log π: −ρA/N where the unclipped term is the
     minimum, and 0 where the clipped one is (A > 0 and ρ > 1 + c, or A < 0 and ρ < 1 − c).
-    Entropy: dL/dσ = −ent_coef / (N σ).
+    Entropy: dL/dσ = −ent_coef / (N σ). log ρ is capped at MAX_LOG_RATIO before exp.
     """
     mean, std, cache = actor_forward(p, x)
     n = x.shape[0]
@@ -153,8 +155,12 @@ def ppo_loss_and_grad(p, x, a, adv, logp_old, clip, ent_coef):
     _check_rows("adv", adv, n)
     _check_rows("logp_old", logp_old, n)
     xp = xp_of(x)
+    adv, logp_old = adv.astype(x.dtype, copy=False), logp_old.astype(x.dtype, copy=False)
+    clip, ent_coef = float(clip), float(ent_coef)
     logp = gaussian_logprob_forward(a, mean, std)           # (N,)
-    ratio = xp.exp(logp - logp_old)                         # (N,)
+    # cap log ρ at MAX_LOG_RATIO so exp cannot overflow (then ρ·0 would be nan); beyond
+    # e^20 the sample is far outside the clip range anyway
+    ratio = xp.exp(xp.minimum(logp - logp_old, MAX_LOG_RATIO))  # (N,)
     surr = xp.minimum(ratio * adv, xp.clip(ratio, 1.0 - clip, 1.0 + clip) * adv)
     ent = gaussian_entropy_forward(std)                     # (N,)
     loss = -surr.mean() - ent_coef * ent.mean()
@@ -183,6 +189,7 @@ def critic_loss_and_grad(p, x, y):
     """
     _check_x(p, x)
     _check_rows("y", y, x.shape[0])
+    y = y.astype(x.dtype, copy=False)
     h = tanh_forward(affine_forward(x, p["W1"], p["b1"]))  # (N, H)
     v = affine_forward(h, p["W2"], p["b2"])[:, 0]          # (N,)
     err = y - v

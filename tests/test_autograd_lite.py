@@ -175,3 +175,22 @@ def test_backend_respects_numpy_override(monkeypatch):
 def test_to_numpy_and_xp_of_on_numpy():
     a = np.arange(3.0)
     assert al.xp_of(a) is np and al.to_numpy(a) is a
+
+
+def test_clip_sums_squares_in_float64_and_rejects_non_finite():
+    grads = {"w": np.array([1e20, 1.0], np.float32)}  # Σg² overflows float32
+    al.clip_grad_norm(grads, 1.0)
+    np.testing.assert_allclose(grads["w"], [1.0, 1e-20], rtol=1e-6)
+    with pytest.raises(ValueError, match="not finite"):
+        al.clip_grad_norm({"w": np.array([np.nan, 1.0])}, 1.0)
+
+
+def test_numerical_grad_works_on_non_contiguous_arrays():
+    p = {"w": np.arange(6.0).reshape(3, 2).T}  # a transposed view: reshape(-1) would copy
+    g = al.numerical_grad(lambda q: np.sum(q["w"] ** 2), p, FD_STEP)
+    np.testing.assert_allclose(g["w"], 2 * p["w"], rtol=1e-8, atol=1e-8)
+
+
+def test_schedule_rejects_bad_warmup():
+    with pytest.raises(ValueError, match="warmup_frac"):
+        al.lr_factor(0, 10, warmup_frac=0.0)
