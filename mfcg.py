@@ -9,12 +9,19 @@ where m is the mean of the global law (the competitive, exogenous population) an
 mean of the local law (the agent's own cooperative group). Time is discretised by
 Euler–Maruyama with step Δt; the reward is −f Δt and the discount γ = e^{−βΔt}.
 """
+import json
 import math
+import os
+import signal
+import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from autograd_lite import check_array, to_numpy, xp_of
+import nets
+from autograd_lite import (adam_init, adam_update, check_array, clip_grad_norm, get_xp,
+                           lr_factor, to_numpy, xp_of)
 
 
 # ---------------------------------------------------------------------------------------
@@ -233,3 +240,591 @@ def density_from_score(score_fn, lo, hi, n=2001):
     mean = np.trapezoid(grid * p, grid)
     var = np.trapezoid((grid - mean) ** 2 * p, grid)
     return {"grid": grid, "density": p, "mean": float(mean), "std": float(math.sqrt(var))}
+
+
+# ---------------------------------------------------------------------------------------
+# Configuration and presets
+# ---------------------------------------------------------------------------------------
+
+ALGOS = ("ac", "b", "m", "drl")
+PRESETS = ("quick", "paper")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a training run needs; saved with every run and checkpoint.
+
+    Paper symbols in brackets. `preset(name, algo)` builds the named settings."""
+    algo: str = "b"                 # which algorithm: ac, b, m or drl
+    steps: int = 200_000            # [N] training steps
+    batch: int = 8192               # [B] agents simulated in parallel (AC: 1)
+    minibatch: int = 1024           # [b] minibatch size, M only; B must be divisible by it
+    n_samples: int = 1000           # [k] Langevin samples per pool (global and local)
+    langevin_steps: int = 200       # Langevin iterations per refresh
+    eps_langevin: float = 0.05      # [ε] Langevin step size
+    langevin_every: int = 1         # refresh the pools when n % this == 0 (M: 50)
+    hutchinson: bool = False        # score loss with Hutchinson's trace (M) or the exact one
+    lr_actor: float = 5e-6          # [ρ_Π]
+    lr_critic: float = 1e-5         # [ρ_V]
+    lr_global: float = 1e-6         # [ρ_Σ] global score: slow, the competitive population
+    lr_local: float = 5e-4          # [ρ_Σ̃] local score: fast, the agent's own group
+    schedule: bool = True           # rates ×1 → ×10 over the first 10 %, → ×0.25 at the end
+    target_every: int = 200         # hard copy critic → target when n % this == 0; 0: no target
+    grad_clip: float = 1.0          # global-norm clip of actor and critic gradients; 0: off
+    rollout: int = 256              # [M] DRL rollout length
+    ppo_clip: float = 0.2           # [ε_clip]
+    gae_lambda: float = 0.95        # [λ]
+    ent_coef: float = 0.01          # [c_ent]
+    ppo_epochs: int = 1             # PPO updates per rollout (Algorithm 4: one)
+    hidden_actor: int = 64
+    hidden_critic: int = 128
+    hidden_score: int = 128
+    dtype: str = "float32"          # float32 (training) or float64
+    seed: int = 0
+    eval_every: int = 1000          # evaluate (and record history) every this many steps
+    eval_samples: int = 2048        # points x ~ limiting law for control/value errors
+    eval_langevin_steps: int = 200  # Langevin iterations from N(0, 1) for evaluation samples
+    checkpoint_every: int = 10_000  # write the checkpoint every this many steps (with run_dir)
+    problem: LQProblem = field(default_factory=LQProblem)
+
+    def __post_init__(self):
+        if isinstance(self.problem, dict):  # from JSON
+            object.__setattr__(self, "problem", LQProblem(**self.problem))
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
+        positive_ints = ["steps", "batch", "minibatch", "n_samples", "langevin_steps",
+                         "langevin_every", "rollout", "ppo_epochs", "hidden_actor",
+                         "hidden_critic", "hidden_score", "eval_every", "eval_samples",
+                         "eval_langevin_steps", "checkpoint_every"]
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ["eps_langevin", "lr_actor", "lr_critic", "lr_global", "lr_local"]:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ["target_every", "grad_clip", "ent_coef"]:
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 < self.ppo_clip < 1:
+            raise ValueError(f"ppo_clip must be in (0, 1), got {self.ppo_clip}")
+        if not 0 <= self.gae_lambda <= 1:
+            raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.algo == "m" and self.batch % self.minibatch:
+            raise ValueError(f"batch ({self.batch}) must be divisible by minibatch ({self.minibatch})")
+
+    def to_dict(self):
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["problem"] = {k: getattr(self.problem, k) for k in self.problem.__dataclass_fields__}
+        return d
+
+
+def preset(name, algo, **overrides):
+    """The named settings for one algorithm, with any field overridden.
+
+    paper  BENCHMARK_NOTES §1 exactly: AC is Algorithm 1's single agent (B = 1, no target
+           network, no clipping); B, M and DRL use B = 8192, a target copy every 200 steps
+           and clip 1.0; M uses b = 1024, Hutchinson probes and Langevin every 50 steps and
+           runs 20,000 steps, the others 200,000.
+    quick  the same algorithms scaled to about a minute each on a 2-core CPU (see QUICK).
+    """
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {PRESETS}, got {name!r}")
+    if algo not in ALGOS:
+        raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
+    per_algo = {
+        "ac": dict(batch=1, target_every=0, grad_clip=0.0),
+        "b": dict(),
+        "m": dict(steps=20_000, langevin_every=50, hutchinson=True),
+        # Algorithm 4 bootstraps GAE with V_θn itself, so its line-25 target copy would
+        # have no reader: DRL keeps no target network
+        "drl": dict(target_every=0),
+    }[algo]
+    settings = dict(algo=algo, **per_algo)
+    if name == "quick":
+        settings.update(QUICK)
+        settings.update(QUICK_PER_ALGO[algo])
+    settings.update(overrides)
+    return Config(**settings)
+
+
+# The quick preset: same networks, problem and schedule; fewer agents and Langevin
+# iterations (persistent chains move little per step), ten times the learning rates.
+QUICK = dict(batch=1024, minibatch=256, langevin_steps=10, eval_langevin_steps=200,
+             lr_actor=5e-5, lr_critic=1e-4, lr_global=1e-5, lr_local=5e-3,
+             eval_every=250, checkpoint_every=1000, rollout=32)
+QUICK_PER_ALGO = {"ac": dict(batch=1, steps=4000), "b": dict(steps=3000),
+                  "m": dict(steps=2000, langevin_every=50), "drl": dict(steps=3000)}
+
+
+# ---------------------------------------------------------------------------------------
+# Training state: one plain dict, all a trainer needs and all a checkpoint holds
+# ---------------------------------------------------------------------------------------
+
+NETWORKS = ("actor", "critic", "score_global", "score_local")
+
+
+def make_rng(seed, xp=None):
+    """The training random stream: a NumPy Generator (saved exactly in checkpoints) or,
+    on CuPy, a CuPy Generator seeded alike."""
+    xp = xp or get_xp()
+    return np.random.default_rng(seed) if xp is np else xp.random.default_rng(seed)
+
+
+def init_state(cfg, xp=None):
+    """Networks, Adam states, target critic, agents X₀ ~ N(0, I), both Langevin pools from
+    N(0, I), the RNG and the step counter n = 0 (Algorithms 1–4, lines 1–3)."""
+    xp = xp or get_xp()
+    d, dtype = cfg.problem.dim, np.dtype(cfg.dtype)
+    host = np.random.default_rng(cfg.seed)  # initial weights: identical on every backend
+    params = {
+        "actor": nets.init_actor(d, d, host, cfg.hidden_actor, dtype, xp),
+        "critic": nets.init_critic(d, host, cfg.hidden_critic, dtype, xp),
+        "score_global": nets.init_score(d, host, cfg.hidden_score, dtype, xp),
+        "score_local": nets.init_score(d, host, cfg.hidden_score, dtype, xp),
+    }
+    rng = make_rng(cfg.seed + 1, xp)
+    state = {
+        "step": 0,
+        "params": params,
+        "adam": {k: adam_init(v) for k, v in params.items()},
+        "target": {k: v.copy() for k, v in params["critic"].items()} if cfg.target_every else None,
+        "x": rng.standard_normal((cfg.batch, d), dtype=dtype),
+        "pool_global": rng.standard_normal((cfg.n_samples, d), dtype=dtype),
+        "pool_local": rng.standard_normal((cfg.n_samples, d), dtype=dtype),
+        "m": xp.zeros(d, dtype=dtype),        # current global mean m (set by each refresh)
+        "m_tilde": xp.zeros(d, dtype=dtype),  # current local mean m̃
+        "buffer": [],                          # DRL rollout: one dict per stored step
+        "rng": rng,
+        "history": [],
+        "loss_sums": {},                       # losses summed since the last evaluation
+        "loss_counts": {},
+    }
+    return state
+
+
+# ---------------------------------------------------------------------------------------
+# The shared step functions
+# ---------------------------------------------------------------------------------------
+
+def learning_rates(cfg, n):
+    """The four learning rates at step n (the paper's schedule, or constant)."""
+    f = lr_factor(n, cfg.steps) if cfg.schedule else 1.0
+    return {"actor": f * cfg.lr_actor, "critic": f * cfg.lr_critic,
+            "score_global": f * cfg.lr_global, "score_local": f * cfg.lr_local}
+
+
+def _adam_step(state, name, grads, lr):
+    adam_update(state["params"][name], grads, state["adam"][name], lr)
+
+
+def _finite(state, name, loss):
+    """Return the loss as a float; raise FloatingPointError naming the network and the
+    step if it is not finite (checked before any clipping or update uses it)."""
+    value = float(loss)
+    if not math.isfinite(value):
+        raise FloatingPointError(f"non-finite {name} loss ({value}) at step {state['step']}")
+    return value
+
+
+def score_update(state, cfg, x, lrs):
+    """One Adam step on each score network's score-matching loss at the agents' states x.
+
+    Both networks see the same states; they differ only in learning rate (global slow,
+    local fast). Hutchinson probes z ~ N(0, I) when cfg.hutchinson, else the exact trace.
+    Returns the two losses."""
+    losses = {}
+    for name in ("score_global", "score_local"):
+        probes = state["rng"].standard_normal(x.shape, dtype=x.dtype) if cfg.hutchinson else None
+        loss, grads = nets.score_loss_and_grad(state["params"][name], x, probes)
+        losses[name] = _finite(state, name, loss)
+        _adam_step(state, name, grads, lrs[name])
+    return losses
+
+
+def langevin_refresh(state, cfg):
+    """Continue both persistent Langevin chains under the current score networks and set
+    m, m̃ to the pools' means (Algorithms 1–4, line 8/9/10)."""
+    for pool, net, mean in (("pool_global", "score_global", "m"), ("pool_local", "score_local", "m_tilde")):
+        p = state["params"][net]
+        state[pool] = langevin(lambda z, p=p: nets.score_forward(p, z), state[pool],
+                               cfg.langevin_steps, cfg.eps_langevin, state["rng"])
+        state[mean] = state[pool].mean(axis=0)
+
+
+def act_and_step(state, cfg, x):
+    """Sample actions, observe rewards and next states for the agents x (lines 9–11)."""
+    pb = cfg.problem
+    a = nets.actor_sample(state["params"]["actor"], x, state["rng"])   # (B, d)
+    r = pb.reward(x, state["m"], state["m_tilde"], a)                   # (B,)
+    x_next = pb.step(x, a, state["rng"])                                # (B, d)
+    return a, r, x_next
+
+
+def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
+    """One TD(0) actor–critic update (Algorithm 2, lines 12–17).
+
+        y = r + γ T(x')          T the target critic, or the critic itself without one
+        δ = y − V(x)             per-sample TD error, the advantage (N,)
+        critic: Adam on mean (y − V(x))²;  actor: Adam on −mean(δ · log π(a|x))
+    Gradients are clipped to cfg.grad_clip (global norm) when it is positive."""
+    critic = state["params"]["critic"]
+    bootstrap = state["target"] if state["target"] is not None else critic
+    y = r + cfg.problem.discount * nets.critic_forward(bootstrap, x_next)   # (B,)
+    delta = y - nets.critic_forward(critic, x)                               # (B,)
+    loss_v, g_v = nets.critic_loss_and_grad(critic, x, y)
+    loss_pi, g_pi = nets.actor_loss_and_grad(state["params"]["actor"], x, a, delta)
+    losses = {"critic": _finite(state, "critic", loss_v), "actor": _finite(state, "actor", loss_pi)}
+    if cfg.grad_clip:
+        clip_grad_norm(g_v, cfg.grad_clip)
+        clip_grad_norm(g_pi, cfg.grad_clip)
+    _adam_step(state, "critic", g_v, lrs["critic"])
+    _adam_step(state, "actor", g_pi, lrs["actor"])
+    return losses
+
+
+def gae(rewards, values, next_values, gamma, lam):
+    """Generalised advantage estimation along time, independently for every agent.
+
+    rewards, values, next_values (M, B): r_m, V(X_m), V(X_{m+1}). Implements Algorithm 4
+    line 15, with Â_M = 0:
+        δ_m = r_m + γ V(X_{m+1}) − V(X_m),   Â_m = δ_m + γλ Â_{m+1},   R̂_m = Â_m + V(X_m)
+    Returns (advantages, returns), both (M, B). Agents are never chained into each other.
+    Example: one agent, γ = λ = 1, r = [1, 1], V ≡ 0 → Â = [2, 1].
+    """
+    xp = xp_of(rewards)
+    deltas = rewards + gamma * next_values - values
+    adv = xp.zeros_like(deltas)
+    running = xp.zeros_like(deltas[0])
+    for m in range(deltas.shape[0] - 1, -1, -1):
+        running = deltas[m] + gamma * lam * running
+        adv[m] = running
+    return adv, adv + values
+
+
+def ppo_update(state, cfg, lrs):
+    """Algorithm 4, lines 15–20: GAE over the stored rollout with the current critic, one
+    critic step on the GAE returns, cfg.ppo_epochs PPO steps (clip, entropy bonus), and the
+    buffer cleared."""
+    buf = state["buffer"]
+    critic, actor = state["params"]["critic"], state["params"]["actor"]
+    d = cfg.problem.dim
+    xs = _stack(buf, "x")                                         # (M, B, d)
+    xs_next = _stack(buf, "x_next")                               # (M, B, d)
+    acts = _stack(buf, "a")                                       # (M, B, d)
+    rews = _stack(buf, "r")                                       # (M, B)
+    flat_x, flat_a = xs.reshape(-1, d), acts.reshape(-1, d)       # (M·B, d)
+    values = nets.critic_forward(critic, flat_x).reshape(rews.shape)
+    next_values = nets.critic_forward(critic, xs_next.reshape(-1, d)).reshape(rews.shape)
+    adv, returns = gae(rews, values, next_values, cfg.problem.discount, cfg.gae_lambda)
+    loss_v, g_v = nets.critic_loss_and_grad(critic, flat_x, returns.reshape(-1))
+    losses = {"critic": _finite(state, "critic", loss_v)}
+    if cfg.grad_clip:
+        clip_grad_norm(g_v, cfg.grad_clip)
+    _adam_step(state, "critic", g_v, lrs["critic"])
+    logp_old = nets.actor_log_prob(actor, flat_x, flat_a)         # ψ_old = ψ_n
+    for _ in range(cfg.ppo_epochs):
+        loss_pi, g_pi = nets.ppo_loss_and_grad(actor, flat_x, flat_a, adv.reshape(-1), logp_old,
+                                               cfg.ppo_clip, cfg.ent_coef)
+        losses["actor"] = _finite(state, "actor", loss_pi)
+        if cfg.grad_clip:
+            clip_grad_norm(g_pi, cfg.grad_clip)
+        _adam_step(state, "actor", g_pi, lrs["actor"])
+    state["buffer"] = []
+    return losses
+
+
+def _stack(buffer, key):
+    xp = xp_of(buffer[0][key])
+    return xp.stack([entry[key] for entry in buffer])
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation against the closed form
+# ---------------------------------------------------------------------------------------
+
+def evaluate(state, cfg):
+    """A flat dict of named numbers comparing the learned solution with the closed form.
+
+    global_/local_ mean, std      from k fresh Langevin samples (from N(0, I), as the paper)
+    ..._mean_density, _std_density from the score read-out, no sampler (d = 1; else nan)
+    control_rmse                  actor mean vs α̂ over x ~ the limiting law
+    control_rmse_mfg              actor mean vs the non-cooperative control
+    value_rmse, value_rmse_paper  −critic vs the cost-to-go of α̂, vs the appendix formula
+    mean_error, mean_error_mfg    |local_mean − m*|, |local_mean − m_mfg| (Euclidean)
+    Uses its own random stream (seeded by seed and step): evaluating never changes training.
+    """
+    pb, sol = cfg.problem, cfg.problem.solution()
+    xp = xp_of(state["x"])
+    dtype = state["x"].dtype
+    rng = make_rng([cfg.seed, state["step"], 7], xp) if xp is np else make_rng(cfg.seed * 7919 + state["step"], xp)
+    out = {}
+    for tag, net in (("global", "score_global"), ("local", "score_local")):
+        p = state["params"][net]
+        pool = rng.standard_normal((cfg.n_samples, pb.dim), dtype=dtype)
+        samples = to_numpy(langevin(lambda z, p=p: nets.score_forward(p, z), pool,
+                                    cfg.eval_langevin_steps, cfg.eps_langevin, rng))
+        out[f"{tag}_mean"] = float(np.linalg.norm(samples.mean(axis=0))) if pb.dim > 1 else float(samples.mean())
+        out[f"{tag}_std"] = float(samples.std(axis=0).mean())
+        if pb.dim == 1:
+            read = density_from_score(lambda g, p=p: nets.score_forward(p, xp.asarray(g, dtype=dtype)),
+                                      sol.mean - 10 * sol.std, sol.mean + 10 * sol.std)
+            out[f"{tag}_mean_density"], out[f"{tag}_std_density"] = read["mean"], read["std"]
+        else:
+            out[f"{tag}_mean_density"] = out[f"{tag}_std_density"] = math.nan
+        out[f"_{tag}_mean_vec"] = samples.mean(axis=0)
+    x_eval = sol.mean + sol.std * to_numpy(rng.standard_normal((cfg.eval_samples, pb.dim), dtype=dtype)).astype(np.float64)
+    mean_a, _, _ = nets.actor_forward(state["params"]["actor"], xp.asarray(x_eval, dtype=dtype))
+    mean_a = to_numpy(mean_a).astype(np.float64)
+    neg_v = -to_numpy(nets.critic_forward(state["params"]["critic"], xp.asarray(x_eval, dtype=dtype))).astype(np.float64)
+    rmse = lambda a, b: float(np.sqrt(np.mean((a - b) ** 2)))  # noqa: E731
+    out["control_rmse"] = rmse(mean_a, sol.control(x_eval))
+    out["control_rmse_mfg"] = rmse(mean_a, sol.control_mfg(x_eval))
+    out["value_rmse"] = rmse(neg_v, sol.value(x_eval))
+    out["value_rmse_paper"] = rmse(neg_v, sol.value_paper(x_eval))
+    local = out.pop("_local_mean_vec")
+    out.pop("_global_mean_vec")
+    out["mean_error"] = float(np.linalg.norm(local - sol.mean))
+    out["mean_error_mfg"] = float(np.linalg.norm(local - sol.mean_mfg))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Checkpoints: one .npz, written atomically, that resumes a run bit-for-bit (NumPy)
+# ---------------------------------------------------------------------------------------
+
+def save_checkpoint(path, state, cfg):
+    """Write every array of the state, the RNG state, the step, the history and the config
+    to `path` (an .npz), via a temporary file and an atomic rename."""
+    arrays = {}
+    for net, params in state["params"].items():
+        for k, v in params.items():
+            arrays[f"params/{net}/{k}"] = to_numpy(v)
+        for moment in ("m", "v"):
+            for k, v in state["adam"][net][moment].items():
+                arrays[f"adam/{net}/{moment}/{k}"] = to_numpy(v)
+        arrays[f"adam/{net}/t"] = np.array(state["adam"][net]["t"])
+    if state["target"] is not None:
+        for k, v in state["target"].items():
+            arrays[f"target/{k}"] = to_numpy(v)
+    for key in ("x", "pool_global", "pool_local", "m", "m_tilde"):
+        arrays[key] = to_numpy(state[key])
+    if state["buffer"]:
+        for key in state["buffer"][0]:
+            arrays[f"buffer/{key}"] = to_numpy(_stack(state["buffer"], key))
+    rng = state["rng"]
+    rng_state = rng.bit_generator.state if isinstance(rng, np.random.Generator) else None
+    meta = {"step": state["step"], "config": cfg.to_dict(), "history": state["history"],
+            "rng": rng_state, "buffer_len": len(state["buffer"]),
+            "loss_sums": state["loss_sums"], "loss_counts": state["loss_counts"]}
+    arrays["meta"] = np.array(json.dumps(meta))
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, xp=None):
+    """Read a checkpoint written by save_checkpoint → (state, cfg)."""
+    xp = xp or get_xp()
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    meta = json.loads(str(data.pop("meta")))
+    cfg = Config(**meta["config"])
+    state = {"step": meta["step"], "history": meta["history"], "params": {}, "adam": {},
+             "target": None, "buffer": [], "loss_sums": meta["loss_sums"],
+             "loss_counts": meta["loss_counts"]}
+    for net in NETWORKS:
+        prefix = f"params/{net}/"
+        state["params"][net] = {k[len(prefix):]: xp.asarray(v) for k, v in data.items() if k.startswith(prefix)}
+        state["adam"][net] = {"t": int(data[f"adam/{net}/t"])}
+        for moment in ("m", "v"):
+            pre = f"adam/{net}/{moment}/"
+            state["adam"][net][moment] = {k[len(pre):]: xp.asarray(v) for k, v in data.items() if k.startswith(pre)}
+    if cfg.target_every:
+        state["target"] = {k[len("target/"):]: xp.asarray(v) for k, v in data.items() if k.startswith("target/")}
+    for key in ("x", "pool_global", "pool_local", "m", "m_tilde"):
+        state[key] = xp.asarray(data[key])
+    keys = [k[len("buffer/"):] for k in data if k.startswith("buffer/")]
+    state["buffer"] = [{k: xp.asarray(data[f"buffer/{k}"][i]) for k in keys} for i in range(meta["buffer_len"])]
+    if meta["rng"] is not None and xp is np:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = meta["rng"]
+    else:  # CuPy: no portable generator state; reseed from (seed, step)
+        rng = make_rng(cfg.seed * 1000003 + meta["step"], xp)
+    state["rng"] = rng
+    return state, cfg
+
+
+# ---------------------------------------------------------------------------------------
+# The training loop's bookkeeping, shared by the four trainers
+# ---------------------------------------------------------------------------------------
+
+class _Loop:
+    """Iterates n = state["step"] … min(until, cfg.steps) − 1 and, after each step, checks
+    the losses are finite, evaluates every cfg.eval_every steps (recording the history with
+    the mean losses and steps/s), and, when a run directory is given, checkpoints every
+    cfg.checkpoint_every steps and where the loop stops. Ctrl-C lets the current step
+    finish, writes the checkpoint, then raises KeyboardInterrupt: a checkpoint always
+    holds a whole number of steps, so resuming from it is exact."""
+
+    def __init__(self, state, cfg, run_dir=None, on_eval=None, until=None):
+        self.state, self.cfg, self.on_eval = state, cfg, on_eval
+        self.until = cfg.steps if until is None else min(until, cfg.steps)
+        self.path = os.path.join(run_dir, "checkpoint.npz") if run_dir else None
+        self.t_train, self.steps_timed = 0.0, 0
+        self.interrupted = False
+
+    def _on_sigint(self, signum, frame):
+        self.interrupted = True
+
+    def steps(self):
+        state, cfg = self.state, self.cfg
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if main else None
+        try:
+            while state["step"] < self.until:
+                t0 = time.perf_counter()
+                yield state["step"]
+                self.t_train += time.perf_counter() - t0
+                self.steps_timed += 1
+                state["step"] += 1
+                n = state["step"]
+                if n % cfg.eval_every == 0 or n == cfg.steps:
+                    self._record()
+                stop = self.interrupted or n == self.until
+                if self.path and (n % cfg.checkpoint_every == 0 or stop):
+                    self._check_params()
+                    save_checkpoint(self.path, state, cfg)
+                if self.interrupted:
+                    raise KeyboardInterrupt(f"interrupted after step {n}"
+                                            + (f"; checkpoint written to {self.path}" if self.path else ""))
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
+
+    def losses(self, losses):
+        """Accumulate this step's losses (floats, already checked finite) for the history."""
+        sums, counts = self.state["loss_sums"], self.state["loss_counts"]
+        for name, value in losses.items():
+            sums[name] = sums.get(name, 0.0) + value
+            counts[name] = counts.get(name, 0) + 1
+
+    def _check_params(self):
+        for net, params in self.state["params"].items():
+            for k, v in params.items():
+                if not bool(xp_of(v).isfinite(v).all()):
+                    raise FloatingPointError(f"non-finite parameter {net}.{k} at step {self.state['step']}")
+
+    def _record(self):
+        self._check_params()
+        rec = {"step": self.state["step"], **evaluate(self.state, self.cfg)}
+        sums, counts = self.state["loss_sums"], self.state["loss_counts"]
+        rec.update({f"loss_{k}": sums[k] / counts[k] for k in sorted(sums)})
+        rec["steps_per_second"] = self.steps_timed / self.t_train if self.t_train > 0 else math.nan
+        self.state["history"].append(rec)
+        self.state["loss_sums"], self.state["loss_counts"] = {}, {}
+        self.t_train, self.steps_timed = 0.0, 0
+        if self.on_eval:
+            self.on_eval(rec)
+
+
+# ---------------------------------------------------------------------------------------
+# The four trainers. Comments "L4–7" refer to the lines of the algorithm's box in paper.md.
+# ---------------------------------------------------------------------------------------
+
+def train_ac(cfg, state=None, run_dir=None, on_eval=None, until=None):
+    """IH-MFCG-AC (Algorithm 1): score updates, Langevin, one TD(0) actor–critic step.
+    With the paper preset a single agent (B = 1), no target network and no clipping."""
+    state = state if state is not None else init_state(cfg)              # L1–2
+    loop = _Loop(state, cfg, run_dir, on_eval, until)
+    for n in loop.steps():                                               # L3
+        lrs = learning_rates(cfg, n)
+        losses = score_update(state, cfg, state["x"], lrs)               # L4–7
+        langevin_refresh(state, cfg)                                     # L8
+        a, r, x_next = act_and_step(state, cfg, state["x"])              # L9–11
+        losses.update(actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs))  # L12–17
+        state["x"] = x_next
+        loop.losses(losses)
+    return state
+
+
+def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None):
+    """IH-MFCG-AC-B (Algorithm 2): B agents at once, a target critic copied every
+    cfg.target_every steps, clipped actor and critic gradients."""
+    state = state if state is not None else init_state(cfg)              # L1–2
+    loop = _Loop(state, cfg, run_dir, on_eval, until)
+    for n in loop.steps():                                               # L3
+        lrs = learning_rates(cfg, n)
+        losses = score_update(state, cfg, state["x"], lrs)               # L4–7
+        langevin_refresh(state, cfg)                                     # L8
+        a, r, x_next = act_and_step(state, cfg, state["x"])              # L9–11 (vectorised)
+        losses.update(actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs))  # L12–17
+        state["x"] = x_next
+        if cfg.target_every and n % cfg.target_every == 0:               # L18
+            state["target"] = {k: v.copy() for k, v in state["params"]["critic"].items()}
+        loop.losses(losses)
+    return state
+
+
+def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None):
+    """IH-MFCG-AC-M (Algorithm 3): each step permutes the agents and runs the score,
+    actor and critic updates minibatch by minibatch; score losses use Hutchinson probes;
+    the Langevin pools are refreshed once per step when n % cfg.langevin_every == 0."""
+    state = state if state is not None else init_state(cfg)              # L1–2
+    loop = _Loop(state, cfg, run_dir, on_eval, until)
+    b = cfg.minibatch
+    for n in loop.steps():                                               # L3
+        lrs = learning_rates(cfg, n)
+        x = state["x"][to_backend_perm(state, cfg.batch)]                # L4: permute
+        for j in range(cfg.batch // b):                                  # L5
+            xb = x[j * b:(j + 1) * b]                                    # (b, d)
+            losses = score_update(state, cfg, xb, lrs)                   # L6–9
+            if j == 0 and n % cfg.langevin_every == 0:                   # L10
+                langevin_refresh(state, cfg)
+            a, r, xb_next = act_and_step(state, cfg, xb)                 # L11–13
+            losses.update(actor_critic_update(state, cfg, xb, a, r, xb_next, lrs))  # L14–19
+            x[j * b:(j + 1) * b] = xb_next
+            loop.losses(losses)
+        state["x"] = x
+        if cfg.target_every and n % cfg.target_every == 0:               # L21
+            state["target"] = {k: v.copy() for k, v in state["params"]["critic"].items()}
+    return state
+
+
+def to_backend_perm(state, n):
+    """A random permutation of range(n), drawn from the training stream, on the backend."""
+    xp = xp_of(state["x"])
+    return xp.asarray(state["rng"].permutation(n))
+
+
+def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None):
+    """IH-MFCG-AC-DRL (Algorithm 4): transitions of B agents go into a rollout buffer;
+    every cfg.rollout steps, GAE per agent along time, one critic step on the GAE returns
+    and PPO (clip, entropy bonus) on the whole rollout, then the buffer is cleared."""
+    state = state if state is not None else init_state(cfg)              # L1–3
+    loop = _Loop(state, cfg, run_dir, on_eval, until)
+    for n in loop.steps():                                               # L4
+        lrs = learning_rates(cfg, n)
+        losses = score_update(state, cfg, state["x"], lrs)               # L5–8
+        langevin_refresh(state, cfg)                                     # L9
+        a, r, x_next = act_and_step(state, cfg, state["x"])              # L10–12
+        state["buffer"].append({"x": state["x"], "a": a, "r": r, "x_next": x_next})  # L13
+        state["x"] = x_next
+        if (n + 1) % cfg.rollout == 0:                                   # L14
+            losses.update(ppo_update(state, cfg, lrs))                   # L15–20
+        loop.losses(losses)
+    return state
+
+
+TRAINERS = {"ac": train_ac, "b": train_b, "m": train_m, "drl": train_drl}
+
+
+def train(cfg, state=None, run_dir=None, on_eval=None, until=None):
+    """Run cfg.algo's trainer from `state` (or from scratch) up to step `until` (default:
+    cfg.steps, the end of the run; the schedule always spans cfg.steps). Returns the state.
+    With `run_dir` it checkpoints to run_dir/checkpoint.npz; `on_eval(record)` is called
+    with each evaluation record."""
+    return TRAINERS[cfg.algo](cfg, state, run_dir, on_eval, until)
