@@ -3,6 +3,7 @@ Monte Carlo of the discounted cost, simulation of the population, exact discrete
 moments, and direct minimisation over affine feedbacks; plus the Langevin sampler and the
 density read-out."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -163,6 +164,8 @@ def gaussian_moment_cost(pb, slope, intercept, m, correction, mu0=0.3, s0=0.8):
     α(x) = −(slope x + intercept), X₀ ~ N(mu0, s0²), both means frozen at m. The law of Xₜ is
     Gaussian (Ornstein–Uhlenbeck): mean mₐ + (mu0 − mₐ)e^{−slope t}, mₐ = −intercept/slope,
     variance v∞ + (s0² − v∞)e^{−2 slope t}, v∞ = σ²/(2 slope). Integrated with quad."""
+    if slope <= 1e-3:  # unstable or nearly so: no stationary law; the optimum has slope 2Γ2 > 0
+        return math.inf
     m_a, v_inf = -intercept / slope, pb.sigma ** 2 / (2 * slope)
 
     def expected_cost(t):
@@ -190,7 +193,7 @@ coefficient_sets = st.fixed_dictionaries({
     "c5_tilde": st.floats(0.0, 1.0), "beta": st.floats(0.2, 3.0), "sigma": st.floats(0.1, 1.0)})
 
 
-@settings(max_examples=12)
+@settings(max_examples=int(os.environ.get("MFCG_AFFINE_EXAMPLES", 12)))
 @given(coefficient_sets)
 def test_closed_form_minimises_the_exact_cost_among_affine_feedbacks(coefs):
     """Two statements, on random problems where the closed form exists:
