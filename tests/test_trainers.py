@@ -303,3 +303,25 @@ def test_quick_preset_end_to_end(algo):
             assert abs(rec["local_std_density"] / rec["agents_std"] - 1) < 0.15
         else:
             assert gap_mean < rec["agents_std"]
+
+
+def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path):
+    """SIGINT (Ctrl-C) mid-run: the current step completes, the checkpoint is written at
+    that step, KeyboardInterrupt propagates, and resuming gives the uninterrupted result."""
+    import signal
+    cfg = tiny("b", steps=20, eval_every=5, checkpoint_every=100)
+    whole = mfcg.train(cfg)
+
+    def interrupt(record):
+        if record["step"] == 10:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered to the loop's handler
+
+    with pytest.raises(KeyboardInterrupt, match="interrupted after step 10"):
+        mfcg.train(cfg, run_dir=str(tmp_path), on_eval=interrupt)
+    state, cfg2 = mfcg.load_checkpoint(str(tmp_path / "checkpoint.npz"))
+    assert state["step"] == 10
+    resumed = mfcg.train(cfg2, state)
+    a, b = _arrays(whole), _arrays(resumed)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
