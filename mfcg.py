@@ -369,6 +369,7 @@ QUICK_PER_ALGO = {"ac": dict(batch=1, steps=4000), "b": dict(steps=3000),
 # ---------------------------------------------------------------------------------------
 
 NETWORKS = ("actor", "critic", "score_global", "score_local")
+TIMING_KEYS = ("steps_per_second", "wall_seconds")  # history fields that vary run to run
 
 
 def make_rng(seed, xp=None):
@@ -406,6 +407,8 @@ def init_state(cfg, xp=None):
         "history": [],
         "loss_sums": {},                       # losses summed since the last evaluation
         "loss_counts": {},
+        "wall_seconds": 0.0,                   # wall-clock time in training loops (with evals)
+        "train_seconds": 0.0,                  # time in training steps alone (for steps/s)
     }
     return state
 
@@ -550,6 +553,18 @@ def _stack(buffer, key):
 # Evaluation against the closed form
 # ---------------------------------------------------------------------------------------
 
+def _readout_range(sol, *sample_sets, width=10.0):
+    """Grid limits for the 1-d density read-out: the limiting law's m* ± width·std, widened
+    to cover every sample set's central 99 % plus half its width, so a population far from
+    m* is not cut off."""
+    lo, hi = sol.mean - width * sol.std, sol.mean + width * sol.std
+    for s in sample_sets:
+        q_lo, q_hi = np.quantile(s, [0.005, 0.995])  # quantiles: robust to stray chains
+        pad = 0.5 * (q_hi - q_lo) + 1e-3
+        lo, hi = min(lo, q_lo - pad), max(hi, q_hi + pad)
+    return float(lo), float(hi)
+
+
 def evaluate(state, cfg):
     """A flat dict of named numbers comparing the learned solution with the closed form.
 
@@ -578,7 +593,7 @@ def evaluate(state, cfg):
         out[f"{tag}_std"] = float(samples.std(axis=0).mean())
         if pb.dim == 1:
             read = density_from_score(lambda g, p=p: nets.score_forward(p, xp.asarray(g, dtype=dtype)),
-                                      sol.mean - 10 * sol.std, sol.mean + 10 * sol.std)
+                                      *_readout_range(sol, samples), n=4001)
             out[f"{tag}_mean_density"], out[f"{tag}_std_density"] = read["mean"], read["std"]
         else:
             out[f"{tag}_mean_density"] = out[f"{tag}_std_density"] = math.nan
@@ -604,6 +619,37 @@ def evaluate(state, cfg):
     out.pop("_global_mean_vec")
     out["mean_error"] = float(np.linalg.norm(local - sol.mean))
     out["mean_error_mfg"] = float(np.linalg.norm(local - sol.mean_mfg))
+    return out
+
+
+def final_curves(state, cfg, n_grid=201):
+    """The arrays the report's figures need, as NumPy float64 (d = 1 only):
+    grid (n_grid,), m* ± 6 std of the limiting law (the same for every run, so seeds can be
+    averaged), with neg_critic and actor_mean on it; global_/local_samples (k,), fresh
+    Langevin samples as in `evaluate`; density_grid (n_grid,), that range widened to cover
+    the samples, with global_/local_density from the score read-out."""
+    pb, sol = cfg.problem, cfg.problem.solution()
+    if pb.dim != 1:
+        raise ValueError(f"final_curves needs a 1-d problem, got dim={pb.dim}")
+    xp = xp_of(state["x"])
+    dtype = state["x"].dtype
+    rng = make_rng([cfg.seed, state["step"], 11], xp) if xp is np else make_rng(cfg.seed * 104729 + state["step"], xp)
+    out, scores = {}, {}
+    for tag, net in (("global", "score_global"), ("local", "score_local")):
+        p = state["params"][net]
+        scores[tag] = lambda z, p=p: nets.score_forward(p, xp.asarray(z, dtype=dtype))
+        pool = rng.standard_normal((cfg.n_samples, 1), dtype=dtype)
+        out[f"{tag}_samples"] = to_numpy(langevin(scores[tag], pool, cfg.eval_langevin_steps,
+                                                  cfg.eps_langevin, rng))[:, 0].astype(np.float64)
+    lo, hi = _readout_range(sol, out["global_samples"], out["local_samples"], width=6.0)
+    out["density_grid"] = np.linspace(lo, hi, n_grid)
+    for tag in ("global", "local"):
+        out[f"{tag}_density"] = density_from_score(scores[tag], lo, hi, n_grid)["density"]
+    grid = np.linspace(sol.mean - 6 * sol.std, sol.mean + 6 * sol.std, n_grid)  # same for every run
+    g = xp.asarray(grid[:, None], dtype=dtype)
+    out["grid"] = grid
+    out["neg_critic"] = -to_numpy(nets.critic_forward(state["params"]["critic"], g)).astype(np.float64)
+    out["actor_mean"] = to_numpy(nets.actor_forward(state["params"]["actor"], g)[0][:, 0]).astype(np.float64)
     return out
 
 
@@ -634,7 +680,8 @@ def save_checkpoint(path, state, cfg):
     rng_state = rng.bit_generator.state if isinstance(rng, np.random.Generator) else None
     meta = {"step": state["step"], "config": cfg.to_dict(), "history": state["history"],
             "rng": rng_state, "buffer_len": len(state["buffer"]),
-            "loss_sums": state["loss_sums"], "loss_counts": state["loss_counts"]}
+            "loss_sums": state["loss_sums"], "loss_counts": state["loss_counts"],
+            "wall_seconds": state["wall_seconds"], "train_seconds": state["train_seconds"]}
     arrays["meta"] = np.array(json.dumps(meta))
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as fh:
@@ -651,7 +698,8 @@ def load_checkpoint(path, xp=None):
     cfg = Config(**meta["config"])
     state = {"step": meta["step"], "history": meta["history"], "params": {}, "adam": {},
              "target": None, "buffer": [], "loss_sums": meta["loss_sums"],
-             "loss_counts": meta["loss_counts"]}
+             "loss_counts": meta["loss_counts"], "wall_seconds": meta["wall_seconds"],
+             "train_seconds": meta["train_seconds"]}
     for net in NETWORKS:
         prefix = f"params/{net}/"
         state["params"][net] = {k[len(prefix):]: xp.asarray(v) for k, v in data.items() if k.startswith(prefix)}
@@ -686,8 +734,8 @@ class _Loop:
     finish, writes the checkpoint, then raises KeyboardInterrupt: a checkpoint always
     holds a whole number of steps, so resuming from it is exact."""
 
-    def __init__(self, state, cfg, run_dir=None, on_eval=None, until=None):
-        self.state, self.cfg, self.on_eval = state, cfg, on_eval
+    def __init__(self, state, cfg, run_dir=None, on_eval=None, until=None, on_step=None):
+        self.state, self.cfg, self.on_eval, self.on_step = state, cfg, on_eval, on_step
         self.until = cfg.steps if until is None else min(until, cfg.steps)
         self.path = os.path.join(run_dir, "checkpoint.npz") if run_dir else None
         if run_dir:
@@ -702,16 +750,23 @@ class _Loop:
         state, cfg = self.state, self.cfg
         main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, self._on_sigint) if main else None
+        wall0, start = state.get("wall_seconds", 0.0), time.perf_counter()
         try:
             while state["step"] < self.until:
                 t0 = time.perf_counter()
                 yield state["step"]
-                self.t_train += time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                self.t_train += dt
+                state["train_seconds"] += dt
                 self.steps_timed += 1
                 state["step"] += 1
                 n = state["step"]
                 if n % cfg.eval_every == 0 or n == cfg.steps:
+                    state["wall_seconds"] = wall0 + time.perf_counter() - start
                     self._record()
+                state["wall_seconds"] = wall0 + time.perf_counter() - start
+                if self.on_step:
+                    self.on_step(state)
                 stop = self.interrupted or n == self.until
                 if self.path and (n % cfg.checkpoint_every == 0 or stop):
                     self._check_params()
@@ -738,7 +793,8 @@ class _Loop:
 
     def _record(self):
         self._check_params()
-        rec = {"step": self.state["step"], **evaluate(self.state, self.cfg)}
+        rec = {"step": self.state["step"], "wall_seconds": self.state["wall_seconds"],
+               **evaluate(self.state, self.cfg)}
         sums, counts = self.state["loss_sums"], self.state["loss_counts"]
         rec.update({f"loss_{k}": sums[k] / counts[k] for k in sorted(sums)})
         rec["steps_per_second"] = self.steps_timed / self.t_train if self.t_train > 0 else math.nan
@@ -753,11 +809,11 @@ class _Loop:
 # The four trainers. Comments "L4–7" refer to the lines of the algorithm's box in paper.md.
 # ---------------------------------------------------------------------------------------
 
-def train_ac(cfg, state=None, run_dir=None, on_eval=None, until=None):
+def train_ac(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
     """IH-MFCG-AC (Algorithm 1): score updates, Langevin, one TD(0) actor–critic step.
     With the paper preset a single agent (B = 1), no target network and no clipping."""
     state = state if state is not None else init_state(cfg)              # L1–2
-    loop = _Loop(state, cfg, run_dir, on_eval, until)
+    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
     for n in loop.steps():                                               # L3
         lrs = learning_rates(cfg, n)
         losses = score_update(state, cfg, state["x"], lrs)               # L4–7
@@ -769,11 +825,11 @@ def train_ac(cfg, state=None, run_dir=None, on_eval=None, until=None):
     return state
 
 
-def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None):
+def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
     """IH-MFCG-AC-B (Algorithm 2): B agents at once, a target critic copied every
     cfg.target_every steps, clipped actor and critic gradients."""
     state = state if state is not None else init_state(cfg)              # L1–2
-    loop = _Loop(state, cfg, run_dir, on_eval, until)
+    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
     for n in loop.steps():                                               # L3
         lrs = learning_rates(cfg, n)
         losses = score_update(state, cfg, state["x"], lrs)               # L4–7
@@ -787,12 +843,12 @@ def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None):
     return state
 
 
-def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None):
+def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
     """IH-MFCG-AC-M (Algorithm 3): each step permutes the agents and runs the score,
     actor and critic updates minibatch by minibatch; score losses use Hutchinson probes;
     the Langevin pools are refreshed once per step when n % cfg.langevin_every == 0."""
     state = state if state is not None else init_state(cfg)              # L1–2
-    loop = _Loop(state, cfg, run_dir, on_eval, until)
+    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
     b = cfg.minibatch
     for n in loop.steps():                                               # L3
         lrs = learning_rates(cfg, n)
@@ -818,12 +874,12 @@ def to_backend_perm(state, n):
     return xp.asarray(state["rng"].permutation(n))
 
 
-def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None):
+def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
     """IH-MFCG-AC-DRL (Algorithm 4): transitions of B agents go into a rollout buffer;
     every cfg.rollout steps, GAE per agent along time, one critic step on the GAE returns
     and PPO (clip, entropy bonus) on the whole rollout, then the buffer is cleared."""
     state = state if state is not None else init_state(cfg)              # L1–3
-    loop = _Loop(state, cfg, run_dir, on_eval, until)
+    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
     for n in loop.steps():                                               # L4
         lrs = learning_rates(cfg, n)
         losses = score_update(state, cfg, state["x"], lrs)               # L5–8
@@ -840,9 +896,9 @@ def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None):
 TRAINERS = {"ac": train_ac, "b": train_b, "m": train_m, "drl": train_drl}
 
 
-def train(cfg, state=None, run_dir=None, on_eval=None, until=None):
+def train(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
     """Run cfg.algo's trainer from `state` (or from scratch) up to step `until` (default:
     cfg.steps, the end of the run; the schedule always spans cfg.steps). Returns the state.
     With `run_dir` it checkpoints to run_dir/checkpoint.npz; `on_eval(record)` is called
-    with each evaluation record."""
-    return TRAINERS[cfg.algo](cfg, state, run_dir, on_eval, until)
+    with each evaluation record, `on_step(state)` after every step (progress display)."""
+    return TRAINERS[cfg.algo](cfg, state, run_dir, on_eval, until, on_step)

@@ -1,0 +1,397 @@
+"""run_experiments: the command line of mfcg.
+
+    python run_experiments.py run --algo b --preset quick --seed 0 [--steps N] [--out DIR] [--resume]
+    python run_experiments.py report DIR [DIR ...] [--out results]
+    python run_experiments.py reproduce --preset quick [--seeds 5] [--jobs J] [--runs runs] [--out results]
+
+`run` trains one algorithm into its own directory (config.json, history.json, metrics.json,
+curves.npz, checkpoint.npz); `report` turns any number of such directories into a table and
+figures; `reproduce` runs every algorithm × seed as independent processes, then reports.
+Runs never overwrite each other: an existing directory is only continued, with --resume.
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import mfcg
+from autograd_lite import backend_name
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: reported in one line, exit status 2."""
+
+
+# The metrics the table and summary report, in order.
+TABLE_METRICS = ("mean_error", "mean_error_mfg", "local_mean", "local_std", "global_mean",
+                 "global_std", "local_mean_density", "local_std_density", "control_rmse",
+                 "control_rmse_mfg", "control_slope", "control_intercept", "value_rmse",
+                 "value_rmse_paper", "agents_mean", "agents_std")
+
+
+def default_run_dir(root, preset, algo, seed):
+    return os.path.join(root, preset, f"{algo}-s{seed}")
+
+
+def _write_json(path, obj):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------
+# run
+# ---------------------------------------------------------------------------------------
+
+class Progress:
+    """A line on stderr every `every` seconds: step/total, steps/s, ETA, latest errors."""
+
+    def __init__(self, tag, total, every=5.0):
+        self.tag, self.total, self.every = tag, total, every
+        self.t_last = time.perf_counter()
+        self.step_last = None
+
+    def __call__(self, state):
+        now = time.perf_counter()
+        if self.step_last is None:
+            self.step_last = state["step"] - 1
+        if now - self.t_last < self.every and state["step"] < self.total:
+            return
+        rate = (state["step"] - self.step_last) / max(now - self.t_last, 1e-9)
+        eta = (self.total - state["step"]) / rate if rate > 0 else math.inf
+        last = state["history"][-1] if state["history"] else {}
+        errs = "  ".join(f"{k} {last[k]:.3f}" for k in ("mean_error", "control_rmse") if k in last)
+        print(f"[{self.tag}] step {state['step']}/{self.total}  {rate:.1f} steps/s  "
+              f"ETA {eta:.0f}s  {errs}", file=sys.stderr, flush=True)
+        self.t_last, self.step_last = now, state["step"]
+
+
+def cmd_run(args):
+    overrides = {"seed": args.seed}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    cfg = mfcg.preset(args.preset, args.algo, **overrides)
+    out = args.out or default_run_dir(args.runs, args.preset, args.algo, args.seed)
+    ckpt = os.path.join(out, "checkpoint.npz")
+    if args.resume:
+        if not os.path.exists(ckpt):
+            raise UsageError(f"--resume: {out} has no checkpoint.npz to resume")
+        state, saved = mfcg.load_checkpoint(ckpt)
+        if saved != cfg:
+            diff = [k for k in cfg.to_dict() if cfg.to_dict()[k] != saved.to_dict()[k]]
+            raise UsageError(f"--resume: {out} was made with different settings ({', '.join(diff)})")
+    else:
+        if os.path.exists(out) and os.listdir(out):
+            raise UsageError(f"{out} already exists and is not empty: pass --resume to continue "
+                             f"it, or choose another --out (results are never overwritten)")
+        os.makedirs(out, exist_ok=True)
+        _write_json(os.path.join(out, "config.json"), {"preset": args.preset, "config": cfg.to_dict()})
+        state = None
+    start = state["step"] if state else 0
+    until = start + args.stop_after if args.stop_after else None
+    tag = f"{args.algo} s{args.seed}"
+    started = time.time()
+    state = mfcg.train(cfg, state, run_dir=out, until=until, on_step=Progress(tag, cfg.steps))
+    _write_json(os.path.join(out, "history.json"), state["history"])
+    if state["step"] < cfg.steps:
+        print(f"[{tag}] stopped at step {state['step']}/{cfg.steps}; continue with --resume",
+              file=sys.stderr)
+        return 0
+    np.savez(os.path.join(out, "curves.npz"), **mfcg.final_curves(state, cfg))
+    metrics = dict(state["history"][-1])
+    metrics.update({"algo": cfg.algo, "preset": args.preset, "seed": cfg.seed, "steps": cfg.steps,
+                    "wall_seconds": state["wall_seconds"], "train_seconds": state["train_seconds"],
+                    "steps_per_second": cfg.steps / state["train_seconds"],
+                    "backend": backend_name(), "dtype": cfg.dtype,
+                    "started_at": started, "finished_at": time.time()})
+    _write_json(os.path.join(out, "metrics.json"), metrics)
+    print(f"[{tag}] done: {cfg.steps} steps in {state['wall_seconds']:.0f}s, "
+          f"mean_error {metrics['mean_error']:.3f}, control_rmse {metrics['control_rmse']:.3f}, "
+          f"value_rmse {metrics['value_rmse']:.3f}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------
+
+def load_run(path):
+    """A finished run directory → dict(config, preset, metrics, history, curves)."""
+    missing = [f for f in ("config.json", "metrics.json", "history.json", "curves.npz")
+               if not os.path.exists(os.path.join(path, f))]
+    if not os.path.isdir(path) or missing:
+        why = "does not exist" if not os.path.isdir(path) else f"has no {missing[0]}"
+        raise UsageError(f"{path} is not a finished run directory ({why})")
+    with open(os.path.join(path, "config.json")) as fh:
+        config = json.load(fh)
+    with open(os.path.join(path, "metrics.json")) as fh:
+        metrics = json.load(fh)
+    with open(os.path.join(path, "history.json")) as fh:
+        history = json.load(fh)
+    with np.load(os.path.join(path, "curves.npz")) as z:
+        curves = {k: z[k] for k in z.files}
+    return {"path": path, "preset": config["preset"], "config": mfcg.Config(**config["config"]),
+            "label": metrics["algo"], "metrics": metrics, "history": history, "curves": curves}
+
+
+def summarise(runs):
+    """Group runs by label; mean and std over seeds of every table metric."""
+    groups = {}
+    for r in runs:
+        groups.setdefault(r["label"], []).append(r)
+    order = [a for a in mfcg.ALGOS if a in groups] + sorted(set(groups) - set(mfcg.ALGOS))
+    summary = {}
+    for label in order:
+        rs = groups[label]
+        entry = {"n_runs": len(rs), "seeds": sorted(r["metrics"]["seed"] for r in rs),
+                 "presets": sorted({r["preset"] for r in rs}),
+                 "steps": sorted({r["metrics"]["steps"] for r in rs})}
+        for key in TABLE_METRICS + ("wall_seconds", "steps_per_second"):
+            vals = np.array([r["metrics"][key] for r in rs], dtype=float)
+            entry[key] = {"mean": float(vals.mean()),
+                          "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                          "values": vals.tolist()}
+        summary[label] = entry
+    return summary
+
+
+def results_table(summary, problem):
+    """RESULTS.md: one row per algorithm, mean ± std over seeds."""
+    sol = problem.solution()
+    cols = [("mean_error", "dist. to m*"), ("mean_error_mfg", "dist. to m_mfg"),
+            ("local_mean", "local mean"), ("local_std", "local std"),
+            ("control_rmse", "control err (α̂)"), ("control_rmse_mfg", "control err (MFG)"),
+            ("control_slope", "slope"), ("value_rmse", "value err"),
+            ("value_rmse_paper", "value err (appendix)")]
+    lines = ["| algorithm | runs | steps | " + " | ".join(c[1] for c in cols) + " | wall s | steps/s |",
+             "|---" * (len(cols) + 5) + "|"]
+    for label, e in summary.items():
+        cells = [f"{e[k]['mean']:.3f} ± {e[k]['std']:.3f}" for k, _ in cols]
+        steps = ",".join(str(s) for s in e["steps"])
+        lines.append(f"| {label} | {e['n_runs']} | {steps} | " + " | ".join(cells)
+                     + f" | {e['wall_seconds']['mean']:.0f} | {e['steps_per_second']['mean']:.1f} |")
+    head = (f"Mean ± std over runs (seeds). Closed form: m* = {sol.mean:.4f}, m_mfg = "
+            f"{sol.mean_mfg:.4f}, limiting std {sol.std:.4f}, α̂ slope {-2 * sol.gamma2:.4f}. "
+            f"'dist. to m*' is |local mean − m*|; the local mean and std come from fresh "
+            f"Langevin samples of the local score network. Control and value errors are RMSEs "
+            f"over x drawn from the limiting law; 'value err (appendix)' compares with the "
+            f"paper's appendix formula, which is not the cost-to-go (see README).")
+    return "# Results\n\n" + head + "\n\n" + "\n".join(lines) + "\n"
+
+
+def _band(ax, x, ys, label, **kw):
+    ys = np.asarray(ys)
+    mean = ys.mean(axis=0)
+    line, = ax.plot(x, mean, label=label, **kw)
+    if len(ys) > 1:
+        sd = ys.std(axis=0, ddof=1)
+        ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, lw=0)
+    return line
+
+
+def make_figures(summary, runs, out):
+    """PNG figures into `out`; returns their file names."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    problem = runs[0]["config"].problem
+    sol = problem.solution()
+    files = []
+    by_label = {label: [r for r in runs if r["label"] == label] for label in summary}
+    for label, rs in by_label.items():
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+        for ax, tag in zip(axes[:2], ("global", "local")):
+            samples = np.concatenate([r["curves"][f"{tag}_samples"] for r in rs])
+            ax.hist(samples, bins=np.linspace(*np.quantile(samples, [0.005, 0.995]), 60),
+                    density=True, alpha=0.35, color="C0",
+                    label=f"Langevin samples ({len(rs)} runs)")
+            for i, r in enumerate(rs):
+                ax.plot(r["curves"]["density_grid"], r["curves"][f"{tag}_density"], color="C1",
+                        lw=1, alpha=0.8, label="score read-out (per run)" if i == 0 else None)
+            q_lo, q_hi = np.quantile(samples, [0.005, 0.995])
+            lo = min(q_lo - 0.2 * (q_hi - q_lo), sol.mean - 4 * sol.std)
+            hi = max(q_hi + 0.2 * (q_hi - q_lo), sol.mean + 4 * sol.std)
+            g = np.linspace(lo, hi, 400)
+            ax.plot(g, sol.density(g[:, None]), "k", lw=2, label="closed form N(m*, σ²/4Γ2)")
+            ax.set_xlim(lo, hi)
+            ax.set_title(f"{label}: {tag} distribution")
+            ax.set_xlabel("x")
+            ax.legend(fontsize=8)
+        ax = axes[2]
+        grid = rs[0]["curves"]["grid"]
+        _band(ax, grid, [r["curves"]["neg_critic"] for r in rs], "−critic (mean ± std)")
+        ax.plot(grid, sol.value(grid[:, None]), "k", lw=2, label="cost-to-go of α̂ (closed form)")
+        ax.plot(grid, sol.value_paper(grid[:, None]), "k--", lw=1, label="appendix formula (as published)")
+        ax.set_title(f"{label}: value function")
+        ax.set_xlabel("x")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        name = f"distributions_{label}.png"
+        fig.savefig(os.path.join(out, name), dpi=110)
+        plt.close(fig)
+        files.append(name)
+
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        _band(ax, grid, [r["curves"]["actor_mean"] for r in rs], "actor mean (mean ± std)")
+        ax.plot(grid, sol.control(grid[:, None])[:, 0], "k", lw=2, label="α̂ (MFCG)")
+        ax.plot(grid, sol.control_mfg(grid[:, None])[:, 0], "k:", lw=1.5, label="MFG control")
+        ax.set_title(f"{label}: learned control")
+        ax.set_xlabel("x")
+        ax.set_ylabel("action")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        name = f"control_{label}.png"
+        fig.savefig(os.path.join(out, name), dpi=110)
+        plt.close(fig)
+        files.append(name)
+
+    keys = (("mean_error", "|local mean − m*|"), ("control_rmse", "control error (α̂)"),
+            ("value_rmse", "value error"))
+    for xkey, xlabel in (("step", "training step"), ("wall_seconds", "wall-clock seconds")):
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+        for label, rs in by_label.items():
+            n = min(len(r["history"]) for r in rs)
+            x = np.mean([[h[xkey] for h in r["history"][:n]] for r in rs], axis=0)
+            for ax, (key, title) in zip(axes, keys):
+                _band(ax, x, [[h[key] for h in r["history"][:n]] for r in rs], label, marker=".")
+                ax.set_title(title)
+                ax.set_xlabel(xlabel)
+                ax.set_yscale("log")
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        name = f"learning_curves_{'steps' if xkey == 'step' else 'wall'}.png"
+        fig.savefig(os.path.join(out, name), dpi=110)
+        plt.close(fig)
+        files.append(name)
+    return files
+
+
+def cmd_report(args):
+    runs = [load_run(d) for d in args.dirs]
+    presets = sorted({r["preset"] for r in runs})
+    if len(presets) > 1 and not args.allow_mixed_presets:
+        raise UsageError(f"the runs mix presets ({', '.join(presets)}); pass "
+                         f"--allow-mixed-presets to report them together")
+    problems = {r["config"].problem for r in runs}
+    if len(problems) > 1:
+        raise UsageError("the runs solve different problems (LQProblem settings differ)")
+    if runs[0]["config"].problem.dim != 1:
+        raise UsageError("report draws 1-d figures; these runs have dim > 1")
+    os.makedirs(args.out, exist_ok=True)
+    summary = summarise(runs)
+    _write_json(os.path.join(args.out, "summary.json"),
+                {"presets": presets, "runs": [r["path"] for r in runs], "algorithms": summary})
+    with open(os.path.join(args.out, "RESULTS.md"), "w") as fh:
+        fh.write(results_table(summary, runs[0]["config"].problem))
+    files = make_figures(summary, runs, args.out)
+    print(f"report: {len(runs)} runs → {args.out}/RESULTS.md, summary.json, {len(files)} figures",
+          file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# reproduce
+# ---------------------------------------------------------------------------------------
+
+def cmd_reproduce(args):
+    jobs = []
+    for algo in mfcg.ALGOS:
+        for seed in range(args.seeds):
+            out = default_run_dir(args.runs, args.preset, algo, seed)
+            cmd = [sys.executable, os.path.abspath(__file__), "run", "--algo", algo,
+                   "--preset", args.preset, "--seed", str(seed), "--out", out]
+            if args.steps is not None:
+                cmd += ["--steps", str(args.steps)]
+            if os.path.exists(os.path.join(out, "metrics.json")):
+                print(f"reproduce: {out} is finished; reusing it", file=sys.stderr)
+                continue
+            if os.path.exists(os.path.join(out, "checkpoint.npz")):
+                cmd.append("--resume")
+            jobs.append((out, cmd))
+    # one thread per process: J processes on J cores, no oversubscription
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    running, failed = [], []
+    t0 = time.time()
+    while jobs or running:
+        while jobs and len(running) < args.jobs:
+            out, cmd = jobs.pop(0)
+            log_path = f"{out}.log"  # beside the run directory, which `run` creates itself
+            os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+            log = open(log_path, "a")
+            print(f"reproduce: start {out}", file=sys.stderr, flush=True)
+            running.append((out, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+        time.sleep(0.2)
+        for item in list(running):
+            out, proc, log = item
+            if proc.poll() is not None:
+                running.remove(item)
+                log.close()
+                status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+                print(f"reproduce: {status} {out} [{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)
+                if proc.returncode != 0:
+                    failed.append(out)
+    if failed:
+        raise UsageError(f"{len(failed)} run(s) failed, see {', '.join(f + '.log' for f in failed)}")
+    dirs = [default_run_dir(args.runs, args.preset, a, s) for a in mfcg.ALGOS for s in range(args.seeds)]
+    return cmd_report(argparse.Namespace(dirs=dirs, out=args.out, allow_mixed_presets=False))
+
+
+# ---------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise UsageError(message)
+
+
+def build_parser():
+    p = _Parser(prog="run_experiments.py", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="train one algorithm into its own directory")
+    r.add_argument("--algo", required=True, choices=mfcg.ALGOS)
+    r.add_argument("--preset", default="quick", choices=mfcg.PRESETS)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--steps", type=int, help="override the preset's number of steps")
+    r.add_argument("--out", help="run directory (default: RUNS/PRESET/ALGO-sSEED)")
+    r.add_argument("--runs", default="runs", help="root of the default run directories")
+    r.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    r.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
+    rep = sub.add_parser("report", help="table and figures from run directories")
+    rep.add_argument("dirs", nargs="+", help="run directories")
+    rep.add_argument("--out", default="results", help="where RESULTS.md, summary.json and figures go")
+    rep.add_argument("--allow-mixed-presets", action="store_true")
+    rp = sub.add_parser("reproduce", help="every algorithm × seed, in parallel, then report")
+    rp.add_argument("--preset", default="quick", choices=mfcg.PRESETS)
+    rp.add_argument("--seeds", type=int, default=5)
+    rp.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    rp.add_argument("--steps", type=int, help="override every run's number of steps")
+    rp.add_argument("--runs", default="runs", help="root of the run directories")
+    rp.add_argument("--out", default="results", help="where the report goes")
+    return p
+
+
+def main(argv=None):
+    try:
+        args = build_parser().parse_args(argv)
+        for name in ("steps", "seeds", "jobs", "stop_after"):
+            value = getattr(args, name, None)
+            if value is not None and value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+        return {"run": cmd_run, "report": cmd_report, "reproduce": cmd_reproduce}[args.command](args)
+    except UsageError as exc:
+        print(f"run_experiments.py: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"run_experiments.py: {exc or 'interrupted'}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

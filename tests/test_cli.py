@@ -1,0 +1,130 @@
+"""run_experiments.py end to end on a tiny budget, resume, parallel reproduce, bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mfcg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "run_experiments.py")
+
+
+def cli(*args, cwd):
+    """Run the command line in a subprocess; return (exit code, stdout, stderr)."""
+    p = subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=cwd, capture_output=True,
+                       text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return p.returncode, p.stdout, p.stderr
+
+
+def _json(path):
+    with open(path) as fh:
+        return json.load(fh)
+
+
+TIMING = set(mfcg.TIMING_KEYS) | {"train_seconds", "started_at", "finished_at"}
+
+
+def test_run_then_report_end_to_end(tmp_path):
+    for algo, seed in (("b", 0), ("b", 1), ("m", 0)):
+        code, _, err = cli("run", "--algo", algo, "--seed", seed, "--steps", 20, "--runs", "runs", cwd=tmp_path)
+        assert code == 0, err
+    run_dir = tmp_path / "runs" / "quick" / "b-s0"
+    for f in ("config.json", "history.json", "metrics.json", "curves.npz", "checkpoint.npz"):
+        assert (run_dir / f).exists(), f
+    metrics = _json(run_dir / "metrics.json")
+    assert metrics["steps"] == 20 and metrics["seed"] == 0 and metrics["backend"] == "numpy"
+    assert metrics["mean_error"] == _json(run_dir / "history.json")[-1]["mean_error"]
+    code, _, err = cli("report", "runs/quick/b-s0", "runs/quick/b-s1", "runs/quick/m-s0",
+                       "--out", "res", cwd=tmp_path)
+    assert code == 0, err
+    res = tmp_path / "res"
+    expected = {"RESULTS.md", "summary.json", "learning_curves_steps.png", "learning_curves_wall.png",
+                "distributions_b.png", "distributions_m.png", "control_b.png", "control_m.png"}
+    assert expected <= set(os.listdir(res))
+    summary = _json(res / "summary.json")["algorithms"]
+    runs_b = [_json(tmp_path / "runs" / "quick" / f"b-s{s}" / "metrics.json") for s in (0, 1)]
+    for key in ("mean_error", "control_rmse", "value_rmse"):
+        vals = [m[key] for m in runs_b]
+        assert summary["b"][key]["mean"] == pytest.approx(np.mean(vals), rel=1e-12)
+        assert summary["b"][key]["std"] == pytest.approx(np.std(vals, ddof=1), rel=1e-12)
+    table = (res / "RESULTS.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| b |"))
+    assert f"{np.mean([m['mean_error'] for m in runs_b]):.3f} ± {np.std([m['mean_error'] for m in runs_b], ddof=1):.3f}" in row
+    assert summary["m"]["n_runs"] == 1
+
+
+def test_resume_after_stop_gives_the_uninterrupted_metrics(tmp_path):
+    code, _, err = cli("run", "--algo", "drl", "--steps", 40, "--out", "whole", cwd=tmp_path)
+    assert code == 0, err
+    code, _, err = cli("run", "--algo", "drl", "--steps", 40, "--out", "parts", "--stop-after", 17, cwd=tmp_path)
+    assert code == 0 and "stopped at step 17/40" in err
+    assert not (tmp_path / "parts" / "metrics.json").exists()
+    code, _, err = cli("run", "--algo", "drl", "--steps", 40, "--out", "parts", "--resume", cwd=tmp_path)
+    assert code == 0, err
+    whole, parts = _json(tmp_path / "whole" / "metrics.json"), _json(tmp_path / "parts" / "metrics.json")
+    assert {k: v for k, v in whole.items() if k not in TIMING} == {k: v for k, v in parts.items() if k not in TIMING}
+
+
+def test_reproduce_runs_processes_in_parallel(tmp_path):
+    code, _, err = cli("reproduce", "--seeds", 1, "--steps", 30, "--jobs", 2, "--runs", "runs",
+                       "--out", "res", cwd=tmp_path)
+    assert code == 0, err
+    spans = []
+    for algo in mfcg.ALGOS:
+        m = _json(tmp_path / "runs" / "quick" / f"{algo}-s0" / "metrics.json")
+        spans.append((m["started_at"], m["finished_at"]))
+    overlaps = sum(1 for i, a in enumerate(spans) for b in spans[i + 1:] if a[0] < b[1] and b[0] < a[1])
+    assert overlaps >= 1, spans  # with --jobs 2, at least two runs were alive at once
+    assert (tmp_path / "res" / "RESULTS.md").exists()
+    # a second reproduce reuses the finished runs instead of overwriting them
+    code, _, err = cli("reproduce", "--seeds", 1, "--steps", 30, "--jobs", 2, "--runs", "runs",
+                       "--out", "res", cwd=tmp_path)
+    assert code == 0 and err.count("is finished; reusing it") == 4
+
+
+def _one_line_error(code, err, match):
+    assert code != 0
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("run_experiments.py: error:"), err
+    assert match in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args, match", [
+    (("run", "--algo", "sac"), "invalid choice: 'sac'"),
+    (("run", "--algo", "b", "--preset", "huge"), "invalid choice: 'huge'"),
+    (("run", "--algo", "b", "--steps", 0), "--steps must be a positive integer"),
+    (("report", "nowhere"), "nowhere is not a finished run directory (does not exist)"),
+    (("run", "--algo", "b", "--out", "x", "--resume"), "has no checkpoint.npz to resume"),
+    (("frobnicate",), "invalid choice: 'frobnicate'"),
+])
+def test_bad_input_is_one_line(tmp_path, args, match):
+    _one_line_error(*cli(*args, cwd=tmp_path)[::2], match)
+
+
+def test_existing_output_is_never_overwritten(tmp_path):
+    code, _, err = cli("run", "--algo", "m", "--steps", 10, "--out", "r", cwd=tmp_path)
+    assert code == 0, err
+    before = (tmp_path / "r" / "metrics.json").read_bytes()
+    _one_line_error(*cli("run", "--algo", "m", "--steps", 10, "--out", "r", cwd=tmp_path)[::2],
+                    "already exists and is not empty")
+    assert (tmp_path / "r" / "metrics.json").read_bytes() == before
+    # a directory that is not a run
+    (tmp_path / "junk").mkdir()
+    _one_line_error(*cli("report", "junk", cwd=tmp_path)[::2], "junk is not a finished run directory (has no config.json)")
+    # resuming with different settings is refused
+    _one_line_error(*cli("run", "--algo", "m", "--steps", 12, "--out", "r", "--resume", cwd=tmp_path)[::2],
+                    "was made with different settings (steps)")
+
+
+def test_report_refuses_mixed_presets_unless_asked(tmp_path):
+    for preset in ("quick", "paper"):
+        code, _, err = cli("run", "--algo", "m", "--preset", preset, "--steps", 2, "--out", preset, cwd=tmp_path)
+        assert code == 0, err
+    _one_line_error(*cli("report", "quick", "paper", "--out", "res", cwd=tmp_path)[::2], "the runs mix presets")
+    code, _, err = cli("report", "quick", "paper", "--out", "res", "--allow-mixed-presets", cwd=tmp_path)
+    assert code == 0, err
