@@ -195,6 +195,14 @@ def _band(ax, x, ys, label, **kw):
     return line
 
 
+def _save(fig, out, name):
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, name), dpi=110)
+    plt.close(fig)
+    return name
+
+
 def make_figures(summary, runs, out):
     """PNG figures into `out`; returns their file names."""
     import matplotlib
@@ -231,11 +239,7 @@ def make_figures(summary, runs, out):
         ax.set_title(f"{label}: value function")
         ax.set_xlabel("x")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        name = f"distributions_{label}.png"
-        fig.savefig(os.path.join(out, name), dpi=110)
-        plt.close(fig)
-        files.append(name)
+        files.append(_save(fig, out, f"distributions_{label}.png"))
 
         fig, ax = plt.subplots(figsize=(6, 4.2))
         _band(ax, grid, [r["curves"]["actor_mean"] for r in rs], "actor mean (mean ± std)")
@@ -245,11 +249,7 @@ def make_figures(summary, runs, out):
         ax.set_xlabel("x")
         ax.set_ylabel("action")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        name = f"control_{label}.png"
-        fig.savefig(os.path.join(out, name), dpi=110)
-        plt.close(fig)
-        files.append(name)
+        files.append(_save(fig, out, f"control_{label}.png"))
 
     keys = (("mean_error", "|local mean − m*|"), ("control_rmse", "control error (α̂)"),
             ("value_rmse", "value error"))
@@ -264,11 +264,7 @@ def make_figures(summary, runs, out):
                 ax.set_xlabel(xlabel)
                 ax.set_yscale("log")
         axes[0].legend(fontsize=8)
-        fig.tight_layout()
-        name = f"learning_curves_{'steps' if xkey == 'step' else 'wall'}.png"
-        fig.savefig(os.path.join(out, name), dpi=110)
-        plt.close(fig)
-        files.append(name)
+        files.append(_save(fig, out, f"learning_curves_{'steps' if xkey == 'step' else 'wall'}.png"))
     return files
 
 
