@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test reproduce venv clean
+.PHONY: test reproduce bench venv clean
 
 venv: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m pytest
 
 # make reproduce                 the quick preset, 5 seeds: about 6 minutes on 2 cores
 # make reproduce PRESET=paper    the paper's settings (many hours on a CPU)
@@ -27,6 +27,10 @@ JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 reproduce: $(STAMP)
 	$(PY) run_experiments.py reproduce --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) \
 		--runs runs --out docs/results/$(PRESET)
+
+# steps/s of each algorithm at the paper's sizes, with a per-phase breakdown (~20 s on 2 cores)
+bench: $(STAMP)
+	$(PY) run_experiments.py bench --out docs/results/bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -216,6 +217,48 @@ def langevin(score_fn, pool, n_steps, eps, rng):
     x = pool
     for _ in range(n_steps):
         x = x + half * score_fn(x) + root * rng.standard_normal(x.shape, dtype=x.dtype)
+    if not bool(xp.isfinite(x).all()):
+        raise ValueError(f"langevin: the pool became non-finite within {n_steps} steps "
+                         f"(eps={eps}); the score function diverges")
+    return x
+
+
+def langevin_score_net(p, pool, noise, eps):
+    """`langevin` specialised to a one-hidden-layer tanh score network, for speed.
+
+    The same update x ← x + (ε/2) s(x) + √ε z with s(x) = tanh(x W1 + b1) W2 + b2, over
+    the pool (k, d), one iteration per slice of `noise` (n_steps, k, d) of standard normals.
+    Preallocated buffers and in-place ufuncs (no temporaries in the loop); for d = 1 the
+    first layer is a broadcast product, not a (k,1)@(1,H) matmul. Given the normals that
+    `langevin` would draw, the result is bit-for-bit the same (tests/test_speed.py). This is
+    the NumPy twin of a fused GPU kernel: one thread per sample, iterations inside.
+    """
+    check_array("pool", pool, 2)
+    xp = xp_of(pool)
+    k, d = pool.shape
+    if noise.ndim != 3 or noise.shape[1:] != pool.shape:
+        raise ValueError(f"noise must have shape (n_steps, {k}, {d}), got {tuple(noise.shape)}")
+    n_steps = noise.shape[0]
+    if not bool(xp.isfinite(pool).all()):
+        raise ValueError("langevin: the starting pool contains non-finite values")
+    W1, b1, W2, b2 = p["W1"], p["b1"], p["W2"], p["b2"]
+    x = pool.copy()                                          # (k, d)
+    h = xp.empty((k, W1.shape[1]), dtype=pool.dtype)          # (k, H)
+    s = xp.empty((k, d), dtype=pool.dtype)                   # (k, d)
+    half, root = pool.dtype.type(0.5 * eps), pool.dtype.type(math.sqrt(eps))
+    w1 = W1[0] if d == 1 else None
+    for i in range(n_steps):
+        if d == 1:
+            xp.multiply(x, w1, out=h)                        # (k,1)·(H,) → (k,H)
+        else:
+            xp.matmul(x, W1, out=h)
+        h += b1
+        xp.tanh(h, out=h)
+        xp.matmul(h, W2, out=s)
+        s += b2
+        s *= half
+        x += s
+        x += root * noise[i]
     if not bool(xp.isfinite(x).all()):
         raise ValueError(f"langevin: the pool became non-finite within {n_steps} steps "
                          f"(eps={eps}); the score function diverges")
@@ -443,23 +486,50 @@ def score_update(state, cfg, x, lrs):
     Both networks see the same states; they differ only in learning rate (global slow,
     local fast). Hutchinson probes z ~ N(0, I) when cfg.hutchinson, else the exact trace.
     Returns the two losses."""
+    names = ("score_global", "score_local")
+    probes = [state["rng"].standard_normal(x.shape, dtype=x.dtype) if cfg.hutchinson else None
+              for _ in names]                                 # drawn first: a fixed stream order
+    results = _parallel([lambda p=state["params"][n], z=z: nets.score_loss_and_grad(p, x, z)
+                         for n, z in zip(names, probes)], work=x.shape[0] * cfg.hidden_score)
     losses = {}
-    for name in ("score_global", "score_local"):
-        probes = state["rng"].standard_normal(x.shape, dtype=x.dtype) if cfg.hutchinson else None
-        loss, grads = nets.score_loss_and_grad(state["params"][name], x, probes)
+    for name, (loss, grads) in zip(names, results):
         losses[name] = _finite(state, name, loss)
         _adam_step(state, name, grads, lrs[name])
     return losses
 
 
+def sample_pools(params, pools, n_steps, eps, rng):
+    """Run Langevin on several pools, each under its own score network; return the new
+    pools. The normals are drawn first, in order, from `rng` (so the result does not depend
+    on scheduling); on NumPy the independent chains then run on parallel threads, which
+    NumPy's ufuncs allow by releasing the GIL."""
+    noises = [rng.standard_normal((n_steps,) + pool.shape, dtype=pool.dtype) for pool in pools]
+    return _parallel([lambda p=p, pool=pool, z=z: langevin_score_net(p, pool, z, eps)
+                      for p, pool, z in zip(params, pools, noises)],
+                     work=n_steps * pools[0].size * params[0]["W1"].shape[1])
+
+
+_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mfcg")
+PARALLEL_MIN_WORK = 2 ** 17  # below ~this many hidden activations a thread costs more than it saves
+
+
+def _parallel(tasks, work):
+    """Run independent zero-argument tasks, on two threads when on NumPy and each task is
+    big enough (`work` ≈ its hidden activations) for NumPy's GIL-free ufuncs to overlap;
+    returns their results in order. The results do not depend on the choice."""
+    if len(tasks) > 1 and work >= PARALLEL_MIN_WORK and get_xp() is np:
+        return list(_THREADS.map(lambda task: task(), tasks))
+    return [task() for task in tasks]
+
+
 def langevin_refresh(state, cfg):
     """Continue both persistent Langevin chains under the current score networks and set
     m, m̃ to the pools' means (Algorithms 1–4, line 8/9/10)."""
-    for pool, net, mean in (("pool_global", "score_global", "m"), ("pool_local", "score_local", "m_tilde")):
-        p = state["params"][net]
-        state[pool] = langevin(lambda z, p=p: nets.score_forward(p, z), state[pool],
-                               cfg.langevin_steps, cfg.eps_langevin, state["rng"])
-        state[mean] = state[pool].mean(axis=0)
+    state["pool_global"], state["pool_local"] = sample_pools(
+        [state["params"]["score_global"], state["params"]["score_local"]],
+        [state["pool_global"], state["pool_local"]], cfg.langevin_steps, cfg.eps_langevin, state["rng"])
+    state["m"] = state["pool_global"].mean(axis=0)
+    state["m_tilde"] = state["pool_local"].mean(axis=0)
 
 
 def act_and_step(state, cfg, x):
@@ -482,8 +552,10 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
     bootstrap = state["target"] if state["target"] is not None else critic
     y = r + cfg.problem.discount * nets.critic_forward(bootstrap, x_next)   # (B,)
     delta = y - nets.critic_forward(critic, x)                               # (B,)
-    loss_v, g_v = nets.critic_loss_and_grad(critic, x, y)
-    loss_pi, g_pi = nets.actor_loss_and_grad(state["params"]["actor"], x, a, delta)
+    (loss_v, g_v), (loss_pi, g_pi) = _parallel(
+        [lambda: nets.critic_loss_and_grad(critic, x, y),
+         lambda: nets.actor_loss_and_grad(state["params"]["actor"], x, a, delta)],
+        work=x.shape[0] * cfg.hidden_critic)
     losses = {"critic": _finite(state, "critic", loss_v), "actor": _finite(state, "actor", loss_pi)}
     if cfg.grad_clip:
         clip_grad_norm(g_v, cfg.grad_clip)
@@ -515,33 +587,51 @@ def gae(rewards, values, next_values, gamma, lam):
 def ppo_update(state, cfg, lrs):
     """Algorithm 4, lines 15–20: GAE over the stored rollout with the current critic, one
     critic step on the GAE returns, cfg.ppo_epochs PPO steps (clip, entropy bonus), and the
-    buffer cleared."""
+    buffer cleared. Every loss is a mean over the M·B transitions; it is computed one time
+    step (B rows) at a time and averaged, which is the same mean without M·B-row arrays."""
     buf = state["buffer"]
     critic, actor = state["params"]["critic"], state["params"]["actor"]
-    d = cfg.problem.dim
-    xs = _stack(buf, "x")                                         # (M, B, d)
-    xs_next = _stack(buf, "x_next")                               # (M, B, d)
-    acts = _stack(buf, "a")                                       # (M, B, d)
-    rews = _stack(buf, "r")                                       # (M, B)
-    flat_x, flat_a = xs.reshape(-1, d), acts.reshape(-1, d)       # (M·B, d)
-    values = nets.critic_forward(critic, flat_x).reshape(rews.shape)
-    next_values = nets.critic_forward(critic, xs_next.reshape(-1, d)).reshape(rews.shape)
-    adv, returns = gae(rews, values, next_values, cfg.problem.discount, cfg.gae_lambda)
-    loss_v, g_v = nets.critic_loss_and_grad(critic, flat_x, returns.reshape(-1))
-    losses = {"critic": _finite(state, "critic", loss_v)}
-    if cfg.grad_clip:
-        clip_grad_norm(g_v, cfg.grad_clip)
-    _adam_step(state, "critic", g_v, lrs["critic"])
-    logp_old = nets.actor_log_prob(actor, flat_x, flat_a)         # ψ_old = ψ_n
-    for _ in range(cfg.ppo_epochs):
-        loss_pi, g_pi = nets.ppo_loss_and_grad(actor, flat_x, flat_a, adv.reshape(-1), logp_old,
-                                               cfg.ppo_clip, cfg.ent_coef)
-        losses["actor"] = _finite(state, "actor", loss_pi)
+    rews = _stack(buf, "r")                                                   # (M, B)
+    values = _stack([{"v": nets.critic_forward(critic, e["x"])} for e in buf], "v")
+    next_values = _stack([{"v": nets.critic_forward(critic, e["x_next"])} for e in buf], "v")
+    adv, returns = gae(rews, values, next_values, cfg.problem.discount, cfg.gae_lambda)  # (M, B)
+    logp_old = [nets.actor_log_prob(actor, e["x"], e["a"]) for e in buf]      # ψ_old = ψ_n
+    work = rews.size * cfg.hidden_critic
+    critic_task = lambda: _chunk_mean(nets.critic_loss_and_grad,  # noqa: E731
+                                      [(critic, e["x"], returns[m]) for m, e in enumerate(buf)])
+    actor_task = lambda: _chunk_mean(nets.ppo_loss_and_grad,  # noqa: E731
+                                     [(actor, e["x"], e["a"], adv[m], logp_old[m], cfg.ppo_clip,
+                                       cfg.ent_coef) for m, e in enumerate(buf)])
+    (loss_v, g_v), (loss_pi, g_pi) = _parallel([critic_task, actor_task], work)
+    losses = {"critic": _finite(state, "critic", loss_v), "actor": _finite(state, "actor", loss_pi)}
+    for epoch in range(cfg.ppo_epochs):
+        if epoch > 0:
+            loss_pi, g_pi = actor_task()
+            losses["actor"] = _finite(state, "actor", loss_pi)
         if cfg.grad_clip:
             clip_grad_norm(g_pi, cfg.grad_clip)
         _adam_step(state, "actor", g_pi, lrs["actor"])
+    if cfg.grad_clip:
+        clip_grad_norm(g_v, cfg.grad_clip)
+    _adam_step(state, "critic", g_v, lrs["critic"])
     state["buffer"] = []
     return losses
+
+
+def _chunk_mean(loss_and_grad, chunks):
+    """Loss and gradients of a mean over rows, from equal-size chunks of rows: the average
+    of the chunk means (and of their gradients) is the mean over all rows."""
+    total, grads = 0.0, None
+    for args in chunks:
+        loss, g = loss_and_grad(*args)
+        total += float(loss)
+        if grads is None:
+            grads = {k: v.copy() for k, v in g.items()}
+        else:
+            for k in grads:
+                grads[k] += g[k]
+    n = len(chunks)
+    return total / n, {k: v / n for k, v in grads.items()}
 
 
 def _stack(buffer, key):
@@ -584,11 +674,11 @@ def evaluate(state, cfg):
     dtype = state["x"].dtype
     rng = make_rng([cfg.seed, state["step"], 7], xp) if xp is np else make_rng(cfg.seed * 7919 + state["step"], xp)
     out = {}
-    for tag, net in (("global", "score_global"), ("local", "score_local")):
-        p = state["params"][net]
-        pool = rng.standard_normal((cfg.n_samples, pb.dim), dtype=dtype)
-        samples = to_numpy(langevin(lambda z, p=p: nets.score_forward(p, z), pool,
-                                    cfg.eval_langevin_steps, cfg.eps_langevin, rng))
+    nets_ = [state["params"]["score_global"], state["params"]["score_local"]]
+    starts = [rng.standard_normal((cfg.n_samples, pb.dim), dtype=dtype) for _ in nets_]
+    fresh = sample_pools(nets_, starts, cfg.eval_langevin_steps, cfg.eps_langevin, rng)
+    for tag, p, pool in zip(("global", "local"), nets_, fresh):
+        samples = to_numpy(pool)
         out[f"{tag}_mean"] = float(np.linalg.norm(samples.mean(axis=0))) if pb.dim > 1 else float(samples.mean())
         out[f"{tag}_std"] = float(samples.std(axis=0).mean())
         if pb.dim == 1:
@@ -635,12 +725,12 @@ def final_curves(state, cfg, n_grid=201):
     dtype = state["x"].dtype
     rng = make_rng([cfg.seed, state["step"], 11], xp) if xp is np else make_rng(cfg.seed * 104729 + state["step"], xp)
     out, scores = {}, {}
-    for tag, net in (("global", "score_global"), ("local", "score_local")):
-        p = state["params"][net]
+    nets_ = [state["params"]["score_global"], state["params"]["score_local"]]
+    starts = [rng.standard_normal((cfg.n_samples, 1), dtype=dtype) for _ in nets_]
+    fresh = sample_pools(nets_, starts, cfg.eval_langevin_steps, cfg.eps_langevin, rng)
+    for tag, p, pool in zip(("global", "local"), nets_, fresh):
         scores[tag] = lambda z, p=p: nets.score_forward(p, xp.asarray(z, dtype=dtype))
-        pool = rng.standard_normal((cfg.n_samples, 1), dtype=dtype)
-        out[f"{tag}_samples"] = to_numpy(langevin(scores[tag], pool, cfg.eval_langevin_steps,
-                                                  cfg.eps_langevin, rng))[:, 0].astype(np.float64)
+        out[f"{tag}_samples"] = to_numpy(pool)[:, 0].astype(np.float64)
     lo, hi = _readout_range(sol, out["global_samples"], out["local_samples"], width=6.0)
     out["density_grid"] = np.linspace(lo, hi, n_grid)
     for tag in ("global", "local"):

@@ -17,7 +17,7 @@ import numpy as np
 from autograd_lite import (
     DEFAULT_DTYPE, affine_backward, affine_forward, check_array, gaussian_entropy_backward,
     gaussian_entropy_forward, gaussian_logprob_backward, gaussian_logprob_forward, get_xp,
-    softplus_backward, softplus_forward, tanh_backward, tanh_forward, xp_of)
+    matmul, softplus_backward, softplus_forward, tanh_backward, tanh_forward, xp_of)
 
 STD_FLOOR = 1e-5  # added to the softplus std head so the policy never collapses to a point
 MAX_LOG_RATIO = 20.0  # PPO: log π − log π_old is capped here before exp (float32-safe)
@@ -237,8 +237,8 @@ def score_loss_and_grad(p, x, probes=None):
         trace = g @ c                                       # (N,)
     else:
         _check_rows("probes", probes, n, 2, x.shape[1])
-        u1 = probes @ W1                                    # (N, H)
-        u2 = probes @ W2.T                                  # (N, H)
+        u1 = matmul(probes, W1)                             # (N, H)
+        u2 = matmul(probes, W2.T)                           # (N, H)
         c = u1 * u2                                         # (N, H)
         trace = (g * c).sum(axis=1)                         # (N,)
     loss = (trace + 0.5 * (s * s).sum(axis=1)).mean()
