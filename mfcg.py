@@ -319,6 +319,7 @@ class Config:
     gae_lambda: float = 0.95        # [λ]
     ent_coef: float = 0.01          # [c_ent]
     ppo_epochs: int = 1             # PPO updates per rollout (Algorithm 4: one)
+    mf_correction: bool = False     # add x·E[∂f/∂m̃] to the running cost (see mf_correction)
     hidden_actor: int = 64
     hidden_critic: int = 128
     hidden_score: int = 128
@@ -413,6 +414,7 @@ QUICK_PER_ALGO = {"ac": dict(batch=1, steps=4000), "b": dict(steps=3000),
 
 NETWORKS = ("actor", "critic", "score_global", "score_local")
 TIMING_KEYS = ("steps_per_second", "wall_seconds")  # history fields that vary run to run
+STATE_ARRAYS = ("x", "pool_global", "pool_local", "m", "m_tilde", "mf_grad")
 
 
 def make_rng(seed, xp=None):
@@ -445,6 +447,7 @@ def init_state(cfg, xp=None):
         "pool_local": rng.standard_normal((cfg.n_samples, d), dtype=dtype),
         "m": xp.zeros(d, dtype=dtype),        # current global mean m (set by each refresh)
         "m_tilde": xp.zeros(d, dtype=dtype),  # current local mean m̃
+        "mf_grad": xp.zeros(d, dtype=dtype),  # E_{x'∼local}[∂f/∂m̃(x', m̃)], for the correction
         "buffer": [],                          # DRL rollout: one dict per stored step
         "rng": rng,
         "history": [],
@@ -530,13 +533,30 @@ def langevin_refresh(state, cfg):
         [state["pool_global"], state["pool_local"]], cfg.langevin_steps, cfg.eps_langevin, state["rng"])
     state["m"] = state["pool_global"].mean(axis=0)
     state["m_tilde"] = state["pool_local"].mean(axis=0)
+    if cfg.mf_correction:
+        state["mf_grad"] = cfg.problem.dcost_dm_tilde(state["pool_local"], state["m_tilde"]).mean(axis=0)
+
+
+def mf_correction(x, mf_grad):
+    """The mean-field (Lions-derivative) correction to each agent's running cost: x·E[∂f/∂m̃].
+
+    Why: the group's cost J(ν) = ∫ f(x, m, m̃(ν), α) ν(dx) changes with its law ν by
+    ∫ [f(x) + x·E_{x'∼ν} ∂f/∂m̃(x', m̃)] δν(dx) (m̃ = ∫ x ν(dx) moves by ∫ x δν), so an agent
+    who pays f + x·E[∂f/∂m̃], with E[∂f/∂m̃] frozen at its current value, has as first-order
+    condition the group's: its rest point is the cooperative MFCG equilibrium, not the
+    Nash one. x (N, d), mf_grad (d,) → (N,). In the LQ benchmark E[∂f/∂m̃] = 0.6875·m̃ at
+    E[x'] = m̃ (BENCHMARK_NOTES §3)."""
+    return (x * mf_grad).sum(axis=1)
 
 
 def act_and_step(state, cfg, x):
-    """Sample actions, observe rewards and next states for the agents x (lines 9–11)."""
+    """Sample actions, observe rewards and next states for the agents x (lines 9–11).
+    With cfg.mf_correction the reward also pays −Δt·x·E[∂f/∂m̃] (see mf_correction)."""
     pb = cfg.problem
     a = nets.actor_sample(state["params"]["actor"], x, state["rng"])   # (B, d)
     r = pb.reward(x, state["m"], state["m_tilde"], a)                   # (B,)
+    if cfg.mf_correction:
+        r = r - pb.dt * mf_correction(x, state["mf_grad"])
     x_next = pb.step(x, a, state["rng"])                                # (B, d)
     return a, r, x_next
 
@@ -761,7 +781,7 @@ def save_checkpoint(path, state, cfg):
     if state["target"] is not None:
         for k, v in state["target"].items():
             arrays[f"target/{k}"] = to_numpy(v)
-    for key in ("x", "pool_global", "pool_local", "m", "m_tilde"):
+    for key in STATE_ARRAYS:
         arrays[key] = to_numpy(state[key])
     if state["buffer"]:
         for key in state["buffer"][0]:
@@ -799,7 +819,7 @@ def load_checkpoint(path, xp=None):
             state["adam"][net][moment] = {k[len(pre):]: xp.asarray(v) for k, v in data.items() if k.startswith(pre)}
     if cfg.target_every:
         state["target"] = {k[len("target/"):]: xp.asarray(v) for k, v in data.items() if k.startswith("target/")}
-    for key in ("x", "pool_global", "pool_local", "m", "m_tilde"):
+    for key in STATE_ARRAYS:
         state[key] = xp.asarray(data[key])
     keys = [k[len("buffer/"):] for k in data if k.startswith("buffer/")]
     state["buffer"] = [{k: xp.asarray(data[f"buffer/{k}"][i]) for k in keys} for i in range(meta["buffer_len"])]

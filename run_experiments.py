@@ -42,8 +42,13 @@ TABLE_METRICS = ("mean_error", "mean_error_mfg", "local_mean", "local_std", "glo
                  "value_rmse_paper", "agents_mean", "agents_std")
 
 
-def default_run_dir(root, preset, algo, seed):
-    return os.path.join(root, preset, f"{algo}-s{seed}")
+def run_label(algo, mf):
+    """A run's name in tables and figures: the algorithm, '+mf' with the correction."""
+    return f"{algo}+mf" if mf else algo
+
+
+def default_run_dir(root, preset, algo, seed, mf=False):
+    return os.path.join(root, preset, f"{run_label(algo, mf)}-s{seed}")
 
 
 def _write_json(path, obj):
@@ -81,11 +86,11 @@ class Progress:
 
 
 def cmd_run(args):
-    overrides = {"seed": args.seed}
+    overrides = {"seed": args.seed, "mf_correction": args.mf}
     if args.steps is not None:
         overrides["steps"] = args.steps
     cfg = mfcg.preset(args.preset, args.algo, **overrides)
-    out = args.out or default_run_dir(args.runs, args.preset, args.algo, args.seed)
+    out = args.out or default_run_dir(args.runs, args.preset, args.algo, args.seed, args.mf)
     ckpt = os.path.join(out, "checkpoint.npz")
     if args.resume:
         if not os.path.exists(ckpt):
@@ -103,7 +108,7 @@ def cmd_run(args):
         state = None
     start = state["step"] if state else 0
     until = start + args.stop_after if args.stop_after else None
-    tag = f"{args.algo} s{args.seed}"
+    tag = f"{run_label(args.algo, args.mf)} s{args.seed}"
     started = time.time()
     state = mfcg.train(cfg, state, run_dir=out, until=until, on_step=Progress(tag, cfg.steps))
     _write_json(os.path.join(out, "history.json"), state["history"])
@@ -113,7 +118,8 @@ def cmd_run(args):
         return 0
     np.savez(os.path.join(out, "curves.npz"), **mfcg.final_curves(state, cfg))
     metrics = dict(state["history"][-1])
-    metrics.update({"algo": cfg.algo, "preset": args.preset, "seed": cfg.seed, "steps": cfg.steps,
+    metrics.update({"algo": cfg.algo, "label": run_label(cfg.algo, cfg.mf_correction),
+                    "mf_correction": cfg.mf_correction, "preset": args.preset, "seed": cfg.seed, "steps": cfg.steps,
                     "wall_seconds": state["wall_seconds"], "train_seconds": state["train_seconds"],
                     "steps_per_second": cfg.steps / state["train_seconds"],
                     "backend": backend_name(), "dtype": cfg.dtype,
@@ -145,7 +151,7 @@ def load_run(path):
     with np.load(os.path.join(path, "curves.npz")) as z:
         curves = {k: z[k] for k in z.files}
     return {"path": path, "preset": config["preset"], "config": mfcg.Config(**config["config"]),
-            "label": metrics["algo"], "metrics": metrics, "history": history, "curves": curves}
+            "label": metrics["label"], "metrics": metrics, "history": history, "curves": curves}
 
 
 def summarise(runs):
@@ -153,7 +159,8 @@ def summarise(runs):
     groups = {}
     for r in runs:
         groups.setdefault(r["label"], []).append(r)
-    order = [a for a in mfcg.ALGOS if a in groups] + sorted(set(groups) - set(mfcg.ALGOS))
+    known = [run_label(a, mf) for a in mfcg.ALGOS for mf in (False, True)]
+    order = [label for label in known if label in groups] + sorted(set(groups) - set(known))
     summary = {}
     for label in order:
         rs = groups[label]
@@ -266,8 +273,11 @@ def make_figures(summary, runs, out):
         for label, rs in by_label.items():
             n = min(len(r["history"]) for r in rs)
             x = np.mean([[h[xkey] for h in r["history"][:n]] for r in rs], axis=0)
+            algo = rs[0]["metrics"]["algo"]
+            style = dict(marker=".", color=f"C{mfcg.ALGOS.index(algo)}",
+                         linestyle="--" if label.endswith("+mf") else "-")
             for ax, (key, title) in zip(axes, keys):
-                _band(ax, x, [[h[key] for h in r["history"][:n]] for r in rs], label, marker=".")
+                _band(ax, x, [[h[key] for h in r["history"][:n]] for r in rs], label, **style)
                 ax.set_title(title)
                 ax.set_xlabel(xlabel)
                 ax.set_yscale("log")
@@ -304,20 +314,21 @@ def cmd_report(args):
 # ---------------------------------------------------------------------------------------
 
 def cmd_reproduce(args):
-    jobs = []
-    for algo in mfcg.ALGOS:
-        for seed in range(args.seeds):
-            out = default_run_dir(args.runs, args.preset, algo, seed)
-            cmd = [sys.executable, os.path.abspath(__file__), "run", "--algo", algo,
-                   "--preset", args.preset, "--seed", str(seed), "--out", out]
-            if args.steps is not None:
-                cmd += ["--steps", str(args.steps)]
-            if os.path.exists(os.path.join(out, "metrics.json")):
-                print(f"reproduce: {out} is finished; reusing it", file=sys.stderr)
-                continue
-            if os.path.exists(os.path.join(out, "checkpoint.npz")):
-                cmd.append("--resume")
-            jobs.append((out, cmd))
+    jobs, dirs = [], []
+    variants = [v == "mf" for v in args.variants.split(",")]
+    for algo, mf, seed in [(a, mf, s) for a in mfcg.ALGOS for mf in variants for s in range(args.seeds)]:
+        out = default_run_dir(args.runs, args.preset, algo, seed, mf)
+        dirs.append(out)
+        cmd = [sys.executable, os.path.abspath(__file__), "run", "--algo", algo,
+               "--preset", args.preset, "--seed", str(seed), "--out", out] + (["--mf"] if mf else [])
+        if args.steps is not None:
+            cmd += ["--steps", str(args.steps)]
+        if os.path.exists(os.path.join(out, "metrics.json")):
+            print(f"reproduce: {out} is finished; reusing it", file=sys.stderr)
+            continue
+        if os.path.exists(os.path.join(out, "checkpoint.npz")):
+            cmd.append("--resume")
+        jobs.append((out, cmd))
     # one thread per process: J processes on J cores, no oversubscription
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     running, failed = [], []
@@ -342,7 +353,6 @@ def cmd_reproduce(args):
                     failed.append(out)
     if failed:
         raise UsageError(f"{len(failed)} run(s) failed, see {', '.join(f + '.log' for f in failed)}")
-    dirs = [default_run_dir(args.runs, args.preset, a, s) for a in mfcg.ALGOS for s in range(args.seeds)]
     return cmd_report(argparse.Namespace(dirs=dirs, out=args.out, allow_mixed_presets=False))
 
 
@@ -481,6 +491,7 @@ def build_parser():
     r.add_argument("--out", help="run directory (default: RUNS/PRESET/ALGO-sSEED)")
     r.add_argument("--runs", default="runs", help="root of the default run directories")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    r.add_argument("--mf", action="store_true", help="add the mean-field correction to the reward")
     r.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
     rep = sub.add_parser("report", help="table and figures from run directories")
     rep.add_argument("dirs", nargs="+", help="run directories")
@@ -491,6 +502,8 @@ def build_parser():
     rp.add_argument("--seeds", type=int, default=5)
     rp.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     rp.add_argument("--steps", type=int, help="override every run's number of steps")
+    rp.add_argument("--variants", default="plain,mf", choices=["plain,mf", "plain", "mf"],
+                    help="without and/or with the mean-field correction (default: both)")
     rp.add_argument("--runs", default="runs", help="root of the run directories")
     rp.add_argument("--out", default="results", help="where the report goes")
     b = sub.add_parser("bench", help="steps/s at the paper's sizes, with a per-phase breakdown")

@@ -75,15 +75,21 @@ def test_reproduce_runs_processes_in_parallel(tmp_path):
     assert code == 0, err
     spans = []
     for algo in mfcg.ALGOS:
-        m = _json(tmp_path / "runs" / "quick" / f"{algo}-s0" / "metrics.json")
-        spans.append((m["started_at"], m["finished_at"]))
+        for label in (algo, f"{algo}+mf"):
+            m = _json(tmp_path / "runs" / "quick" / f"{label}-s0" / "metrics.json")
+            spans.append((m["started_at"], m["finished_at"]))
     overlaps = sum(1 for i, a in enumerate(spans) for b in spans[i + 1:] if a[0] < b[1] and b[0] < a[1])
     assert overlaps >= 1, spans  # with --jobs 2, at least two runs were alive at once
-    assert (tmp_path / "res" / "RESULTS.md").exists()
+    # both variants, named apart: without and with the mean-field correction
+    table = (tmp_path / "res" / "RESULTS.md").read_text()
+    for algo in mfcg.ALGOS:
+        m = _json(tmp_path / "runs" / "quick" / f"{algo}+mf-s0" / "metrics.json")
+        assert m["label"] == f"{algo}+mf" and m["mf_correction"] is True
+        assert f"| {algo} |" in table and f"| {algo}+mf |" in table
     # a second reproduce reuses the finished runs instead of overwriting them
     code, _, err = cli("reproduce", "--seeds", 1, "--steps", 30, "--jobs", 2, "--runs", "runs",
                        "--out", "res", cwd=tmp_path)
-    assert code == 0 and err.count("is finished; reusing it") == 4
+    assert code == 0 and err.count("is finished; reusing it") == 8
 
 
 def _one_line_error(code, err, match):

@@ -36,7 +36,7 @@ def _arrays(state):
         out[f"adam.{net}.t"] = np.array(state["adam"][net]["t"])
     if state["target"] is not None:
         out.update({f"target.{k}": copy(v) for k, v in state["target"].items()})
-    for key in ("x", "pool_global", "pool_local", "m", "m_tilde"):
+    for key in mfcg.STATE_ARRAYS:
         out[key] = copy(state[key])
     for i, entry in enumerate(state["buffer"]):
         out.update({f"buffer.{i}.{k}": copy(v) for k, v in entry.items()})
