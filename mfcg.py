@@ -241,6 +241,12 @@ def langevin_score_net(p, pool, noise, eps):
     n_steps = noise.shape[0]
     if not bool(xp.isfinite(pool).all()):
         raise ValueError("langevin: the starting pool contains non-finite values")
+    if xp is not np:
+        x = _langevin_cuda(p, pool, noise, eps)
+        if not bool(xp.isfinite(x).all()):
+            raise ValueError(f"langevin: the pool became non-finite within {n_steps} steps "
+                             f"(eps={eps}); the score function diverges")
+        return x
     W1, b1, W2, b2 = p["W1"], p["b1"], p["W2"], p["b2"]
     x = pool.copy()                                          # (k, d)
     h = xp.empty((k, W1.shape[1]), dtype=pool.dtype)          # (k, H)
@@ -263,6 +269,61 @@ def langevin_score_net(p, pool, noise, eps):
         raise ValueError(f"langevin: the pool became non-finite within {n_steps} steps "
                          f"(eps={eps}); the score function diverges")
     return x
+
+
+# The same iterations as langevin_score_net, fused into one CUDA kernel: one thread per
+# sample keeps its state in registers and loops over iterations and hidden units, so a
+# whole refresh is one launch instead of ~10 array operations per iteration. T is float or
+# double; weights are row-major as in nets (W1 (d, H), W2 (H, d)).
+_LANGEVIN_CUDA = r"""
+extern "C" __global__ void langevin_tanh_net(
+        const T* __restrict__ pool, const T* __restrict__ noise,
+        const T* __restrict__ W1, const T* __restrict__ b1,
+        const T* __restrict__ W2, const T* __restrict__ b2,
+        T* __restrict__ out, const int k, const int d, const int H, const int n_steps,
+        const T half, const T root) {
+    const int i = blockDim.x * blockIdx.x + threadIdx.x;
+    if (i >= k) return;
+    T x[MAX_D], s[MAX_D];
+    for (int a = 0; a < d; ++a) x[a] = pool[i * d + a];
+    for (int t = 0; t < n_steps; ++t) {
+        for (int a = 0; a < d; ++a) s[a] = b2[a];
+        for (int j = 0; j < H; ++j) {
+            T z = b1[j];
+            for (int a = 0; a < d; ++a) z += x[a] * W1[a * H + j];
+            const T h = tanh(z);
+            for (int a = 0; a < d; ++a) s[a] += h * W2[j * d + a];
+        }
+        const T* zt = noise + ((size_t)t * k + i) * d;
+        for (int a = 0; a < d; ++a) x[a] += half * s[a] + root * zt[a];
+    }
+    for (int a = 0; a < d; ++a) out[i * d + a] = x[a];
+}
+"""
+LANGEVIN_CUDA_MAX_D = 16
+_CUDA_KERNELS = {}
+
+
+def _langevin_cuda(p, pool, noise, eps):
+    """Launch the fused kernel (CuPy arrays); returns the new pool (k, d)."""
+    import cupy
+    k, d = pool.shape
+    if d > LANGEVIN_CUDA_MAX_D:
+        raise ValueError(f"the fused Langevin kernel supports d <= {LANGEVIN_CUDA_MAX_D}, got {d}")
+    dtype = np.dtype(pool.dtype)
+    if dtype not in _CUDA_KERNELS:
+        ctype = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}[dtype]
+        source = f"#define T {ctype}\n#define MAX_D {LANGEVIN_CUDA_MAX_D}\n" + _LANGEVIN_CUDA
+        _CUDA_KERNELS[dtype] = cupy.RawKernel(source, "langevin_tanh_net")
+    c = lambda a: cupy.ascontiguousarray(a, dtype=dtype)  # noqa: E731
+    out = cupy.empty_like(c(pool))
+    H = p["W1"].shape[1]
+    threads = 128
+    _CUDA_KERNELS[dtype](((k + threads - 1) // threads,), (threads,),
+                         (c(pool), c(noise), c(p["W1"]), c(p["b1"]), c(p["W2"]), c(p["b2"]), out,
+                          np.int32(k), np.int32(d), np.int32(H), np.int32(noise.shape[0]),
+                          dtype.type(0.5 * eps), dtype.type(math.sqrt(eps))))
+    return out
 
 
 def density_from_score(score_fn, lo, hi, n=2001):
@@ -419,9 +480,10 @@ STATE_ARRAYS = ("x", "pool_global", "pool_local", "m", "m_tilde", "mf_grad")
 
 def make_rng(seed, xp=None):
     """The training random stream: a NumPy Generator (saved exactly in checkpoints) or,
-    on CuPy, a CuPy Generator seeded alike."""
+    on CuPy, a cupy.random.RandomState (it has the standard_normal(size, dtype) and
+    permutation the trainers use) seeded with an int."""
     xp = xp or get_xp()
-    return np.random.default_rng(seed) if xp is np else xp.random.default_rng(seed)
+    return np.random.default_rng(seed) if xp is np else xp.random.RandomState(int(seed) % 2 ** 32)
 
 
 def init_state(cfg, xp=None):

@@ -71,3 +71,18 @@ def test_adam_same_on_gpu(cp):
         al.adam_update(p_np, {"w": g}, s_np, lr=1e-2)
         al.adam_update(p_cp, {"w": cp.asarray(g)}, s_cp, lr=1e-2)
     np.testing.assert_allclose(al.to_numpy(p_cp["w"]), p_np["w"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_fused_langevin_kernel_matches_its_numpy_twin(cp, d):
+    """The CUDA kernel and langevin_score_net on equal inputs (same pool, weights, normals),
+    in float64: the same map, up to the order of floating-point additions."""
+    import mfcg
+    rng = np.random.default_rng(3)
+    p = nets.init_score(d, rng, dtype=np.float64, xp=np)
+    pool = rng.standard_normal((1000, d))
+    noise = rng.standard_normal((200, 1000, d))
+    ref = mfcg.langevin_score_net(p, pool, noise, 0.05)
+    gpu = mfcg.langevin_score_net({k: cp.asarray(v) for k, v in p.items()}, cp.asarray(pool),
+                                  cp.asarray(noise), 0.05)
+    np.testing.assert_allclose(al.to_numpy(gpu), ref, rtol=1e-9, atol=1e-11)
