@@ -200,13 +200,19 @@ def results_table(summary, problem):
     return "# Results\n\n" + head + "\n\n" + "\n".join(lines) + "\n"
 
 
-def _band(ax, x, ys, label, **kw):
+def _band(ax, x, ys, label, spread="std", **kw):
+    """The mean over runs as a line, with a band: ± one std, or the min–max range (which
+    stays positive on a log axis)."""
     ys = np.asarray(ys)
     mean = ys.mean(axis=0)
     line, = ax.plot(x, mean, label=label, **kw)
     if len(ys) > 1:
-        sd = ys.std(axis=0, ddof=1)
-        ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, lw=0)
+        if spread == "range":
+            lo, hi = ys.min(axis=0), ys.max(axis=0)
+        else:
+            sd = ys.std(axis=0, ddof=1)
+            lo, hi = mean - sd, mean + sd
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
     return line
 
 
@@ -277,8 +283,9 @@ def make_figures(summary, runs, out):
             style = dict(marker=".", color=f"C{mfcg.ALGOS.index(algo)}",
                          linestyle="--" if label.endswith("+mf") else "-")
             for ax, (key, title) in zip(axes, keys):
-                _band(ax, x, [[h[key] for h in r["history"][:n]] for r in rs], label, **style)
-                ax.set_title(title)
+                _band(ax, x, [[h[key] for h in r["history"][:n]] for r in rs], label,
+                      spread="range", **style)
+                ax.set_title(f"{title} (mean, range over runs)")
                 ax.set_xlabel(xlabel)
                 ax.set_yscale("log")
         axes[0].legend(fontsize=8)
