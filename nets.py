@@ -12,8 +12,6 @@ H hidden width.
 """
 import math
 
-import numpy as np
-
 from autograd_lite import (
     DEFAULT_DTYPE, affine_backward, affine_forward, check_array, gaussian_entropy_backward,
     gaussian_entropy_forward, gaussian_logprob_backward, gaussian_logprob_forward, get_xp,
