@@ -134,3 +134,11 @@ def test_report_refuses_mixed_presets_unless_asked(tmp_path):
     _one_line_error(*cli("report", "quick", "paper", "--out", "res", cwd=tmp_path)[::2], "the runs mix presets")
     code, _, err = cli("report", "quick", "paper", "--out", "res", "--allow-mixed-presets", cwd=tmp_path)
     assert code == 0, err
+
+
+def test_time_to_accuracy_is_the_first_crossing():
+    import run_experiments as rx
+    history = [{"wall_seconds": 1.0, "control_rmse": 0.5}, {"wall_seconds": 2.5, "control_rmse": 0.29},
+               {"wall_seconds": 4.0, "control_rmse": 0.4}, {"wall_seconds": 6.0, "control_rmse": 0.1}]
+    assert rx.time_to_accuracy(history, "control_rmse", 0.3) == 2.5
+    assert rx.time_to_accuracy(history, "control_rmse", 0.05) is None
