@@ -479,11 +479,13 @@ STATE_ARRAYS = ("x", "pool_global", "pool_local", "m", "m_tilde", "mf_grad")
 
 
 def make_rng(seed, xp=None):
-    """The training random stream: a NumPy Generator (saved exactly in checkpoints) or,
-    on CuPy, a cupy.random.RandomState (it has the standard_normal(size, dtype) and
-    permutation the trainers use) seeded with an int."""
+    """A random stream from an int or a tuple of ints: a NumPy Generator (saved exactly in
+    checkpoints) or, on CuPy, a cupy.random.RandomState (it has the standard_normal(size,
+    dtype) and permutation the trainers use) seeded from the same SeedSequence."""
     xp = xp or get_xp()
-    return np.random.default_rng(seed) if xp is np else xp.random.RandomState(int(seed) % 2 ** 32)
+    if xp is np:
+        return np.random.default_rng(seed)
+    return xp.random.RandomState(int(np.random.SeedSequence(seed).generate_state(1)[0]))
 
 
 def init_state(cfg, xp=None):
@@ -673,9 +675,10 @@ def ppo_update(state, cfg, lrs):
     step (B rows) at a time and averaged, which is the same mean without M·B-row arrays."""
     buf = state["buffer"]
     critic, actor = state["params"]["critic"], state["params"]["actor"]
+    xp = xp_of(buf[0]["x"])
     rews = _stack(buf, "r")                                                   # (M, B)
-    values = _stack([{"v": nets.critic_forward(critic, e["x"])} for e in buf], "v")
-    next_values = _stack([{"v": nets.critic_forward(critic, e["x_next"])} for e in buf], "v")
+    values = xp.stack([nets.critic_forward(critic, e["x"]) for e in buf])       # (M, B)
+    next_values = xp.stack([nets.critic_forward(critic, e["x_next"]) for e in buf])
     adv, returns = gae(rews, values, next_values, cfg.problem.discount, cfg.gae_lambda)  # (M, B)
     logp_old = [nets.actor_log_prob(actor, e["x"], e["a"]) for e in buf]      # ψ_old = ψ_n
     work = rews.size * cfg.hidden_critic
@@ -754,8 +757,8 @@ def evaluate(state, cfg):
     pb, sol = cfg.problem, cfg.problem.solution()
     xp = xp_of(state["x"])
     dtype = state["x"].dtype
-    rng = make_rng([cfg.seed, state["step"], 7], xp) if xp is np else make_rng(cfg.seed * 7919 + state["step"], xp)
-    out = {}
+    rng = make_rng((cfg.seed, state["step"], 7), xp)
+    out, means = {}, {}
     nets_ = [state["params"]["score_global"], state["params"]["score_local"]]
     starts = [rng.standard_normal((cfg.n_samples, pb.dim), dtype=dtype) for _ in nets_]
     fresh = sample_pools(nets_, starts, cfg.eval_langevin_steps, cfg.eps_langevin, rng)
@@ -769,7 +772,7 @@ def evaluate(state, cfg):
             out[f"{tag}_mean_density"], out[f"{tag}_std_density"] = read["mean"], read["std"]
         else:
             out[f"{tag}_mean_density"] = out[f"{tag}_std_density"] = math.nan
-        out[f"_{tag}_mean_vec"] = samples.mean(axis=0)
+        means[tag] = samples.mean(axis=0)
     x_eval = sol.mean + sol.std * to_numpy(rng.standard_normal((cfg.eval_samples, pb.dim), dtype=dtype)).astype(np.float64)
     mean_a, _, _ = nets.actor_forward(state["params"]["actor"], xp.asarray(x_eval, dtype=dtype))
     mean_a = to_numpy(mean_a).astype(np.float64)
@@ -787,10 +790,8 @@ def evaluate(state, cfg):
     out["agents_std"] = float(agents.std(axis=0).mean()) if agents.shape[0] > 1 else 0.0
     out["value_rmse"] = rmse(neg_v, sol.value(x_eval))
     out["value_rmse_paper"] = rmse(neg_v, sol.value_paper(x_eval))
-    local = out.pop("_local_mean_vec")
-    out.pop("_global_mean_vec")
-    out["mean_error"] = float(np.linalg.norm(local - sol.mean))
-    out["mean_error_mfg"] = float(np.linalg.norm(local - sol.mean_mfg))
+    out["mean_error"] = float(np.linalg.norm(means["local"] - sol.mean))
+    out["mean_error_mfg"] = float(np.linalg.norm(means["local"] - sol.mean_mfg))
     return out
 
 
@@ -805,7 +806,7 @@ def final_curves(state, cfg, n_grid=201):
         raise ValueError(f"final_curves needs a 1-d problem, got dim={pb.dim}")
     xp = xp_of(state["x"])
     dtype = state["x"].dtype
-    rng = make_rng([cfg.seed, state["step"], 11], xp) if xp is np else make_rng(cfg.seed * 104729 + state["step"], xp)
+    rng = make_rng((cfg.seed, state["step"], 11), xp)
     out, scores = {}, {}
     nets_ = [state["params"]["score_global"], state["params"]["score_local"]]
     starts = [rng.standard_normal((cfg.n_samples, 1), dtype=dtype) for _ in nets_]
@@ -889,7 +890,7 @@ def load_checkpoint(path, xp=None):
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["rng"]
     else:  # CuPy: no portable generator state; reseed from (seed, step)
-        rng = make_rng(cfg.seed * 1000003 + meta["step"], xp)
+        rng = make_rng((cfg.seed, meta["step"], 13), xp)
     state["rng"] = rng
     return state, cfg
 
@@ -912,7 +913,7 @@ class _Loop:
         self.path = os.path.join(run_dir, "checkpoint.npz") if run_dir else None
         if run_dir:
             os.makedirs(run_dir, exist_ok=True)
-        self.t_train, self.steps_timed = 0.0, 0
+        self._mark = (state["step"], state["train_seconds"])  # where steps/s is measured from
         self.interrupted = False
 
     def _on_sigint(self, signum, frame):
@@ -927,10 +928,7 @@ class _Loop:
             while state["step"] < self.until:
                 t0 = time.perf_counter()
                 yield state["step"]
-                dt = time.perf_counter() - t0
-                self.t_train += dt
-                state["train_seconds"] += dt
-                self.steps_timed += 1
+                state["train_seconds"] += time.perf_counter() - t0
                 state["step"] += 1
                 n = state["step"]
                 if n % cfg.eval_every == 0 or n == cfg.steps:
@@ -969,10 +967,11 @@ class _Loop:
                **evaluate(self.state, self.cfg)}
         sums, counts = self.state["loss_sums"], self.state["loss_counts"]
         rec.update({f"loss_{k}": sums[k] / counts[k] for k in sorted(sums)})
-        rec["steps_per_second"] = self.steps_timed / self.t_train if self.t_train > 0 else math.nan
+        steps, seconds = (self.state["step"] - self._mark[0], self.state["train_seconds"] - self._mark[1])
+        rec["steps_per_second"] = steps / seconds if seconds > 0 else math.nan
         self.state["history"].append(rec)
         self.state["loss_sums"], self.state["loss_counts"] = {}, {}
-        self.t_train, self.steps_timed = 0.0, 0
+        self._mark = (self.state["step"], self.state["train_seconds"])
         if self.on_eval:
             self.on_eval(rec)
 
