@@ -368,6 +368,7 @@ class Config:
     eps_langevin: float = 0.05      # [ε] Langevin step size
     langevin_every: int = 1         # refresh the pools when n % this == 0 (M: 50)
     hutchinson: bool = False        # score loss with Hutchinson's trace (M) or the exact one
+    std_floor: float = 1e-5         # added to the actor's softplus std (the paper's 1e-5)
     lr_actor: float = 5e-6          # [ρ_Π]
     lr_critic: float = 1e-5         # [ρ_V]
     lr_global: float = 1e-6         # [ρ_Σ] global score: slow, the competitive population
@@ -405,7 +406,7 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ["eps_langevin", "lr_actor", "lr_critic", "lr_global", "lr_local"]:
+        for name in ["eps_langevin", "lr_actor", "lr_critic", "lr_global", "lr_local", "std_floor"]:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ["target_every", "grad_clip", "ent_coef"]:
@@ -456,17 +457,28 @@ def preset(name, algo, **overrides):
 
 
 # The quick preset: the paper's networks, problem, schedule and algorithms, scaled to
-# 20–60 s per run on a 2-core CPU: 1,024 agents instead of 8,192, 10 Langevin iterations
+# 15–70 s per run on a 2-core CPU: 1,024 agents instead of 8,192, 10 Langevin iterations
 # per refresh instead of 200 (the chains are persistent, so each refresh continues from
-# the last pool; evaluation still uses 200 from N(0, 1)), ten times the paper's learning
-# rates, and 3,000 steps (AC 4,000). DRL's rollout is 32 steps so it updates ~90 times.
-# In this budget the learners do not settle (see the README): the quick preset shows each
-# algorithm's behaviour, not its limit.
+# the last pool; evaluation still uses 200 from N(0, 1)) and ten times the paper's rates.
+# Two changes let B and M settle in this budget (README, "Which equilibrium"), measured:
+# - no target critic (target_every = 0). A copy every P steps performs one Bellman backup
+#   per P steps, so the critic's error shrinks by γ = 0.99 per P steps: an e-fold takes
+#   about 100·P steps, 20,000 at the paper's P = 200, longer than a quick run;
+# - a policy-std floor of 0.5 (the paper's is 1e-5). Without an entropy term the std head
+#   collapses (to 0.01 within 1,000 M steps), and the policy gradient's noise grows as
+#   1/std. The floor adds ½·0.25 to the running cost of every policy alike and changes
+#   neither the equilibrium mean nor the optimal control's mean.
+# B makes one actor–critic update per step where M makes B/b = 4, so B gets 4× the rates.
+# AC keeps the paper's floor: with 0.5 its single agent ran away (x → −400 in 10,000
+# steps). DRL makes one PPO update per 32-step rollout and does not settle here.
 QUICK = dict(batch=1024, minibatch=256, langevin_steps=10, eval_langevin_steps=200,
              lr_actor=5e-5, lr_critic=1e-4, lr_global=1e-5, lr_local=5e-3,
+             std_floor=0.5, target_every=0,
              eval_every=250, checkpoint_every=1000, rollout=32)
-QUICK_PER_ALGO = {"ac": dict(batch=1, steps=4000), "b": dict(steps=3000),
-                  "m": dict(steps=3000), "drl": dict(steps=3000)}
+QUICK_PER_ALGO = {"ac": dict(batch=1, steps=4000, std_floor=1e-5),
+                  "b": dict(steps=10_000, lr_actor=2e-4, lr_critic=4e-4, lr_global=4e-5, lr_local=2e-2),
+                  "m": dict(steps=10_000),
+                  "drl": dict(steps=3000)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -617,7 +629,7 @@ def act_and_step(state, cfg, x):
     """Sample actions, observe rewards and next states for the agents x (lines 9–11).
     With cfg.mf_correction the reward also pays −Δt·x·E[∂f/∂m̃] (see mf_correction)."""
     pb = cfg.problem
-    a = nets.actor_sample(state["params"]["actor"], x, state["rng"])   # (B, d)
+    a = nets.actor_sample(state["params"]["actor"], x, state["rng"], cfg.std_floor)  # (B, d)
     r = pb.reward(x, state["m"], state["m_tilde"], a)                   # (B,)
     if cfg.mf_correction:
         r = r - pb.dt * mf_correction(x, state["mf_grad"])
@@ -638,7 +650,7 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
     delta = y - nets.critic_forward(critic, x)                               # (B,)
     (loss_v, g_v), (loss_pi, g_pi) = _parallel(
         [lambda: nets.critic_loss_and_grad(critic, x, y),
-         lambda: nets.actor_loss_and_grad(state["params"]["actor"], x, a, delta)],
+         lambda: nets.actor_loss_and_grad(state["params"]["actor"], x, a, delta, cfg.std_floor)],
         work=x.shape[0] * cfg.hidden_critic)
     losses = {"critic": _finite(state, "critic", loss_v), "actor": _finite(state, "actor", loss_pi)}
     if cfg.grad_clip:
@@ -680,13 +692,13 @@ def ppo_update(state, cfg, lrs):
     values = xp.stack([nets.critic_forward(critic, e["x"]) for e in buf])       # (M, B)
     next_values = xp.stack([nets.critic_forward(critic, e["x_next"]) for e in buf])
     adv, returns = gae(rews, values, next_values, cfg.problem.discount, cfg.gae_lambda)  # (M, B)
-    logp_old = [nets.actor_log_prob(actor, e["x"], e["a"]) for e in buf]      # ψ_old = ψ_n
+    logp_old = [nets.actor_log_prob(actor, e["x"], e["a"], cfg.std_floor) for e in buf]  # ψ_old = ψ_n
     work = rews.size * cfg.hidden_critic
     critic_task = lambda: _chunk_mean(nets.critic_loss_and_grad,  # noqa: E731
                                       [(critic, e["x"], returns[m]) for m, e in enumerate(buf)])
     actor_task = lambda: _chunk_mean(nets.ppo_loss_and_grad,  # noqa: E731
                                      [(actor, e["x"], e["a"], adv[m], logp_old[m], cfg.ppo_clip,
-                                       cfg.ent_coef) for m, e in enumerate(buf)])
+                                       cfg.ent_coef, cfg.std_floor) for m, e in enumerate(buf)])
     (loss_v, g_v), (loss_pi, g_pi) = _parallel([critic_task, actor_task], work)
     losses = {"critic": _finite(state, "critic", loss_v), "actor": _finite(state, "actor", loss_pi)}
     for epoch in range(cfg.ppo_epochs):

@@ -6,7 +6,7 @@ Networks are pure functions of a parameter dict (`W1, b1, ...`, weights stored a
 H hidden width.
 
     actor    x (N,d) → h = tanh(x W1 + b1) (N,H) → mean = h Wm + bm (N,k)
-                                              → std  = softplus(h Ws + bs) + 1e-5 (N,k)
+                                              → std  = softplus(h Ws + bs) + floor (N,k)
     critic   x (N,d) → tanh(x W1 + b1) (N,H) → W2, b2 → V (N,)
     score    x (N,d) → tanh(x W1 + b1) (N,H) → W2, b2 → s (N,d)   (s ≈ ∇ₓ log p)
 """
@@ -17,7 +17,8 @@ from autograd_lite import (
     gaussian_entropy_forward, gaussian_logprob_backward, gaussian_logprob_forward, get_xp,
     matmul, softplus_backward, softplus_forward, tanh_backward, tanh_forward, xp_of)
 
-STD_FLOOR = 1e-5  # added to the softplus std head so the policy never collapses to a point
+STD_FLOOR = 1e-5  # the paper's floor on the softplus std head: the policy never collapses to a point
+# Every actor function takes `std_floor` (default STD_FLOOR); the trainers pass Config.std_floor.
 MAX_LOG_RATIO = 20.0  # PPO: log π − log π_old is capped here before exp (float32-safe)
 
 
@@ -77,13 +78,14 @@ def _check_rows(name, a, n, ndim=1, cols=None):
 # Actor: a diagonal Gaussian policy
 # ---------------------------------------------------------------------------------------
 
-def actor_forward(p, x):
-    """Return mean (N,k), std (N,k) and the cache the backward pass needs."""
+def actor_forward(p, x, std_floor=STD_FLOOR):
+    """Return mean (N,k), std (N,k) and the cache the backward pass needs.
+    std = softplus(h Ws + bs) + std_floor; the floor is a constant (no gradient)."""
     _check_x(p, x)
     h = tanh_forward(affine_forward(x, p["W1"], p["b1"]))  # (N, H)
     mean = affine_forward(h, p["Wm"], p["bm"])              # (N, k)
     zs = affine_forward(h, p["Ws"], p["bs"])                # (N, k)
-    std = softplus_forward(zs) + STD_FLOOR                  # (N, k)
+    std = softplus_forward(zs) + std_floor                  # (N, k)
     return mean, std, (x, h, zs)
 
 
@@ -98,27 +100,27 @@ def actor_backward(p, cache, dmean, dstd):
     return {"W1": dW1, "b1": db1, "Wm": dWm, "bm": dbm, "Ws": dWs, "bs": dbs}
 
 
-def actor_sample(p, x, rng):
+def actor_sample(p, x, rng, std_floor=STD_FLOOR):
     """a = mean + std ⊙ z, z ~ N(0, I), drawn with `rng` (a Generator of x's backend)."""
-    mean, std, _ = actor_forward(p, x)
+    mean, std, _ = actor_forward(p, x, std_floor)
     z = rng.standard_normal(mean.shape, dtype=mean.dtype)
     return mean + std * z
 
 
-def actor_log_prob(p, x, a):
+def actor_log_prob(p, x, a, std_floor=STD_FLOOR):
     """log π(a|x), shape (N,)."""
-    mean, std, _ = actor_forward(p, x)
+    mean, std, _ = actor_forward(p, x, std_floor)
     _check_rows("a", a, x.shape[0], 2, mean.shape[1])
     return gaussian_logprob_forward(a, mean, std)
 
 
-def actor_entropy(p, x):
+def actor_entropy(p, x, std_floor=STD_FLOOR):
     """Entropy of π(·|x), shape (N,)."""
-    _, std, _ = actor_forward(p, x)
+    _, std, _ = actor_forward(p, x, std_floor)
     return gaussian_entropy_forward(std)
 
 
-def actor_loss_and_grad(p, x, a, adv):
+def actor_loss_and_grad(p, x, a, adv, std_floor=STD_FLOOR):
     """Policy-gradient loss L = −mean(adv · log π(a|x)) and its gradient.
 
     x (N,d), a (N,k), adv (N,) — one advantage per sample, treated as a constant. adv
@@ -126,7 +128,7 @@ def actor_loss_and_grad(p, x, a, adv):
     (N,N) and turn the loss into −mean(adv)·mean(log π), which is not a policy gradient.
         dL/dlog πₙ = −advₙ / N
     """
-    mean, std, cache = actor_forward(p, x)
+    mean, std, cache = actor_forward(p, x, std_floor)
     n = x.shape[0]
     _check_rows("a", a, n, 2, mean.shape[1])
     _check_rows("adv", adv, n)
@@ -137,7 +139,7 @@ def actor_loss_and_grad(p, x, a, adv):
     return loss, actor_backward(p, cache, dmean, dstd)
 
 
-def ppo_loss_and_grad(p, x, a, adv, logp_old, clip, ent_coef):
+def ppo_loss_and_grad(p, x, a, adv, logp_old, clip, ent_coef, std_floor=STD_FLOOR):
     """Clipped PPO surrogate with entropy bonus, and its gradient.
 
         ρ = exp(log π(a|x) − logp_old)
@@ -147,7 +149,7 @@ def ppo_loss_and_grad(p, x, a, adv, logp_old, clip, ent_coef):
     minimum, and 0 where the clipped one is (A > 0 and ρ > 1 + c, or A < 0 and ρ < 1 − c).
     Entropy: dL/dσ = −ent_coef / (N σ). log ρ is capped at MAX_LOG_RATIO before exp.
     """
-    mean, std, cache = actor_forward(p, x)
+    mean, std, cache = actor_forward(p, x, std_floor)
     n = x.shape[0]
     _check_rows("a", a, n, 2, mean.shape[1])
     _check_rows("adv", adv, n)

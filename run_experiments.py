@@ -95,6 +95,12 @@ class Progress:
         self.t_last, self.step_last = now, state["step"]
 
 
+def settings_diff(saved, cfg):
+    """The names of the Config fields in which two configurations differ, comma-separated."""
+    a, b = saved.to_dict(), cfg.to_dict()
+    return ", ".join(k for k in b if a.get(k) != b[k])
+
+
 def cmd_run(args):
     overrides = {"seed": args.seed, "mf_correction": args.mf}
     if args.steps is not None:
@@ -107,8 +113,7 @@ def cmd_run(args):
             raise UsageError(f"--resume: {out} has no checkpoint.npz to resume")
         state, saved = mfcg.load_checkpoint(ckpt)
         if saved != cfg:
-            diff = [k for k in cfg.to_dict() if cfg.to_dict()[k] != saved.to_dict()[k]]
-            raise UsageError(f"--resume: {out} was made with different settings ({', '.join(diff)})")
+            raise UsageError(f"--resume: {out} was made with different settings ({settings_diff(saved, cfg)})")
     else:
         if os.path.exists(out) and os.listdir(out):
             raise UsageError(f"{out} already exists and is not empty: pass --resume to continue "
@@ -350,21 +355,33 @@ def cmd_report(args):
 # ---------------------------------------------------------------------------------------
 
 def cmd_reproduce(args):
-    jobs, dirs = [], []
+    jobs, dirs, reused = [], [], []
     variants = [v == "mf" for v in args.variants.split(",")]
     for algo, mf, seed in [(a, mf, s) for a in mfcg.ALGOS for mf in variants for s in range(args.seeds)]:
         out = default_run_dir(args.runs, args.preset, algo, seed, mf)
         dirs.append(out)
         cmd = [sys.executable, os.path.abspath(__file__), "run", "--algo", algo,
                "--preset", args.preset, "--seed", str(seed), "--out", out] + (["--mf"] if mf else [])
+        overrides = dict(seed=seed, mf_correction=mf)
         if args.steps is not None:
             cmd += ["--steps", str(args.steps)]
+            overrides["steps"] = args.steps
+        saved_path = os.path.join(out, "config.json")
+        if os.path.exists(saved_path):  # reuse or resume only a run made with these settings
+            with open(saved_path) as fh:
+                saved = mfcg.Config(**json.load(fh)["config"])
+            cfg = mfcg.preset(args.preset, algo, **overrides)
+            if saved != cfg:
+                raise UsageError(f"{out} was made with different settings ({settings_diff(saved, cfg)}); "
+                                 f"move it away or pass another --runs (results are never overwritten)")
         if os.path.exists(os.path.join(out, "metrics.json")):
-            print(f"reproduce: {out} is finished; reusing it", file=sys.stderr)
+            reused.append(out)
             continue
         if os.path.exists(os.path.join(out, "checkpoint.npz")):
             cmd.append("--resume")
         jobs.append((out, cmd))
+    for out in reused:  # told only once every existing run has passed the settings check
+        print(f"reproduce: {out} is finished; reusing it", file=sys.stderr)
     # one thread per process: J processes on J cores, no oversubscription
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     running, failed = [], []

@@ -90,6 +90,17 @@ def test_reproduce_runs_processes_in_parallel(tmp_path):
     code, _, err = cli("reproduce", "--seeds", 1, "--steps", 30, "--jobs", 2, "--runs", "runs",
                        "--out", "res", cwd=tmp_path)
     assert code == 0 and err.count("is finished; reusing it") == 8
+    # ... but only runs made with the same settings: a finished run from an older preset
+    # is refused by name, before anything starts, and left as it was
+    run_dir = tmp_path / "runs" / "quick" / "m-s0"
+    saved = _json(run_dir / "config.json")
+    saved["config"]["std_floor"] = 1e-5
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    code, _, err = cli("reproduce", "--seeds", 1, "--steps", 30, "--runs", "runs", "--out", "res2", cwd=tmp_path)
+    _one_line_error(code, err, "m-s0 was made with different settings (std_floor)")
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    assert not (tmp_path / "res2").exists()
 
 
 def _one_line_error(code, err, match):

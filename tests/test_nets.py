@@ -14,6 +14,7 @@ acts = st.integers(1, 2)
 hiddens = st.integers(1, 16)
 batches = st.integers(1, 32)
 seeds = st.integers(0, 2**32 - 1)
+floors = st.sampled_from([nets.STD_FLOOR, 0.5])  # the paper's floor and the quick preset's
 
 
 def _actor_case(d, k, hidden, n, seed):
@@ -25,24 +26,24 @@ def _actor_case(d, k, hidden, n, seed):
     return rng, p, x, a, adv
 
 
-@given(dims, acts, hiddens, batches, seeds)
-def test_actor_loss_gradient(d, k, hidden, n, seed):
+@given(dims, acts, hiddens, batches, seeds, floors)
+def test_actor_loss_gradient(d, k, hidden, n, seed, floor):
     _, p, x, a, adv = _actor_case(d, k, hidden, n, seed)
-    _, grads = nets.actor_loss_and_grad(p, x, a, adv)
-    num = numerical_grad(lambda q: nets.actor_loss_and_grad(q, x, a, adv)[0], p, FD_STEP)
+    _, grads = nets.actor_loss_and_grad(p, x, a, adv, floor)
+    num = numerical_grad(lambda q: nets.actor_loss_and_grad(q, x, a, adv, floor)[0], p, FD_STEP)
     assert_grads_match(grads, num)
 
 
-@given(dims, acts, hiddens, batches, seeds, st.floats(0.05, 0.5), st.floats(0.0, 0.1))
-def test_ppo_loss_gradient(d, k, hidden, n, seed, clip, ent_coef):
+@given(dims, acts, hiddens, batches, seeds, st.floats(0.05, 0.5), st.floats(0.0, 0.1), floors)
+def test_ppo_loss_gradient(d, k, hidden, n, seed, clip, ent_coef, floor):
     rng, p, x, a, adv = _actor_case(d, k, hidden, n, seed)
     # old log-probs spread so that ratios fall on both sides of the clip range
-    logp_old = nets.actor_log_prob(p, x, a) + rng.normal(0.0, 0.5, size=n)
-    ratio = np.exp(nets.actor_log_prob(p, x, a) - logp_old)
+    logp_old = nets.actor_log_prob(p, x, a, floor) + rng.normal(0.0, 0.5, size=n)
+    ratio = np.exp(nets.actor_log_prob(p, x, a, floor) - logp_old)
     # the loss has kinks at ρ = 1 ± clip: central differences are invalid right at them
     assume(np.min(np.abs(ratio - (1 - clip))) > 1e-3 and np.min(np.abs(ratio - (1 + clip))) > 1e-3)
-    loss_fn = lambda q: nets.ppo_loss_and_grad(q, x, a, adv, logp_old, clip, ent_coef)[0]  # noqa: E731
-    _, grads = nets.ppo_loss_and_grad(p, x, a, adv, logp_old, clip, ent_coef)
+    loss_fn = lambda q: nets.ppo_loss_and_grad(q, x, a, adv, logp_old, clip, ent_coef, floor)[0]  # noqa: E731
+    _, grads = nets.ppo_loss_and_grad(p, x, a, adv, logp_old, clip, ent_coef, floor)
     assert_grads_match(grads, numerical_grad(loss_fn, p, FD_STEP))
 
 
@@ -172,6 +173,23 @@ def test_actor_sample_has_the_policy_moments():
     np.testing.assert_allclose(a.mean(axis=0), mean[0], atol=5 * std.max() / np.sqrt(200000))
     np.testing.assert_allclose(a.std(axis=0), std[0], rtol=0.01)
     assert np.all(std >= nets.STD_FLOOR)
+
+
+def test_std_floor_shifts_the_std_and_nothing_else():
+    """std = softplus(h Ws + bs) + floor: a floor of 0.5 adds exactly 0.5 to the std, leaves
+    the mean alone, and the sampler, log-density and entropy all use the floored std."""
+    from scipy.stats import norm
+    rng = np.random.default_rng(3)
+    p = nets.init_actor(1, 1, rng, dtype=np.float64, xp=np)
+    x, a = rng.normal(size=(5, 1)), rng.normal(size=(5, 1))
+    mean0, std0, _ = nets.actor_forward(p, x, 0.0)
+    mean, std, _ = nets.actor_forward(p, x, 0.5)
+    np.testing.assert_array_equal(mean, mean0)
+    np.testing.assert_allclose(std, std0 + 0.5, rtol=1e-15)
+    np.testing.assert_allclose(nets.actor_log_prob(p, x, a, 0.5), norm.logpdf(a, mean, std)[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(nets.actor_entropy(p, x, 0.5), norm.entropy(0.0, std)[:, 0], rtol=1e-12)
+    z = np.random.default_rng(9).standard_normal((5, 1))
+    np.testing.assert_allclose(nets.actor_sample(p, x, np.random.default_rng(9), 0.5), mean + std * z, rtol=1e-12)
 
 
 def test_log_prob_and_entropy_match_scipy():

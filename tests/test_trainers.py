@@ -129,14 +129,14 @@ def test_policy_evaluation_reaches_the_closed_form_value():
     curvature that shrinks with width (−0.061 at 8 units, −0.026 at 32, −0.019 at 128):
     TD(0)'s approximation error at γ = 0.99, not a sign or discount error (those give
     errors of order the value itself)."""
-    cfg = tiny("b", batch=1024, hidden_critic=32, target_every=0, grad_clip=0.0)
+    cfg = tiny("b", batch=1024, hidden_critic=32, target_every=0, grad_clip=0.0, std_floor=nets.STD_FLOOR)
     state = mfcg.init_state(cfg)
     g2, w, noise_std = SOL.gamma2, 1e-3, 0.05   # tanh(w x)/w = x to 1e-6 relative, |x| < 3
     f32 = lambda v: np.asarray(v, dtype=np.float32)  # noqa: E731
     state["params"]["actor"] = {
         "W1": f32([[w]]), "b1": f32([0.0]), "Wm": f32([[-2 * g2 / w]]),
         "bm": f32([2 * g2 * SOL.mean]), "Ws": f32([[0.0]]),
-        "bs": f32([math.log(math.expm1(noise_std - nets.STD_FLOOR))])}
+        "bs": f32([math.log(math.expm1(noise_std - cfg.std_floor))])}
     state["adam"]["actor"] = al.adam_init(state["params"]["actor"])
     actor_before = {k: v.copy() for k, v in state["params"]["actor"].items()}
     state["m"] = state["m_tilde"] = f32([SOL.mean])
