@@ -1,5 +1,5 @@
 """The mean-field correction: its value, and which equilibrium learners reach with and
-without it (BENCHMARK_NOTES §3)."""
+without it (BENCHMARK_NOTES §3): the linear learner in seconds, deep M on the quick preset."""
 import numpy as np
 import pytest
 
@@ -55,15 +55,19 @@ def test_linear_learner_settles_at_the_mfcg_mean_with_correction(seed):
     assert abs(theta1 - 2 * SOL.gamma2) < 0.1, theta1
 
 
-def test_correction_pulls_a_deep_learners_population_in():
-    """M on the quick preset, the same seed with and without the correction (identical
-    initial weights and random stream). The deep learners do not settle in this budget, so
-    the test asserts what held on every seed measured (0–4): the correction, which charges
-    x·0.6875·m̃, shrinks the population mean's magnitude (local means, plain → corrected:
-    −0.830 → −0.674, 0.174 → 0.155, 1.450 → 1.247, 1.105 → 0.944, 1.176 → 1.062). Landing
-    closer to m* held on 4 of 5 seeds (not seed 1, where both are near it): not asserted."""
-    means = {}
-    for mf in (False, True):
-        state = mfcg.train(mfcg.preset("quick", "m", seed=0, mf_correction=mf))
-        means[mf] = state["history"][-1]["local_mean"]
-    assert abs(means[False]) - abs(means[True]) > 0.05, means
+def _settled_mean(state):
+    """The local mean averaged over the last four evaluations (the last 1,000 steps)."""
+    return float(np.mean([r["local_mean"] for r in state["history"][-4:]]))
+
+
+def test_deep_m_settles_at_the_nash_mean_without_and_at_m_star_with_the_correction(quick_m_runs):
+    """Quick-preset M, seed 0, the same initial networks and random streams both ways.
+    Measured on seeds 0–4 (make reproduce): the settled local mean is 0.707–0.749 without
+    the correction (m_mfg = 0.714) and 0.228–0.253 with it (m* = 0.241); the control error
+    against the equilibrium's own control is 0.037–0.068 (MFG control) and 0.020–0.034 (α̂).
+    The bounds are about twice the largest deviation measured."""
+    plain, corrected = quick_m_runs[False], quick_m_runs[True]
+    assert abs(_settled_mean(plain) - SOL.mean_mfg) < 0.07, _settled_mean(plain)
+    assert abs(_settled_mean(corrected) - SOL.mean) < 0.03, _settled_mean(corrected)
+    assert plain["history"][-1]["control_rmse_mfg"] < 0.12
+    assert corrected["history"][-1]["control_rmse"] < 0.06
