@@ -18,7 +18,7 @@ $(STAMP): requirements.txt
 test: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m pytest
 
-# make reproduce                 the quick preset, 5 seeds: about 6 minutes on 2 cores
+# make reproduce                 the quick preset, 5 seeds: about 12 minutes on 2 cores
 # make reproduce PRESET=paper    the paper's settings (many hours on a CPU)
 PRESET ?= quick
 SEEDS  ?= 5

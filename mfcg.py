@@ -465,7 +465,7 @@ def preset(name, algo, **overrides):
 #   per P steps, so the critic's error shrinks by γ = 0.99 per P steps: an e-fold takes
 #   about 100·P steps, 20,000 at the paper's P = 200, longer than a quick run;
 # - a policy-std floor of 0.5 (the paper's is 1e-5). Without an entropy term the std head
-#   collapses (to 0.01 within 1,000 M steps), and the policy gradient's noise grows as
+#   collapses (to 0.01–0.03 within 2,000 M steps), and the policy gradient's noise grows as
 #   1/std. The exploration costs ½·std² per unit time whatever the mean action, so the
 #   floor changes neither the equilibrium mean nor the optimal control's mean.
 # B makes one actor–critic update per step where M makes B/b = 4, so B gets 2× the rates
