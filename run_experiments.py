@@ -101,11 +101,23 @@ def settings_diff(saved, cfg):
     return ", ".join(k for k in b if a.get(k) != b[k])
 
 
+def run_config(preset, algo, seed, mf, steps=None):
+    """The Config that `run` trains for these command-line settings."""
+    overrides = {"seed": seed, "mf_correction": mf}
+    if steps is not None:
+        overrides["steps"] = steps
+    return mfcg.preset(preset, algo, **overrides)
+
+
+def saved_config(run_dir):
+    """(preset name, Config) a run directory was made with, from its config.json."""
+    with open(os.path.join(run_dir, "config.json")) as fh:
+        saved = json.load(fh)
+    return saved["preset"], mfcg.Config(**saved["config"])
+
+
 def cmd_run(args):
-    overrides = {"seed": args.seed, "mf_correction": args.mf}
-    if args.steps is not None:
-        overrides["steps"] = args.steps
-    cfg = mfcg.preset(args.preset, args.algo, **overrides)
+    cfg = run_config(args.preset, args.algo, args.seed, args.mf, args.steps)
     out = args.out or default_run_dir(args.runs, args.preset, args.algo, args.seed, args.mf)
     ckpt = os.path.join(out, "checkpoint.npz")
     if args.resume:
@@ -157,15 +169,14 @@ def load_run(path):
     if not os.path.isdir(path) or missing:
         why = "does not exist" if not os.path.isdir(path) else f"has no {missing[0]}"
         raise UsageError(f"{path} is not a finished run directory ({why})")
-    with open(os.path.join(path, "config.json")) as fh:
-        config = json.load(fh)
+    preset, cfg = saved_config(path)
     with open(os.path.join(path, "metrics.json")) as fh:
         metrics = json.load(fh)
     with open(os.path.join(path, "history.json")) as fh:
         history = json.load(fh)
     with np.load(os.path.join(path, "curves.npz")) as z:
         curves = {k: z[k] for k in z.files}
-    return {"path": path, "preset": config["preset"], "config": mfcg.Config(**config["config"]),
+    return {"path": path, "preset": preset, "config": cfg,
             "label": metrics["label"], "metrics": metrics, "history": history, "curves": curves}
 
 
@@ -362,15 +373,10 @@ def cmd_reproduce(args):
         dirs.append(out)
         cmd = [sys.executable, os.path.abspath(__file__), "run", "--algo", algo,
                "--preset", args.preset, "--seed", str(seed), "--out", out] + (["--mf"] if mf else [])
-        overrides = dict(seed=seed, mf_correction=mf)
         if args.steps is not None:
             cmd += ["--steps", str(args.steps)]
-            overrides["steps"] = args.steps
-        saved_path = os.path.join(out, "config.json")
-        if os.path.exists(saved_path):  # reuse or resume only a run made with these settings
-            with open(saved_path) as fh:
-                saved = mfcg.Config(**json.load(fh)["config"])
-            cfg = mfcg.preset(args.preset, algo, **overrides)
+        if os.path.exists(os.path.join(out, "config.json")):  # reuse or resume only a run made with these settings
+            (_, saved), cfg = saved_config(out), run_config(args.preset, algo, seed, mf, args.steps)
             if saved != cfg:
                 raise UsageError(f"{out} was made with different settings ({settings_diff(saved, cfg)}); "
                                  f"move it away or pass another --runs (results are never overwritten)")
