@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test reproduce bench venv clean
+.PHONY: test reproduce bench ablation venv clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,12 @@ reproduce: $(STAMP)
 # steps/s of each algorithm at the paper's sizes, with a per-phase breakdown (~20 s on 2 cores)
 bench: $(STAMP)
 	$(PY) run_experiments.py bench --out docs/results/bench
+
+# accuracy against Langevin iterations per refresh: B and M with the correction, quick preset,
+# seeds 0-2, at equal steps (about 30 minutes on 2 cores)
+ablation: $(STAMP)
+	$(PY) run_experiments.py reproduce --preset quick --algos b,m --variants mf --seeds 3 \
+		--set langevin_steps=5,10,20,50,200 --jobs $(JOBS) --runs runs --out docs/results/langevin
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,19 +1,25 @@
 """run_experiments: the command line of mfcg.
 
-    python run_experiments.py run --algo b --preset quick --seed 0 [--steps N] [--out DIR] [--resume]
+    python run_experiments.py run --algo b --preset quick --seed 0 [--steps N] [--set KEY=VALUE]
+                                  [--out DIR] [--resume]
     python run_experiments.py report DIR [DIR ...] [--out results]
-    python run_experiments.py reproduce --preset quick [--seeds 5] [--jobs J] [--runs runs] [--out results]
+    python run_experiments.py reproduce --preset quick [--seeds 5] [--jobs J] [--algos b,m]
+                                        [--set KEY=V1,V2,...] [--runs runs] [--out results]
     python run_experiments.py bench [--algo A] [--steps N] [--out DIR]
 
 `run` trains one algorithm into its own directory (config.json, history.json, metrics.json,
 curves.npz, checkpoint.npz); `report` turns any number of such directories into a table and
 figures; `reproduce` runs every algorithm × seed as independent processes, then reports.
+`--set` changes one Config field of the preset (`reproduce` sweeps a list of values); the
+field and its value become part of the run's label, so `report` keeps such runs apart.
 Runs never overwrite each other: an existing directory is only continued, with --resume.
 """
 import argparse
+import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -42,9 +48,61 @@ TABLE_METRICS = ("mean_error", "mean_error_mfg", "local_mean", "local_std", "glo
                  "value_rmse_paper", "agents_mean", "agents_std")
 
 
-def run_label(algo, mf):
-    """A run's name in tables and figures: the algorithm, '+mf' with the correction."""
-    return f"{algo}+mf" if mf else algo
+def run_label(algo, mf, settings=None):
+    """A run's name in tables and figures: the algorithm, '+mf' with the correction, then
+    any field changed with --set, as ' key=value'."""
+    label = f"{algo}+mf" if mf else algo
+    return label + "".join(f" {k}={v}" for k, v in (settings or {}).items())
+
+
+def file_name(label):
+    """A label as a file or directory name: 'm+mf langevin_steps=5' → 'm+mf_langevin_steps-5'."""
+    return re.sub(r"[^\w+.-]", "_", label.replace("=", "-"))
+
+
+# Config fields --set leaves alone: they have their own flags, or are not one value.
+NOT_SETTABLE = {"algo": "--algo", "seed": "--seed", "mf_correction": "--mf", "steps": "--steps",
+                "problem": None}
+
+
+TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def parse_setting(text, sweep=False):
+    """'KEY=VALUE' → (key, [value]), the value typed as the Config field; with sweep,
+    'KEY=V1,V2,...' → (key, [V1, V2, ...])."""
+    key, sep, raw = text.partition("=")
+    fields = mfcg.Config.__dataclass_fields__
+    if not sep or not key or not raw:
+        raise UsageError(f"--set {text}: expected KEY=VALUE")
+    if key not in fields:
+        raise UsageError(f"--set {text}: Config has no field {key!r}")
+    if key in NOT_SETTABLE:
+        flag = NOT_SETTABLE[key]
+        raise UsageError(f"--set {text}: {key} is set with {flag}" if flag else
+                         f"--set {text}: the problem's settings are not changed from the command line")
+    kind = type(fields[key].default)
+    booleans = {"true": True, "1": True, "false": False, "0": False}
+    values = []
+    for item in raw.split(",") if sweep else [raw]:
+        try:
+            values.append(booleans[item.lower()] if kind is bool else kind(item))
+        except (KeyError, ValueError):
+            raise UsageError(f"--set {text}: {key} takes {TYPE_NAMES[kind]}, got {item!r}") from None
+    if len(set(values)) != len(values):
+        raise UsageError(f"--set {text}: a value is repeated")
+    return key, values
+
+
+def parse_settings(texts, sweep=False):
+    """Every --set of a command line → {key: [values]}; a field set twice is an error."""
+    settings = {}
+    for text in texts or []:
+        key, values = parse_setting(text, sweep)
+        if key in settings:
+            raise UsageError(f"--set {text}: {key} is set twice")
+        settings[key] = values
+    return settings
 
 
 # Time to accuracy: wall-clock seconds until a run's evaluation first falls below these.
@@ -57,8 +115,8 @@ def time_to_accuracy(history, key, threshold):
     return next((h["wall_seconds"] for h in history if h[key] < threshold), None)
 
 
-def default_run_dir(root, preset, algo, seed, mf=False):
-    return os.path.join(root, preset, f"{run_label(algo, mf)}-s{seed}")
+def default_run_dir(root, preset, algo, seed, mf=False, settings=None):
+    return os.path.join(root, preset, f"{file_name(run_label(algo, mf, settings))}-s{seed}")
 
 
 def _write_json(path, obj):
@@ -101,12 +159,15 @@ def settings_diff(saved, cfg):
     return ", ".join(k for k in b if a.get(k) != b[k])
 
 
-def run_config(preset, algo, seed, mf, steps=None):
-    """The Config that `run` trains for these command-line settings."""
-    overrides = {"seed": seed, "mf_correction": mf}
+def run_config(preset, algo, seed, mf, steps=None, settings=None):
+    """The Config that `run` trains for these command-line settings (settings: from --set)."""
+    overrides = {"seed": seed, "mf_correction": mf, **(settings or {})}
     if steps is not None:
         overrides["steps"] = steps
-    return mfcg.preset(preset, algo, **overrides)
+    try:
+        return mfcg.preset(preset, algo, **overrides)
+    except ValueError as exc:  # Config's own check of the values, e.g. langevin_steps=0
+        raise UsageError(f"--set: {exc}") from None
 
 
 def saved_config(run_dir):
@@ -117,8 +178,9 @@ def saved_config(run_dir):
 
 
 def cmd_run(args):
-    cfg = run_config(args.preset, args.algo, args.seed, args.mf, args.steps)
-    out = args.out or default_run_dir(args.runs, args.preset, args.algo, args.seed, args.mf)
+    settings = {k: v[0] for k, v in parse_settings(args.set).items()}
+    cfg = run_config(args.preset, args.algo, args.seed, args.mf, args.steps, settings)
+    out = args.out or default_run_dir(args.runs, args.preset, args.algo, args.seed, args.mf, settings)
     ckpt = os.path.join(out, "checkpoint.npz")
     if args.resume:
         if not os.path.exists(ckpt):
@@ -131,11 +193,13 @@ def cmd_run(args):
             raise UsageError(f"{out} already exists and is not empty: pass --resume to continue "
                              f"it, or choose another --out (results are never overwritten)")
         os.makedirs(out, exist_ok=True)
-        _write_json(os.path.join(out, "config.json"), {"preset": args.preset, "config": cfg.to_dict()})
+        _write_json(os.path.join(out, "config.json"),
+                    {"preset": args.preset, "settings": settings, "config": cfg.to_dict()})
         state = None
     start = state["step"] if state else 0
     until = start + args.stop_after if args.stop_after else None
-    tag = f"{run_label(args.algo, args.mf)} s{args.seed}"
+    label = run_label(args.algo, args.mf, settings)
+    tag = f"{label} s{args.seed}"
     started = time.time()
     state = mfcg.train(cfg, state, run_dir=out, until=until, on_step=Progress(tag, cfg.steps))
     _write_json(os.path.join(out, "history.json"), state["history"])
@@ -145,7 +209,7 @@ def cmd_run(args):
         return 0
     np.savez(os.path.join(out, "curves.npz"), **mfcg.final_curves(state, cfg))
     metrics = dict(state["history"][-1])
-    metrics.update({"algo": cfg.algo, "label": run_label(cfg.algo, cfg.mf_correction),
+    metrics.update({"algo": cfg.algo, "label": label, "settings": settings,
                     "mf_correction": cfg.mf_correction, "preset": args.preset, "seed": cfg.seed, "steps": cfg.steps,
                     "wall_seconds": state["wall_seconds"], "train_seconds": state["train_seconds"],
                     "steps_per_second": cfg.steps / state["train_seconds"],
@@ -186,7 +250,7 @@ def summarise(runs):
     for r in runs:
         groups.setdefault(r["label"], []).append(r)
     known = [run_label(a, mf) for a in mfcg.ALGOS for mf in (False, True)]
-    order = [label for label in known if label in groups] + sorted(set(groups) - set(known))
+    order = [label for label in known if label in groups] + [g for g in groups if g not in known]
     summary = {}
     for label in order:
         rs = groups[label]
@@ -305,7 +369,7 @@ def make_figures(summary, runs, out):
         ax.set_title(f"{label}: value function")
         ax.set_xlabel("x")
         ax.legend(fontsize=8)
-        files.append(_save(fig, out, f"distributions_{label}.png"))
+        files.append(_save(fig, out, f"distributions_{file_name(label)}.png"))
 
         fig, ax = plt.subplots(figsize=(6, 4.2))
         _band(ax, grid, [r["curves"]["actor_mean"] for r in rs], "actor mean (mean ± std)")
@@ -315,18 +379,19 @@ def make_figures(summary, runs, out):
         ax.set_xlabel("x")
         ax.set_ylabel("action")
         ax.legend(fontsize=8)
-        files.append(_save(fig, out, f"control_{label}.png"))
+        files.append(_save(fig, out, f"control_{file_name(label)}.png"))
 
     keys = (("mean_error", "|local mean − m*|"), ("control_rmse", "control error (α̂)"),
             ("value_rmse", "value error"))
+    # one colour per algorithm and --set values; with the correction, the same colour dashed
+    bases = list(dict.fromkeys(label.replace("+mf", "", 1) for label in by_label))
     for xkey, xlabel in (("step", "training step"), ("wall_seconds", "wall-clock seconds")):
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
         for label, rs in by_label.items():
             n = min(len(r["history"]) for r in rs)
             x = np.mean([[h[xkey] for h in r["history"][:n]] for r in rs], axis=0)
-            algo = rs[0]["metrics"]["algo"]
-            style = dict(marker=".", color=f"C{mfcg.ALGOS.index(algo)}",
-                         linestyle="--" if label.endswith("+mf") else "-")
+            style = dict(marker=".", color=f"C{bases.index(label.replace('+mf', '', 1)) % 10}",
+                         linestyle="--" if rs[0]["config"].mf_correction else "-")
             for ax, (key, title) in zip(axes, keys):
                 _band(ax, x, [[h[key] for h in r["history"][:n]] for r in rs], label,
                       spread="range", **style)
@@ -368,15 +433,24 @@ def cmd_report(args):
 def cmd_reproduce(args):
     jobs, dirs, reused = [], [], []
     variants = [v == "mf" for v in args.variants.split(",")]
-    for algo, mf, seed in [(a, mf, s) for a in mfcg.ALGOS for mf in variants for s in range(args.seeds)]:
-        out = default_run_dir(args.runs, args.preset, algo, seed, mf)
+    algos = args.algos.split(",")
+    unknown = [a for a in algos if a not in mfcg.ALGOS]
+    if unknown or len(set(algos)) != len(algos):
+        raise UsageError(f"--algos {args.algos}: expected distinct names from {', '.join(mfcg.ALGOS)}")
+    sweep = parse_settings(args.set, sweep=True)
+    grid = [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
+    for algo, mf, settings, seed in itertools.product(algos, variants, grid, range(args.seeds)):
+        out = default_run_dir(args.runs, args.preset, algo, seed, mf, settings)
+        cfg = run_config(args.preset, algo, seed, mf, args.steps, settings)  # checks the values
         dirs.append(out)
         cmd = [sys.executable, os.path.abspath(__file__), "run", "--algo", algo,
                "--preset", args.preset, "--seed", str(seed), "--out", out] + (["--mf"] if mf else [])
         if args.steps is not None:
             cmd += ["--steps", str(args.steps)]
+        for key, value in settings.items():
+            cmd += ["--set", f"{key}={value}"]
         if os.path.exists(os.path.join(out, "config.json")):  # reuse or resume only a run made with these settings
-            (_, saved), cfg = saved_config(out), run_config(args.preset, algo, seed, mf, args.steps)
+            _, saved = saved_config(out)
             if saved != cfg:
                 raise UsageError(f"{out} was made with different settings ({settings_diff(saved, cfg)}); "
                                  f"move it away or pass another --runs (results are never overwritten)")
@@ -552,6 +626,8 @@ def build_parser():
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     r.add_argument("--mf", action="store_true", help="add the mean-field correction to the reward")
     r.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change one Config field of the preset, e.g. langevin_steps=5 (repeatable)")
     rep = sub.add_parser("report", help="table and figures from run directories")
     rep.add_argument("dirs", nargs="+", help="run directories")
     rep.add_argument("--out", default="results", help="where RESULTS.md, summary.json and figures go")
@@ -563,6 +639,10 @@ def build_parser():
     rp.add_argument("--steps", type=int, help="override every run's number of steps")
     rp.add_argument("--variants", default="plain,mf", choices=["plain,mf", "plain", "mf"],
                     help="without and/or with the mean-field correction (default: both)")
+    rp.add_argument("--algos", default=",".join(mfcg.ALGOS), help="comma-separated (default: all four)")
+    rp.add_argument("--set", action="append", metavar="KEY=V1,V2,...",
+                    help="change a Config field of the preset, runs for each value; several "
+                         "--set run every combination")
     rp.add_argument("--runs", default="runs", help="root of the run directories")
     rp.add_argument("--out", default="results", help="where the report goes")
     b = sub.add_parser("bench", help="steps/s at the paper's sizes, with a per-phase breakdown")

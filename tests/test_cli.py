@@ -103,6 +103,40 @@ def test_reproduce_runs_processes_in_parallel(tmp_path):
     assert not (tmp_path / "res2").exists()
 
 
+def test_set_changes_one_field_and_reproduce_sweeps_it(tmp_path):
+    code, _, err = cli("reproduce", "--algos", "m", "--variants", "mf", "--seeds", 1, "--steps", 10,
+                       "--set", "langevin_steps=3,7", "--runs", "runs", "--out", "res", cwd=tmp_path)
+    assert code == 0, err
+    runs = {L: tmp_path / "runs" / "quick" / f"m+mf_langevin_steps-{L}-s0" for L in (3, 7)}
+    for L, run_dir in runs.items():
+        saved = _json(run_dir / "config.json")
+        assert saved["settings"] == {"langevin_steps": L}
+        assert saved["config"]["langevin_steps"] == L and saved["config"]["mf_correction"] is True
+        assert _json(run_dir / "metrics.json")["label"] == f"m+mf langevin_steps={L}"
+    table = (tmp_path / "res" / "RESULTS.md").read_text()
+    assert "| m+mf langevin_steps=3 |" in table and "| m+mf langevin_steps=7 |" in table
+    assert {"control_m+mf_langevin_steps-3.png", "control_m+mf_langevin_steps-7.png"} <= set(os.listdir(tmp_path / "res"))
+    # the sweep's run is the run that `run --set` makes with the same value
+    code, _, err = cli("run", "--algo", "m", "--mf", "--steps", 10, "--set", "langevin_steps=7",
+                       "--out", "single", cwd=tmp_path)
+    assert code == 0, err
+    single, swept = _json(tmp_path / "single" / "metrics.json"), _json(runs[7] / "metrics.json")
+    assert {k: v for k, v in single.items() if k not in TIMING} == {k: v for k, v in swept.items() if k not in TIMING}
+    # ... and differs from the run with the other value
+    assert _json(runs[3] / "metrics.json")["local_mean"] != swept["local_mean"]
+    # resuming it without the same --set is refused
+    _one_line_error(*cli("run", "--algo", "m", "--mf", "--steps", 10, "--out", "single", "--resume",
+                         cwd=tmp_path)[::2], "was made with different settings (langevin_steps)")
+
+
+def test_set_values_take_the_fields_type():
+    import run_experiments as rx
+    assert rx.parse_setting("hutchinson=false") == ("hutchinson", [False])
+    assert rx.parse_setting("std_floor=1e-5") == ("std_floor", [1e-5])
+    assert rx.parse_setting("langevin_steps=5,20,50", sweep=True) == ("langevin_steps", [5, 20, 50])
+    assert rx.file_name("m+mf langevin_steps=5") == "m+mf_langevin_steps-5"
+
+
 def _one_line_error(code, err, match):
     assert code != 0
     assert "Traceback" not in err
@@ -118,6 +152,14 @@ def _one_line_error(code, err, match):
     (("report", "nowhere"), "nowhere is not a finished run directory (does not exist)"),
     (("run", "--algo", "b", "--out", "x", "--resume"), "has no checkpoint.npz to resume"),
     (("frobnicate",), "invalid choice: 'frobnicate'"),
+    (("run", "--algo", "m", "--set", "langevin_step=5"), "Config has no field 'langevin_step'"),
+    (("run", "--algo", "m", "--set", "seed=3"), "seed is set with --seed"),
+    (("run", "--algo", "m", "--set", "langevin_steps=five"), "langevin_steps takes an integer, got 'five'"),
+    (("run", "--algo", "m", "--set", "langevin_steps=0"), "langevin_steps must be a positive integer, got 0"),
+    (("run", "--algo", "m", "--set", "langevin_steps"), "expected KEY=VALUE"),
+    (("run", "--algo", "m", "--set", "eps_langevin=1", "--set", "eps_langevin=2"), "eps_langevin is set twice"),
+    (("reproduce", "--algos", "b,sac"), "--algos b,sac: expected distinct names"),
+    (("reproduce", "--set", "langevin_steps=5,5"), "a value is repeated"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, match):
     _one_line_error(*cli(*args, cwd=tmp_path)[::2], match)
