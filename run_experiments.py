@@ -5,7 +5,7 @@
     python run_experiments.py report DIR [DIR ...] [--out results]
     python run_experiments.py reproduce --preset quick [--seeds 5] [--jobs J] [--algos b,m]
                                         [--set KEY=V1,V2,...] [--runs runs] [--out results]
-    python run_experiments.py bench [--algo A] [--steps N] [--out DIR]
+    python run_experiments.py bench [--algo A] [--steps N] [--preset paper] [--out DIR]
 
 `run` trains one algorithm into its own directory (config.json, history.json, metrics.json,
 curves.npz, checkpoint.npz); `report` turns any number of such directories into a table and
@@ -511,11 +511,12 @@ def _timed(fn, phase, totals):
     return wrapper
 
 
-def bench_algo(algo, steps, xp):
-    """Steps/s of one algorithm at the paper's sizes after a 1-step warm-up, with the time
-    per step spent in each phase. Step 0 (the warm-up) does M's first Langevin refresh, so
-    the timed window [1, 1 + steps) holds steps/50 of them, as a long run does."""
-    cfg = mfcg.preset("paper", algo, eval_every=10**9, checkpoint_every=10**9)
+def bench_algo(algo, steps, xp, preset="paper"):
+    """Steps/s of one algorithm at a preset's sizes (the paper's by default) after a 1-step
+    warm-up, with the time per step spent in each phase. Step 0 (the warm-up) does M's first
+    Langevin refresh, so the timed window [1, 1 + steps) holds steps/50 of them, as a long
+    run does."""
+    cfg = mfcg.preset(preset, algo, eval_every=10**9, checkpoint_every=10**9)
     state = mfcg.init_state(cfg, xp)
     mfcg.train(cfg, state, until=1)
     totals = dict.fromkeys(PHASES, 0.0)
@@ -564,13 +565,15 @@ def cmd_bench(args):
     from autograd_lite import get_xp
     xp = get_xp()
     algos = [args.algo] if args.algo else list(mfcg.ALGOS)
-    cfg = mfcg.preset("paper", "b")
-    result = {"backend": backend_name(), "dtype": cfg.dtype, "machine": _machine(),
+    cfg = mfcg.preset(args.preset, "b")
+    result = {"backend": backend_name(), "dtype": cfg.dtype, "machine": _machine(), "preset": args.preset,
+              "sizes": {"batch": cfg.batch, "n_samples": cfg.n_samples, "langevin_steps": cfg.langevin_steps,
+                        "minibatch": mfcg.preset(args.preset, "m").minibatch},
               "bare_tanh_us_per_million": bare_tanh_us_per_million(xp, cfg), "algorithms": {}}
     for algo in algos:
         steps = args.steps or BENCH_STEPS[algo]
-        print(f"bench: {algo} ({steps} steps at the paper's sizes) ...", file=sys.stderr, flush=True)
-        result["algorithms"][algo] = bench_algo(algo, steps, xp)
+        print(f"bench: {algo} ({steps} steps, {args.preset} preset) ...", file=sys.stderr, flush=True)
+        result["algorithms"][algo] = bench_algo(algo, steps, xp, args.preset)
     os.makedirs(args.out, exist_ok=True)
     _write_json(os.path.join(args.out, "bench.json"), result)
     table = bench_table(result)
@@ -592,7 +595,9 @@ def _machine():
 
 
 def bench_table(result):
-    lines = [f"Paper sizes (B = 8192, k = 1000, 200 Langevin iterations, M: b = 1024; "
+    z = result["sizes"]
+    lines = [f"{result['preset'].capitalize()} preset (B = {z['batch']}, k = {z['n_samples']}, "
+             f"{z['langevin_steps']} Langevin iterations per refresh, M: b = {z['minibatch']}; "
              f"{result['backend']}, {result['dtype']}, {result['machine']}). Milliseconds per step "
              f"by phase. Bare tanh: {result['bare_tanh_us_per_million']:.0f} µs per million.",
              "", "| algorithm | steps/s | langevin | scores | actor–critic | environment | other "
@@ -647,6 +652,7 @@ def build_parser():
     rp.add_argument("--out", default="results", help="where the report goes")
     b = sub.add_parser("bench", help="steps/s at the paper's sizes, with a per-phase breakdown")
     b.add_argument("--algo", choices=mfcg.ALGOS, help="one algorithm (default: all four)")
+    b.add_argument("--preset", default="paper", choices=mfcg.PRESETS, help="whose sizes (default: paper)")
     b.add_argument("--steps", type=int, help="timed steps (default: a whole cycle per algorithm)")
     b.add_argument("--out", default="results/bench", help="where bench.json and BENCH.md go")
     return p

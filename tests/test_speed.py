@@ -69,10 +69,11 @@ def test_threads_do_not_change_results(monkeypatch):
         np.testing.assert_array_equal(results[0][k], results[1][k])
 
 
-def test_bench_writes_its_table(tmp_path):
+@pytest.mark.parametrize("preset", ["paper", "lean"])
+def test_bench_writes_its_table(tmp_path, preset):
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_experiments.py")
-    p = subprocess.run([sys.executable, script, "bench", "--algo", "m", "--steps", "2", "--out", str(tmp_path)],
-                       capture_output=True, text=True)
+    p = subprocess.run([sys.executable, script, "bench", "--algo", "m", "--steps", "2", "--preset", preset,
+                        "--out", str(tmp_path)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     with open(tmp_path / "bench.json") as fh:
         result = json.load(fh)
@@ -80,4 +81,8 @@ def test_bench_writes_its_table(tmp_path):
     assert m["steps_per_second"] > 0 and m["timed_steps"] == 2 and m["batch"] == 8192
     assert set(m["seconds_per_step"]) == {"langevin", "scores", "actor_critic", "environment", "other"}
     assert result["bare_tanh_us_per_million"] > 0
-    assert "| m |" in (tmp_path / "BENCH.md").read_text()
+    table = (tmp_path / "BENCH.md").read_text()
+    assert "| m |" in table
+    iterations = mfcg.preset(preset, "b").langevin_steps
+    assert table.startswith(f"{preset.capitalize()} preset (B = 8192, k = 1000, {iterations} Langevin iterations")
+    assert result["sizes"]["langevin_steps"] == iterations

@@ -59,6 +59,13 @@ def test_paper_preset_is_benchmark_notes_section_1():
     assert (a.batch, a.target_every, a.grad_clip, a.steps) == (1, 0, 0.0, 200_000)
 
 
+def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
+    for algo in mfcg.ALGOS:
+        paper, lean = preset("paper", algo).to_dict(), preset("lean", algo).to_dict()
+        assert lean.pop("langevin_steps") == mfcg.LEAN_LANGEVIN_STEPS < paper.pop("langevin_steps") == 200
+        assert lean == paper
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(algo="sac"), "algo must be one of"),
     (dict(algo="m", batch=1000, minibatch=300), r"batch \(1000\) must be divisible by minibatch \(300\)"),
