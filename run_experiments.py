@@ -60,9 +60,8 @@ def file_name(label):
     return re.sub(r"[^\w+.-]", "_", label.replace("=", "-"))
 
 
-# Config fields --set leaves alone: they have their own flags, or are not one value.
-NOT_SETTABLE = {"algo": "--algo", "seed": "--seed", "mf_correction": "--mf", "steps": "--steps",
-                "problem": None}
+# Config fields --set leaves alone: they have their own options, or are not one value.
+NOT_SETTABLE = ("algo", "seed", "mf_correction", "steps", "problem")
 
 
 TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -78,31 +77,36 @@ def parse_setting(text, sweep=False):
     if key not in fields:
         raise UsageError(f"--set {text}: Config has no field {key!r}")
     if key in NOT_SETTABLE:
-        flag = NOT_SETTABLE[key]
-        raise UsageError(f"--set {text}: {key} is set with {flag}" if flag else
-                         f"--set {text}: the problem's settings are not changed from the command line")
+        raise UsageError(f"--set {text}: the problem's settings are not changed from the command line"
+                         if key == "problem" else f"--set {text}: {key} has its own option, not --set")
     kind = type(fields[key].default)
     booleans = {"true": True, "1": True, "false": False, "0": False}
     values = []
     for item in raw.split(",") if sweep else [raw]:
         try:
-            values.append(booleans[item.lower()] if kind is bool else kind(item))
+            value = booleans[item.lower()] if kind is bool else kind(item)
         except (KeyError, ValueError):
             raise UsageError(f"--set {text}: {key} takes {TYPE_NAMES[kind]}, got {item!r}") from None
+        if kind is float:
+            if not math.isfinite(value):
+                raise UsageError(f"--set {text}: {key} must be finite, got {item!r}")
+            value += 0.0  # -0.0 → 0.0: one value, one label
+        values.append(value)
     if len(set(values)) != len(values):
         raise UsageError(f"--set {text}: a value is repeated")
     return key, values
 
 
 def parse_settings(texts, sweep=False):
-    """Every --set of a command line → {key: [values]}; a field set twice is an error."""
+    """Every --set of a command line → {key: [values]}, in Config's field order (so the
+    label does not depend on the order they were typed in); a field set twice is an error."""
     settings = {}
     for text in texts or []:
         key, values = parse_setting(text, sweep)
         if key in settings:
             raise UsageError(f"--set {text}: {key} is set twice")
         settings[key] = values
-    return settings
+    return {k: settings[k] for k in mfcg.Config.__dataclass_fields__ if k in settings}
 
 
 # Time to accuracy: wall-clock seconds until a run's evaluation first falls below these.
@@ -116,7 +120,11 @@ def time_to_accuracy(history, key, threshold):
 
 
 def default_run_dir(root, preset, algo, seed, mf=False, settings=None):
-    return os.path.join(root, preset, f"{file_name(run_label(algo, mf, settings))}-s{seed}")
+    name = f"{file_name(run_label(algo, mf, settings))}-s{seed}"
+    if len(name) > 200:  # file systems allow 255 bytes, and reproduce adds '.log'
+        raise UsageError(f"the run's name would be {len(name)} characters, too long for a directory: "
+                         f"--set fewer fields, or pass --out")
+    return os.path.join(root, preset, name)
 
 
 def _write_json(path, obj):
@@ -177,6 +185,20 @@ def saved_config(run_dir):
     return saved["preset"], mfcg.Config(**saved["config"])
 
 
+def made_otherwise(run_dir, preset, settings, cfg):
+    """How the run in run_dir differs from one made now with this preset, --set settings and
+    Config: '' where it does not, else the differing names (a Config can be equal while the
+    preset or the --set fields, and so the run's label, differ)."""
+    with open(os.path.join(run_dir, "config.json")) as fh:
+        saved = json.load(fh)
+    diff = [settings_diff(mfcg.Config(**saved["config"]), cfg)]
+    if saved["preset"] != preset:
+        diff.append(f"preset {saved['preset']}, not {preset}")
+    if saved.get("settings", {}) != settings:  # runs made before --set have none
+        diff.append(f"--set {saved.get('settings', {})}, not {settings}")
+    return "; ".join(d for d in diff if d)
+
+
 def cmd_run(args):
     settings = {k: v[0] for k, v in parse_settings(args.set).items()}
     cfg = run_config(args.preset, args.algo, args.seed, args.mf, args.steps, settings)
@@ -186,8 +208,9 @@ def cmd_run(args):
         if not os.path.exists(ckpt):
             raise UsageError(f"--resume: {out} has no checkpoint.npz to resume")
         state, saved = mfcg.load_checkpoint(ckpt)
-        if saved != cfg:
-            raise UsageError(f"--resume: {out} was made with different settings ({settings_diff(saved, cfg)})")
+        differs = settings_diff(saved, cfg) or made_otherwise(out, args.preset, settings, cfg)
+        if differs:
+            raise UsageError(f"--resume: {out} was made with different settings ({differs})")
     else:
         if os.path.exists(out) and os.listdir(out):
             raise UsageError(f"{out} already exists and is not empty: pass --resume to continue "
@@ -390,7 +413,8 @@ def make_figures(summary, runs, out):
         for label, rs in by_label.items():
             n = min(len(r["history"]) for r in rs)
             x = np.mean([[h[xkey] for h in r["history"][:n]] for r in rs], axis=0)
-            style = dict(marker=".", color=f"C{bases.index(label.replace('+mf', '', 1)) % 10}",
+            i = bases.index(label.replace("+mf", "", 1))
+            style = dict(marker=".x+"[i // 10 % 3], color=f"C{i % 10}",
                          linestyle="--" if rs[0]["config"].mf_correction else "-")
             for ax, (key, title) in zip(axes, keys):
                 _band(ax, x, [[h[key] for h in r["history"][:n]] for r in rs], label,
@@ -450,9 +474,9 @@ def cmd_reproduce(args):
         for key, value in settings.items():
             cmd += ["--set", f"{key}={value}"]
         if os.path.exists(os.path.join(out, "config.json")):  # reuse or resume only a run made with these settings
-            _, saved = saved_config(out)
-            if saved != cfg:
-                raise UsageError(f"{out} was made with different settings ({settings_diff(saved, cfg)}); "
+            differs = made_otherwise(out, args.preset, settings, cfg)
+            if differs:
+                raise UsageError(f"{out} was made with different settings ({differs}); "
                                  f"move it away or pass another --runs (results are never overwritten)")
         if os.path.exists(os.path.join(out, "metrics.json")):
             reused.append(out)

@@ -135,6 +135,28 @@ def test_set_values_take_the_fields_type():
     assert rx.parse_setting("std_floor=1e-5") == ("std_floor", [1e-5])
     assert rx.parse_setting("langevin_steps=5,20,50", sweep=True) == ("langevin_steps", [5, 20, 50])
     assert rx.file_name("m+mf langevin_steps=5") == "m+mf_langevin_steps-5"
+    # reproduce hands each value to `run` as str(value): it must read back as the same value
+    for key, value in (("hutchinson", True), ("std_floor", 1e-05), ("grad_clip", 0.0), ("dtype", "float64")):
+        assert rx.parse_setting(f"{key}={value}") == (key, [value])
+    assert str(rx.parse_setting("grad_clip=-0.0")[1][0]) == "0.0"  # one value, one label
+    with pytest.raises(rx.UsageError, match="lr_actor must be finite"):
+        rx.parse_setting("lr_actor=inf")
+    # the label follows Config's field order, not the order typed
+    assert list(rx.parse_settings(["std_floor=0.5", "langevin_steps=5"])) == ["langevin_steps", "std_floor"]
+
+
+def test_resume_refuses_an_equal_config_made_under_another_label(tmp_path):
+    """--set langevin_steps=10 gives the quick preset's own Config, but another label; and
+    paper with --set langevin_steps=10 is lean's Config under another preset."""
+    code, _, err = cli("run", "--algo", "m", "--steps", 10, "--stop-after", 5, "--out", "r", cwd=tmp_path)
+    assert code == 0, err
+    _one_line_error(*cli("run", "--algo", "m", "--steps", 10, "--out", "r", "--resume",
+                         "--set", "langevin_steps=10", cwd=tmp_path)[::2], "--set {}, not {'langevin_steps': 10}")
+    code, _, err = cli("run", "--algo", "m", "--preset", "paper", "--steps", 2, "--stop-after", 1,
+                       "--set", "langevin_steps=10", "--out", "p", cwd=tmp_path)
+    assert code == 0, err
+    _one_line_error(*cli("run", "--algo", "m", "--preset", "lean", "--steps", 2, "--out", "p", "--resume",
+                         cwd=tmp_path)[::2], "preset paper, not lean")
 
 
 def _one_line_error(code, err, match):
@@ -153,7 +175,8 @@ def _one_line_error(code, err, match):
     (("run", "--algo", "b", "--out", "x", "--resume"), "has no checkpoint.npz to resume"),
     (("frobnicate",), "invalid choice: 'frobnicate'"),
     (("run", "--algo", "m", "--set", "langevin_step=5"), "Config has no field 'langevin_step'"),
-    (("run", "--algo", "m", "--set", "seed=3"), "seed is set with --seed"),
+    (("run", "--algo", "m", "--set", "seed=3"), "seed has its own option, not --set"),
+    (("run", "--algo", "m", "--set", "problem=1"), "the problem's settings are not changed"),
     (("run", "--algo", "m", "--set", "langevin_steps=five"), "langevin_steps takes an integer, got 'five'"),
     (("run", "--algo", "m", "--set", "langevin_steps=0"), "langevin_steps must be a positive integer, got 0"),
     (("run", "--algo", "m", "--set", "langevin_steps"), "expected KEY=VALUE"),
