@@ -492,7 +492,7 @@ QUICK_PER_ALGO = {"ac": dict(batch=1, steps=4000, std_floor=1e-5),
 # README "Langevin iterations per refresh"): with 5, 10, 20, 50 or 200 iterations every run
 # ended within 0.035 of m* = 0.241 with a control error below 0.07. At the paper's sizes a
 # refresh of 200 iterations is about 60 % of a B or DRL step and 98 % of an AC step
-# (`make bench`), so lean runs B and DRL 2.6-2.7 times as fast and AC 13 times. On the
+# (`make bench`), so lean runs B and DRL 2.6-2.8 times as fast and AC 13-15 times. On the
 # paper's own settings the evidence is thinner (B+mf, 10,000 steps, seeds 0-2: the same
 # outcome per seed as the paper preset; README "Time to accuracy").
 LEAN_LANGEVIN_STEPS = 10
