@@ -179,23 +179,23 @@ def run_config(preset, algo, seed, mf, steps=None, settings=None):
 
 
 def saved_config(run_dir):
-    """(preset name, Config) a run directory was made with, from its config.json."""
+    """(preset name, --set settings, Config) a run directory was made with, from its
+    config.json (runs made before --set existed have no settings: {})."""
     with open(os.path.join(run_dir, "config.json")) as fh:
         saved = json.load(fh)
-    return saved["preset"], mfcg.Config(**saved["config"])
+    return saved["preset"], saved.get("settings", {}), mfcg.Config(**saved["config"])
 
 
 def made_otherwise(run_dir, preset, settings, cfg):
     """How the run in run_dir differs from one made now with this preset, --set settings and
     Config: '' where it does not, else the differing names (a Config can be equal while the
     preset or the --set fields, and so the run's label, differ)."""
-    with open(os.path.join(run_dir, "config.json")) as fh:
-        saved = json.load(fh)
-    diff = [settings_diff(mfcg.Config(**saved["config"]), cfg)]
-    if saved["preset"] != preset:
-        diff.append(f"preset {saved['preset']}, not {preset}")
-    if saved.get("settings", {}) != settings:  # runs made before --set have none
-        diff.append(f"--set {saved.get('settings', {})}, not {settings}")
+    saved_preset, saved_settings, saved_cfg = saved_config(run_dir)
+    diff = [settings_diff(saved_cfg, cfg)]
+    if saved_preset != preset:
+        diff.append(f"preset {saved_preset}, not {preset}")
+    if saved_settings != settings:
+        diff.append(f"--set {saved_settings}, not {settings}")
     return "; ".join(d for d in diff if d)
 
 
@@ -256,7 +256,7 @@ def load_run(path):
     if not os.path.isdir(path) or missing:
         why = "does not exist" if not os.path.isdir(path) else f"has no {missing[0]}"
         raise UsageError(f"{path} is not a finished run directory ({why})")
-    preset, cfg = saved_config(path)
+    preset, _, cfg = saved_config(path)
     with open(os.path.join(path, "metrics.json")) as fh:
         metrics = json.load(fh)
     with open(os.path.join(path, "history.json")) as fh:
