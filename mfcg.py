@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import nets
-from autograd_lite import (adam_init, adam_update, check_array, clip_grad_norm, get_xp,
-                           lr_factor, to_numpy, xp_of)
+from autograd_lite import (FlatParams, adam_init, adam_step, check_array, cuda_kernel, get_xp,
+                           lr_factor, make_rng, to_numpy, xp_of)
 
 
 # ---------------------------------------------------------------------------------------
@@ -230,8 +230,10 @@ def langevin_score_net(p, pool, noise, eps):
     the pool (k, d), one iteration per slice of `noise` (n_steps, k, d) of standard normals.
     Preallocated buffers and in-place ufuncs (no temporaries in the loop); for d = 1 the
     first layer is a broadcast product, not a (k,1)@(1,H) matmul. Given the normals that
-    `langevin` would draw, the result is bit-for-bit the same (tests/test_speed.py). This is
-    the NumPy twin of a fused GPU kernel: one thread per sample, iterations inside.
+    `langevin` would draw, the result is bit-for-bit the same (tests/test_speed.py). On CuPy
+    it runs the fused kernel LANGEVIN_CUDA instead (tests/test_gpu.py). Unlike `langevin` it
+    does not check the pool is finite: that would stop the GPU at every refresh; the
+    training loop checks the pools at every evaluation and checkpoint instead.
     """
     check_array("pool", pool, 2)
     xp = xp_of(pool)
@@ -239,14 +241,8 @@ def langevin_score_net(p, pool, noise, eps):
     if noise.ndim != 3 or noise.shape[1:] != pool.shape:
         raise ValueError(f"noise must have shape (n_steps, {k}, {d}), got {tuple(noise.shape)}")
     n_steps = noise.shape[0]
-    if not bool(xp.isfinite(pool).all()):
-        raise ValueError("langevin: the starting pool contains non-finite values")
     if xp is not np:
-        x = _langevin_cuda(p, pool, noise, eps)
-        if not bool(xp.isfinite(x).all()):
-            raise ValueError(f"langevin: the pool became non-finite within {n_steps} steps "
-                             f"(eps={eps}); the score function diverges")
-        return x
+        return _langevin_cuda(p, pool, noise, eps)
     W1, b1, W2, b2 = p["W1"], p["b1"], p["W2"], p["b2"]
     x = pool.copy()                                          # (k, d)
     h = xp.empty((k, W1.shape[1]), dtype=pool.dtype)          # (k, H)
@@ -265,64 +261,80 @@ def langevin_score_net(p, pool, noise, eps):
         s *= half
         x += s
         x += root * noise[i]
-    if not bool(xp.isfinite(x).all()):
-        raise ValueError(f"langevin: the pool became non-finite within {n_steps} steps "
-                         f"(eps={eps}); the score function diverges")
     return x
 
 
-# The same iterations as langevin_score_net, fused into one CUDA kernel: one thread per
-# sample keeps its state in registers and loops over iterations and hidden units, so a
-# whole refresh is one launch instead of ~10 array operations per iteration. T is float or
-# double; weights are row-major as in nets (W1 (d, H), W2 (H, d)).
-_LANGEVIN_CUDA = r"""
-extern "C" __global__ void langevin_tanh_net(
-        const T* __restrict__ pool, const T* __restrict__ noise,
+# The same iterations as langevin_score_net as one CUDA kernel: a warp (32 threads) per
+# sample. Lane l owns the hidden units j = l, l + 32, ... and keeps their weights in
+# registers; each iteration it adds its units' share of s(x) = tanh(x W1 + b1) W2, and a
+# butterfly of five shuffles sums the 32 shares, so every lane of the warp holds the whole
+# s(x) and moves x the same way. d (D) and H are compile-time constants, so the loops
+# unroll. Weights are row-major as in nets (W1 (d, H), W2 (H, d)).
+LANGEVIN_CUDA = r"""
+#define HPL ((H + 31) / 32)
+extern "C" __global__ void langevin_warp(
+        const long long k, const T* __restrict__ pool, const T* __restrict__ noise,
         const T* __restrict__ W1, const T* __restrict__ b1,
         const T* __restrict__ W2, const T* __restrict__ b2,
-        T* __restrict__ out, const int k, const int d, const int H, const int n_steps,
-        const T half, const T root) {
-    const int i = blockDim.x * blockIdx.x + threadIdx.x;
-    if (i >= k) return;
-    T x[MAX_D], s[MAX_D];
-    for (int a = 0; a < d; ++a) x[a] = pool[i * d + a];
-    for (int t = 0; t < n_steps; ++t) {
-        for (int a = 0; a < d; ++a) s[a] = b2[a];
-        for (int j = 0; j < H; ++j) {
-            T z = b1[j];
-            for (int a = 0; a < d; ++a) z += x[a] * W1[a * H + j];
-            const T h = tanh(z);
-            for (int a = 0; a < d; ++a) s[a] += h * W2[j * d + a];
+        T* __restrict__ out, const int n_steps, const T half, const T root) {
+    const long long i = ((long long)blockDim.x * blockIdx.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (i >= k) return;  /* i is the same for the 32 lanes of a warp: whole warps leave */
+    T w1[HPL][D], c1[HPL], w2[HPL][D], x[D], bias2[D];
+#pragma unroll
+    for (int u = 0; u < HPL; ++u) {
+        const int j = lane + 32 * u;
+        c1[u] = j < H ? b1[j] : (T)0;
+#pragma unroll
+        for (int a = 0; a < D; ++a) {
+            w1[u][a] = j < H ? W1[a * H + j] : (T)0;
+            w2[u][a] = j < H ? W2[j * D + a] : (T)0;  /* a missing unit adds nothing */
         }
-        const T* zt = noise + ((size_t)t * k + i) * d;
-        for (int a = 0; a < d; ++a) x[a] += half * s[a] + root * zt[a];
     }
-    for (int a = 0; a < d; ++a) out[i * d + a] = x[a];
+#pragma unroll
+    for (int a = 0; a < D; ++a) { x[a] = pool[i * D + a]; bias2[a] = b2[a]; }
+    for (int t = 0; t < n_steps; ++t) {
+        T s[D];
+#pragma unroll
+        for (int a = 0; a < D; ++a) s[a] = (T)0;
+#pragma unroll
+        for (int u = 0; u < HPL; ++u) {
+            T z = c1[u];
+#pragma unroll
+            for (int a = 0; a < D; ++a) z += x[a] * w1[u][a];
+            const T h = tanh(z);
+#pragma unroll
+            for (int a = 0; a < D; ++a) s[a] += h * w2[u][a];
+        }
+#pragma unroll
+        for (int a = 0; a < D; ++a) {
+#pragma unroll
+            for (int offset = 16; offset > 0; offset /= 2)
+                s[a] += __shfl_xor_sync(0xffffffffu, s[a], offset);
+            x[a] += half * (s[a] + bias2[a]) + root * noise[((long long)t * k + i) * D + a];
+        }
+    }
+    if (lane == 0) {
+#pragma unroll
+        for (int a = 0; a < D; ++a) out[i * D + a] = x[a];
+    }
 }
 """
-LANGEVIN_CUDA_MAX_D = 16
-_CUDA_KERNELS = {}
 
 
 def _langevin_cuda(p, pool, noise, eps):
-    """Launch the fused kernel (CuPy arrays); returns the new pool (k, d)."""
+    """Launch LANGEVIN_CUDA (CuPy arrays): one warp per sample; returns the new pool (k, d)."""
     import cupy
     k, d = pool.shape
-    if d > LANGEVIN_CUDA_MAX_D:
-        raise ValueError(f"the fused Langevin kernel supports d <= {LANGEVIN_CUDA_MAX_D}, got {d}")
     dtype = np.dtype(pool.dtype)
-    if dtype not in _CUDA_KERNELS:
-        ctype = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}[dtype]
-        source = f"#define T {ctype}\n#define MAX_D {LANGEVIN_CUDA_MAX_D}\n" + _LANGEVIN_CUDA
-        _CUDA_KERNELS[dtype] = cupy.RawKernel(source, "langevin_tanh_net")
-    c = lambda a: cupy.ascontiguousarray(a, dtype=dtype)  # noqa: E731
-    out = cupy.empty_like(c(pool))
     H = p["W1"].shape[1]
-    threads = 128
-    _CUDA_KERNELS[dtype](((k + threads - 1) // threads,), (threads,),
-                         (c(pool), c(noise), c(p["W1"]), c(p["b1"]), c(p["W2"]), c(p["b2"]), out,
-                          np.int32(k), np.int32(d), np.int32(H), np.int32(noise.shape[0]),
-                          dtype.type(0.5 * eps), dtype.type(math.sqrt(eps))))
+    kernel = cuda_kernel("langevin_warp", dtype, LANGEVIN_CUDA, (("D", d), ("H", H)))
+    c = lambda a: cupy.ascontiguousarray(a, dtype=dtype)  # noqa: E731
+    out = cupy.empty((k, d), dtype=dtype)
+    threads = 128  # four samples per block
+    kernel(((32 * k + threads - 1) // threads,), (threads,),
+           (np.int64(k), c(pool), c(noise), c(p["W1"]), c(p["b1"]), c(p["W2"]), c(p["b2"]), out,
+            np.int32(noise.shape[0]), dtype.type(0.5 * eps), dtype.type(math.sqrt(eps))))
     return out
 
 
@@ -505,36 +517,36 @@ LEAN_LANGEVIN_STEPS = 10
 NETWORKS = ("actor", "critic", "score_global", "score_local")
 TIMING_KEYS = ("steps_per_second", "wall_seconds")  # history fields that vary run to run
 STATE_ARRAYS = ("x", "pool_global", "pool_local", "m", "m_tilde", "mf_grad")
+# The purposes a run draws random numbers for: the third element of a stream's key.
+STREAM_TRAIN, STREAM_INIT, STREAM_EVAL, STREAM_CURVES = 0, 1, 7, 11
 
 
-def make_rng(seed, xp=None):
-    """A random stream from an int or a tuple of ints: a NumPy Generator (saved exactly in
-    checkpoints) or, on CuPy, a cupy.random.RandomState (it has the standard_normal(size,
-    dtype) and permutation the trainers use) seeded from the same SeedSequence."""
-    xp = xp or get_xp()
-    if xp is np:
-        return np.random.default_rng(seed)
-    return xp.random.RandomState(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+def training_rng(cfg, n):
+    """The random stream of training step n, keyed by (seed, n): every number a step draws
+    comes from it, so a checkpoint taken between steps holds the random state exactly by
+    holding n, on NumPy and on CuPy alike (autograd_lite.make_rng)."""
+    return make_rng((cfg.seed, n, STREAM_TRAIN), get_xp())
 
 
 def init_state(cfg, xp=None):
     """Networks, Adam states, target critic, agents X₀ ~ N(0, I), both Langevin pools from
-    N(0, I), the RNG and the step counter n = 0 (Algorithms 1–4, lines 1–3)."""
+    N(0, I) and the step counter n = 0 (Algorithms 1–4, lines 1–3). Each network's
+    parameters, and its Adam moments, live in one flat buffer (autograd_lite.FlatParams)."""
     xp = xp or get_xp()
     d, dtype = cfg.problem.dim, np.dtype(cfg.dtype)
     host = np.random.default_rng(cfg.seed)  # initial weights: identical on every backend
     params = {
-        "actor": nets.init_actor(d, d, host, cfg.hidden_actor, dtype, xp),
-        "critic": nets.init_critic(d, host, cfg.hidden_critic, dtype, xp),
-        "score_global": nets.init_score(d, host, cfg.hidden_score, dtype, xp),
-        "score_local": nets.init_score(d, host, cfg.hidden_score, dtype, xp),
+        "actor": FlatParams(nets.init_actor(d, d, host, cfg.hidden_actor, dtype, xp)),
+        "critic": FlatParams(nets.init_critic(d, host, cfg.hidden_critic, dtype, xp)),
+        "score_global": FlatParams(nets.init_score(d, host, cfg.hidden_score, dtype, xp)),
+        "score_local": FlatParams(nets.init_score(d, host, cfg.hidden_score, dtype, xp)),
     }
-    rng = make_rng(cfg.seed + 1, xp)
+    rng = make_rng((cfg.seed, 0, STREAM_INIT), xp)
     state = {
         "step": 0,
         "params": params,
         "adam": {k: adam_init(v) for k, v in params.items()},
-        "target": {k: v.copy() for k, v in params["critic"].items()} if cfg.target_every else None,
+        "target": params["critic"].copy() if cfg.target_every else None,
         "x": rng.standard_normal((cfg.batch, d), dtype=dtype),
         "pool_global": rng.standard_normal((cfg.n_samples, d), dtype=dtype),
         "pool_local": rng.standard_normal((cfg.n_samples, d), dtype=dtype),
@@ -542,10 +554,8 @@ def init_state(cfg, xp=None):
         "m_tilde": xp.zeros(d, dtype=dtype),  # current local mean m̃
         "mf_grad": xp.zeros(d, dtype=dtype),  # E_{x'∼local}[∂f/∂m̃(x', m̃)], for the correction
         "buffer": [],                          # DRL rollout: one dict per stored step
-        "rng": rng,
         "history": [],
-        "loss_sums": {},                       # losses summed since the last evaluation
-        "loss_counts": {},
+        "loss_log": {},                        # name → [(step, loss)] since the last evaluation
         "wall_seconds": 0.0,                   # wall-clock time in training loops (with evals)
         "train_seconds": 0.0,                  # time in training steps alone (for steps/s)
     }
@@ -563,33 +573,25 @@ def learning_rates(cfg, n):
             "score_global": f * cfg.lr_global, "score_local": f * cfg.lr_local}
 
 
-def _adam_step(state, name, grads, lr):
-    adam_update(state["params"][name], grads, state["adam"][name], lr)
+def _adam_step(state, name, grads, lr, max_norm=0.0):
+    """Clip (when max_norm > 0) and Adam on one network, all on the device (adam_step)."""
+    adam_step(state["params"][name], grads, state["adam"][name], lr, max_norm)
 
 
-def _finite(state, name, loss):
-    """Return the loss as a float; raise FloatingPointError naming the network and the
-    step if it is not finite (checked before any clipping or update uses it)."""
-    value = float(loss)
-    if not math.isfinite(value):
-        raise FloatingPointError(f"non-finite {name} loss ({value}) at step {state['step']}")
-    return value
-
-
-def score_update(state, cfg, x, lrs):
+def score_update(state, cfg, x, lrs, rng):
     """One Adam step on each score network's score-matching loss at the agents' states x.
 
     Both networks see the same states; they differ only in learning rate (global slow,
     local fast). Hutchinson probes z ~ N(0, I) when cfg.hutchinson, else the exact trace.
-    Returns the two losses."""
+    Returns the two losses, as 0-d arrays on the device (read at evaluations)."""
     names = ("score_global", "score_local")
-    probes = [state["rng"].standard_normal(x.shape, dtype=x.dtype) if cfg.hutchinson else None
+    probes = [rng.standard_normal(x.shape, dtype=x.dtype) if cfg.hutchinson else None
               for _ in names]                                 # drawn first: a fixed stream order
     results = _parallel([lambda p=state["params"][n], z=z: nets.score_loss_and_grad(p, x, z)
                          for n, z in zip(names, probes)], work=x.shape[0] * cfg.hidden_score)
     losses = {}
     for name, (loss, grads) in zip(names, results):
-        losses[name] = _finite(state, name, loss)
+        losses[name] = loss
         _adam_step(state, name, grads, lrs[name])
     return losses
 
@@ -618,12 +620,12 @@ def _parallel(tasks, work):
     return [task() for task in tasks]
 
 
-def langevin_refresh(state, cfg):
+def langevin_refresh(state, cfg, rng):
     """Continue both persistent Langevin chains under the current score networks and set
     m, m̃ to the pools' means (Algorithms 1–4, line 8/9/10)."""
     state["pool_global"], state["pool_local"] = sample_pools(
         [state["params"]["score_global"], state["params"]["score_local"]],
-        [state["pool_global"], state["pool_local"]], cfg.langevin_steps, cfg.eps_langevin, state["rng"])
+        [state["pool_global"], state["pool_local"]], cfg.langevin_steps, cfg.eps_langevin, rng)
     state["m"] = state["pool_global"].mean(axis=0)
     state["m_tilde"] = state["pool_local"].mean(axis=0)
     if cfg.mf_correction:
@@ -642,16 +644,19 @@ def mf_correction(x, mf_grad):
     return (x * mf_grad).sum(axis=1)
 
 
-def act_and_step(state, cfg, x):
+def act_and_step(state, cfg, x, rng, log_prob=False):
     """Sample actions, observe rewards and next states for the agents x (lines 9–11).
-    With cfg.mf_correction the reward also pays −Δt·x·E[∂f/∂m̃] (see mf_correction)."""
+    With cfg.mf_correction the reward also pays −Δt·x·E[∂f/∂m̃] (see mf_correction).
+    Returns (a, r, x_next), and log π(a|x) as a fourth item when log_prob (DRL keeps it as
+    log π_old: the actor does not change between acting and its PPO update)."""
     pb = cfg.problem
-    a = nets.actor_sample(state["params"]["actor"], x, state["rng"], cfg.std_floor)  # (B, d)
+    a, logp = nets.actor_sample(state["params"]["actor"], x, rng, cfg.std_floor, log_prob=True) \
+        if log_prob else (nets.actor_sample(state["params"]["actor"], x, rng, cfg.std_floor), None)
     r = pb.reward(x, state["m"], state["m_tilde"], a)                   # (B,)
     if cfg.mf_correction:
         r = r - pb.dt * mf_correction(x, state["mf_grad"])
-    x_next = pb.step(x, a, state["rng"])                                # (B, d)
-    return a, r, x_next
+    x_next = pb.step(x, a, rng)                                         # (B, d)
+    return (a, r, x_next, logp) if log_prob else (a, r, x_next)
 
 
 def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
@@ -669,13 +674,14 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
         [lambda: nets.critic_loss_and_grad(critic, x, y),
          lambda: nets.actor_loss_and_grad(state["params"]["actor"], x, a, delta, cfg.std_floor)],
         work=x.shape[0] * cfg.hidden_critic)
-    losses = {"critic": _finite(state, "critic", loss_v), "actor": _finite(state, "actor", loss_pi)}
-    if cfg.grad_clip:
-        clip_grad_norm(g_v, cfg.grad_clip)
-        clip_grad_norm(g_pi, cfg.grad_clip)
-    _adam_step(state, "critic", g_v, lrs["critic"])
-    _adam_step(state, "actor", g_pi, lrs["actor"])
-    return losses
+    _adam_step(state, "critic", g_v, lrs["critic"], cfg.grad_clip)
+    _adam_step(state, "actor", g_pi, lrs["actor"], cfg.grad_clip)
+    return {"critic": loss_v, "actor": loss_pi}
+
+
+def refresh_target(state):
+    """T ← V: copy the critic's flat buffer into the target's (Algorithm 2, line 18)."""
+    xp_of(state["target"].flat).copyto(state["target"].flat, state["params"]["critic"].flat)
 
 
 def gae(rewards, values, next_values, gamma, lam):
@@ -697,55 +703,77 @@ def gae(rewards, values, next_values, gamma, lam):
     return adv, adv + values
 
 
+def gae_by_matmul(rewards, values, next_values, gamma, lam):
+    """`gae` as one matrix product: Â_m = Σ_{j ≥ m} (γλ)^{j−m} δ_j, so Â = U δ with U the
+    (M, M) upper-triangular matrix U[m, j] = (γλ)^{j−m}. One operation instead of M small
+    ones, which is what a GPU wants; on a CPU it costs M times the loop's arithmetic, so
+    ppo_update uses it on CuPy only. Equal to `gae` up to rounding (tests/test_trainers.py)."""
+    xp = xp_of(rewards)
+    deltas = rewards + gamma * next_values - values
+    j = np.arange(deltas.shape[0])
+    lag = j[None, :] - j[:, None]
+    U = np.where(lag >= 0, (gamma * lam) ** np.maximum(lag, 0), 0.0)
+    adv = xp.asarray(U, dtype=deltas.dtype) @ deltas
+    return adv, adv + values
+
+
+# Rows per chunk of the PPO losses: on NumPy one time step (B rows), which keeps the
+# activations in cache; on CuPy 2^18 rows, so a rollout of 256 × 8192 agents is 8 chunks.
+PPO_CHUNK_ROWS = {"numpy": None, "cupy": 1 << 18}
+
+
 def ppo_update(state, cfg, lrs):
     """Algorithm 4, lines 15–20: GAE over the stored rollout with the current critic, one
     critic step on the GAE returns, cfg.ppo_epochs PPO steps (clip, entropy bonus), and the
-    buffer cleared. Every loss is a mean over the M·B transitions; it is computed one time
-    step (B rows) at a time and averaged, which is the same mean without M·B-row arrays."""
+    buffer cleared. Every loss is a mean over the M·B transitions, computed chunk by chunk
+    (PPO_CHUNK_ROWS) and combined on the device. V(x_{m+1}) is the next V(x_m), so the
+    critic is evaluated once per stored state plus the last next state; log π_old was kept
+    when the actions were drawn."""
     buf = state["buffer"]
     critic, actor = state["params"]["critic"], state["params"]["actor"]
     xp = xp_of(buf[0]["x"])
-    rews = _stack(buf, "r")                                                   # (M, B)
-    values = xp.stack([nets.critic_forward(critic, e["x"]) for e in buf])       # (M, B)
-    next_values = xp.stack([nets.critic_forward(critic, e["x_next"]) for e in buf])
-    adv, returns = gae(rews, values, next_values, cfg.problem.discount, cfg.gae_lambda)  # (M, B)
-    logp_old = [nets.actor_log_prob(actor, e["x"], e["a"], cfg.std_floor) for e in buf]  # ψ_old = ψ_n
-    work = rews.size * cfg.hidden_critic
+    M, B, d = len(buf), buf[0]["x"].shape[0], buf[0]["x"].shape[1]
+    X, A = _stack(buf, "x").reshape(M * B, d), _stack(buf, "a").reshape(M * B, d)  # rows: time, then agent
+    logp_old = _stack(buf, "logp").reshape(M * B)                           # ψ_old = ψ_n
+    rows = PPO_CHUNK_ROWS[xp.__name__] or B
+    chunks = [slice(i, min(i + rows, M * B)) for i in range(0, M * B, rows)]
+    values = xp.concatenate([nets.critic_forward(critic, X[c]) for c in chunks]).reshape(M, B)
+    last = nets.critic_forward(critic, buf[-1]["x_next"])                   # V(X_M)
+    next_values = xp.concatenate([values[1:], last[None]])                  # (M, B)
+    advantage = gae if xp is np else gae_by_matmul
+    adv, returns = advantage(_stack(buf, "r"), values, next_values, cfg.problem.discount, cfg.gae_lambda)
+    adv, returns = adv.reshape(M * B), returns.reshape(M * B)
     critic_task = lambda: _chunk_mean(nets.critic_loss_and_grad,  # noqa: E731
-                                      [(critic, e["x"], returns[m]) for m, e in enumerate(buf)])
+                                      [(critic, X[c], returns[c]) for c in chunks])
     actor_task = lambda: _chunk_mean(nets.ppo_loss_and_grad,  # noqa: E731
-                                     [(actor, e["x"], e["a"], adv[m], logp_old[m], cfg.ppo_clip,
-                                       cfg.ent_coef, cfg.std_floor) for m, e in enumerate(buf)])
-    (loss_v, g_v), (loss_pi, g_pi) = _parallel([critic_task, actor_task], work)
-    losses = {"critic": _finite(state, "critic", loss_v), "actor": _finite(state, "actor", loss_pi)}
+                                     [(actor, X[c], A[c], adv[c], logp_old[c], cfg.ppo_clip,
+                                       cfg.ent_coef, cfg.std_floor) for c in chunks])
+    (loss_v, g_v), (loss_pi, g_pi) = _parallel([critic_task, actor_task], M * B * cfg.hidden_critic)
     for epoch in range(cfg.ppo_epochs):
         if epoch > 0:
             loss_pi, g_pi = actor_task()
-            losses["actor"] = _finite(state, "actor", loss_pi)
-        if cfg.grad_clip:
-            clip_grad_norm(g_pi, cfg.grad_clip)
-        _adam_step(state, "actor", g_pi, lrs["actor"])
-    if cfg.grad_clip:
-        clip_grad_norm(g_v, cfg.grad_clip)
-    _adam_step(state, "critic", g_v, lrs["critic"])
+        _adam_step(state, "actor", g_pi, lrs["actor"], cfg.grad_clip)
+    _adam_step(state, "critic", g_v, lrs["critic"], cfg.grad_clip)
     state["buffer"] = []
-    return losses
+    return {"critic": loss_v, "actor": loss_pi}
 
 
 def _chunk_mean(loss_and_grad, chunks):
-    """Loss and gradients of a mean over rows, from equal-size chunks of rows: the average
-    of the chunk means (and of their gradients) is the mean over all rows."""
+    """Loss and gradients of a mean over rows, from chunks of rows (argument tuples whose
+    second item holds the chunk's rows): the chunk means weighted by their share of the
+    rows, which is the mean over all rows. The sums stay on the device."""
+    n_rows = sum(args[1].shape[0] for args in chunks)
     total, grads = 0.0, None
     for args in chunks:
+        w = args[1].shape[0] / n_rows
         loss, g = loss_and_grad(*args)
-        total += float(loss)
+        total = total + w * loss
         if grads is None:
-            grads = {k: v.copy() for k, v in g.items()}
+            grads = {k: w * v for k, v in g.items()}
         else:
             for k in grads:
-                grads[k] += g[k]
-    n = len(chunks)
-    return total / n, {k: v / n for k, v in grads.items()}
+                grads[k] += w * g[k]
+    return total, grads
 
 
 def _stack(buffer, key):
@@ -786,7 +814,7 @@ def evaluate(state, cfg):
     pb, sol = cfg.problem, cfg.problem.solution()
     xp = xp_of(state["x"])
     dtype = state["x"].dtype
-    rng = make_rng((cfg.seed, state["step"], 7), xp)
+    rng = make_rng((cfg.seed, state["step"], STREAM_EVAL), xp)
     out, means = {}, {}
     nets_ = [state["params"]["score_global"], state["params"]["score_local"]]
     starts = [rng.standard_normal((cfg.n_samples, pb.dim), dtype=dtype) for _ in nets_]
@@ -835,7 +863,7 @@ def final_curves(state, cfg, n_grid=201):
         raise ValueError(f"final_curves needs a 1-d problem, got dim={pb.dim}")
     xp = xp_of(state["x"])
     dtype = state["x"].dtype
-    rng = make_rng((cfg.seed, state["step"], 11), xp)
+    rng = make_rng((cfg.seed, state["step"], STREAM_CURVES), xp)
     out, scores = {}, {}
     nets_ = [state["params"]["score_global"], state["params"]["score_local"]]
     starts = [rng.standard_normal((cfg.n_samples, 1), dtype=dtype) for _ in nets_]
@@ -856,19 +884,19 @@ def final_curves(state, cfg, n_grid=201):
 
 
 # ---------------------------------------------------------------------------------------
-# Checkpoints: one .npz, written atomically, that resumes a run bit-for-bit (NumPy)
+# Checkpoints: one .npz, written atomically, that resumes a run bit-for-bit (both backends)
 # ---------------------------------------------------------------------------------------
 
 def save_checkpoint(path, state, cfg):
-    """Write every array of the state, the RNG state, the step, the history and the config
-    to `path` (an .npz), via a temporary file and an atomic rename."""
+    """Write every array of the state, the step, the history and the config to `path` (an
+    .npz), via a temporary file and an atomic rename. No random-generator state: the
+    streams are keyed by (seed, step) (training_rng), so the step is all they need."""
     arrays = {}
     for net, params in state["params"].items():
         for k, v in params.items():
             arrays[f"params/{net}/{k}"] = to_numpy(v)
         for moment in ("m", "v"):
-            for k, v in state["adam"][net][moment].items():
-                arrays[f"adam/{net}/{moment}/{k}"] = to_numpy(v)
+            arrays[f"adam/{net}/{moment}"] = to_numpy(state["adam"][net][moment])
         arrays[f"adam/{net}/t"] = np.array(state["adam"][net]["t"])
     if state["target"] is not None:
         for k, v in state["target"].items():
@@ -878,11 +906,9 @@ def save_checkpoint(path, state, cfg):
     if state["buffer"]:
         for key in state["buffer"][0]:
             arrays[f"buffer/{key}"] = to_numpy(_stack(state["buffer"], key))
-    rng = state["rng"]
-    rng_state = rng.bit_generator.state if isinstance(rng, np.random.Generator) else None
     meta = {"step": state["step"], "config": cfg.to_dict(), "history": state["history"],
-            "rng": rng_state, "buffer_len": len(state["buffer"]),
-            "loss_sums": state["loss_sums"], "loss_counts": state["loss_counts"],
+            "buffer_len": len(state["buffer"]),
+            "loss_log": _read_loss_log(state["loss_log"]),
             "wall_seconds": state["wall_seconds"], "train_seconds": state["train_seconds"]}
     arrays["meta"] = np.array(json.dumps(meta))
     tmp = f"{path}.tmp"
@@ -899,28 +925,24 @@ def load_checkpoint(path, xp=None):
     meta = json.loads(str(data.pop("meta")))
     cfg = Config(**meta["config"])
     state = {"step": meta["step"], "history": meta["history"], "params": {}, "adam": {},
-             "target": None, "buffer": [], "loss_sums": meta["loss_sums"],
-             "loss_counts": meta["loss_counts"], "wall_seconds": meta["wall_seconds"],
+             "target": None, "buffer": [],
+             "loss_log": {k: [tuple(e) for e in log] for k, log in meta["loss_log"].items()},
+             "wall_seconds": meta["wall_seconds"],
              "train_seconds": meta["train_seconds"]}
+
+    def named(prefix):  # the arrays saved under prefix, in the order they were saved
+        return {k[len(prefix):]: xp.asarray(v) for k, v in data.items() if k.startswith(prefix)}
+
     for net in NETWORKS:
-        prefix = f"params/{net}/"
-        state["params"][net] = {k[len(prefix):]: xp.asarray(v) for k, v in data.items() if k.startswith(prefix)}
-        state["adam"][net] = {"t": int(data[f"adam/{net}/t"])}
-        for moment in ("m", "v"):
-            pre = f"adam/{net}/{moment}/"
-            state["adam"][net][moment] = {k[len(pre):]: xp.asarray(v) for k, v in data.items() if k.startswith(pre)}
+        state["params"][net] = FlatParams(named(f"params/{net}/"))
+        state["adam"][net] = {"t": int(data[f"adam/{net}/t"]),
+                              "m": xp.asarray(data[f"adam/{net}/m"]), "v": xp.asarray(data[f"adam/{net}/v"])}
     if cfg.target_every:
-        state["target"] = {k[len("target/"):]: xp.asarray(v) for k, v in data.items() if k.startswith("target/")}
+        state["target"] = FlatParams(named("target/"))
     for key in STATE_ARRAYS:
         state[key] = xp.asarray(data[key])
     keys = [k[len("buffer/"):] for k in data if k.startswith("buffer/")]
     state["buffer"] = [{k: xp.asarray(data[f"buffer/{k}"][i]) for k in keys} for i in range(meta["buffer_len"])]
-    if meta["rng"] is not None and xp is np:
-        rng = np.random.default_rng()
-        rng.bit_generator.state = meta["rng"]
-    else:  # CuPy: no portable generator state; reseed from (seed, step)
-        rng = make_rng((cfg.seed, meta["step"], 13), xp)
-    state["rng"] = rng
     return state, cfg
 
 
@@ -928,13 +950,26 @@ def load_checkpoint(path, xp=None):
 # The training loop's bookkeeping, shared by the four trainers
 # ---------------------------------------------------------------------------------------
 
+def _read_loss_log(loss_log):
+    """name → [(step, loss)] with the losses as Python floats: one transfer per name."""
+    out = {}
+    for name, log in loss_log.items():
+        xp = xp_of(*(v for _, v in log))
+        host = to_numpy(xp.stack([xp.asarray(v) for _, v in log])) if log else []
+        out[name] = [(n, float(v)) for (n, _), v in zip(log, host)]
+    return out
+
+
 class _Loop:
-    """Iterates n = state["step"] … min(until, cfg.steps) − 1 and, after each step, checks
-    the losses are finite, evaluates every cfg.eval_every steps (recording the history with
-    the mean losses and steps/s), and, when a run directory is given, checkpoints every
-    cfg.checkpoint_every steps and where the loop stops. Ctrl-C lets the current step
-    finish, writes the checkpoint, then raises KeyboardInterrupt: a checkpoint always
-    holds a whole number of steps, so resuming from it is exact."""
+    """Iterates n = state["step"] … min(until, cfg.steps) − 1 and, after each step,
+    evaluates every cfg.eval_every steps (recording the history with the mean losses and
+    steps/s) and, when a run directory is given, checkpoints every cfg.checkpoint_every
+    steps and where the loop stops. Nothing inside a step waits for the device: losses are
+    summed on it, and the finite checks (losses, parameters, pools, agents) run before
+    every evaluation and every checkpoint, so a checkpoint is never written from a
+    non-finite state. Ctrl-C lets the current step finish, writes the checkpoint, then
+    raises KeyboardInterrupt: a checkpoint always holds a whole number of steps, so
+    resuming from it is exact."""
 
     def __init__(self, state, cfg, run_dir=None, on_eval=None, until=None, on_step=None):
         self.state, self.cfg, self.on_eval, self.on_step = state, cfg, on_eval, on_step
@@ -968,7 +1003,7 @@ class _Loop:
                     self.on_step(state)
                 stop = self.interrupted or n == self.until
                 if self.path and (n % cfg.checkpoint_every == 0 or stop):
-                    self._check_params()
+                    self._check_finite()
                     save_checkpoint(self.path, state, cfg)
                 if self.interrupted:
                     raise KeyboardInterrupt(f"interrupted after step {n}"
@@ -978,28 +1013,44 @@ class _Loop:
                 signal.signal(signal.SIGINT, previous)
 
     def losses(self, losses):
-        """Accumulate this step's losses (floats, already checked finite) for the history."""
-        sums, counts = self.state["loss_sums"], self.state["loss_counts"]
+        """Keep this step's losses (0-d arrays, left on the device) with the step number
+        n + 1 they belong to; nothing is read until the next check."""
+        log, step = self.state["loss_log"], self.state["step"] + 1
         for name, value in losses.items():
-            sums[name] = sums.get(name, 0.0) + value
-            counts[name] = counts.get(name, 0) + 1
+            log.setdefault(name, []).append((step, value))
 
-    def _check_params(self):
-        for net, params in self.state["params"].items():
+    def _check_finite(self):
+        """Raise FloatingPointError naming the first non-finite loss and its step (losses
+        are logged per step), else the first non-finite parameter array, pool or agent
+        state, with the steps since the last evaluation it can have appeared in."""
+        state = self.state
+        first = None
+        for name, log in _read_loss_log(state["loss_log"]).items():
+            bad = next((n for n, v in log if not math.isfinite(v)), None)
+            if bad is not None and (first is None or bad < first[0]):
+                first = (bad, name)
+        if first:
+            raise FloatingPointError(f"non-finite {first[1]} loss at step {first[0]}")
+        since = state["history"][-1]["step"] + 1 if state["history"] else 1
+        where = f"in steps {since}–{state['step']}" if since < state["step"] else f"at step {state['step']}"
+        for net, params in state["params"].items():
             for k, v in params.items():
                 if not bool(xp_of(v).isfinite(v).all()):
-                    raise FloatingPointError(f"non-finite parameter {net}.{k} at step {self.state['step']}")
+                    raise FloatingPointError(f"non-finite parameter {net}.{k} {where}")
+        for key in ("pool_global", "pool_local", "x"):
+            if not bool(xp_of(state[key]).isfinite(state[key]).all()):
+                raise FloatingPointError(f"non-finite {key} {where}: the score network or the policy diverges")
 
     def _record(self):
-        self._check_params()
+        self._check_finite()
         rec = {"step": self.state["step"], "wall_seconds": self.state["wall_seconds"],
                **evaluate(self.state, self.cfg)}
-        sums, counts = self.state["loss_sums"], self.state["loss_counts"]
-        rec.update({f"loss_{k}": sums[k] / counts[k] for k in sorted(sums)})
+        log = _read_loss_log(self.state["loss_log"])
+        rec.update({f"loss_{k}": math.fsum(v for _, v in log[k]) / len(log[k]) for k in sorted(log)})
         steps, seconds = (self.state["step"] - self._mark[0], self.state["train_seconds"] - self._mark[1])
         rec["steps_per_second"] = steps / seconds if seconds > 0 else math.nan
         self.state["history"].append(rec)
-        self.state["loss_sums"], self.state["loss_counts"] = {}, {}
+        self.state["loss_log"] = {}
         self._mark = (self.state["step"], self.state["train_seconds"])
         if self.on_eval:
             self.on_eval(rec)
@@ -1015,10 +1066,10 @@ def train_ac(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=No
     state = state if state is not None else init_state(cfg)              # L1–2
     loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
     for n in loop.steps():                                               # L3
-        lrs = learning_rates(cfg, n)
-        losses = score_update(state, cfg, state["x"], lrs)               # L4–7
-        langevin_refresh(state, cfg)                                     # L8
-        a, r, x_next = act_and_step(state, cfg, state["x"])              # L9–11
+        lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
+        losses = score_update(state, cfg, state["x"], lrs, rng)          # L4–7
+        langevin_refresh(state, cfg, rng)                                # L8
+        a, r, x_next = act_and_step(state, cfg, state["x"], rng)         # L9–11
         losses.update(actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs))  # L12–17
         state["x"] = x_next
         loop.losses(losses)
@@ -1031,14 +1082,14 @@ def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
     state = state if state is not None else init_state(cfg)              # L1–2
     loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
     for n in loop.steps():                                               # L3
-        lrs = learning_rates(cfg, n)
-        losses = score_update(state, cfg, state["x"], lrs)               # L4–7
-        langevin_refresh(state, cfg)                                     # L8
-        a, r, x_next = act_and_step(state, cfg, state["x"])              # L9–11 (vectorised)
+        lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
+        losses = score_update(state, cfg, state["x"], lrs, rng)          # L4–7
+        langevin_refresh(state, cfg, rng)                                # L8
+        a, r, x_next = act_and_step(state, cfg, state["x"], rng)         # L9–11 (vectorised)
         losses.update(actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs))  # L12–17
         state["x"] = x_next
         if cfg.target_every and n % cfg.target_every == 0:               # L18
-            state["target"] = {k: v.copy() for k, v in state["params"]["critic"].items()}
+            refresh_target(state)
         loop.losses(losses)
     return state
 
@@ -1051,27 +1102,21 @@ def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
     loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
     b = cfg.minibatch
     for n in loop.steps():                                               # L3
-        lrs = learning_rates(cfg, n)
-        x = state["x"][to_backend_perm(state, cfg.batch)]                # L4: permute
+        lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
+        x = state["x"][rng.permutation(cfg.batch)]                       # L4: permute
         for j in range(cfg.batch // b):                                  # L5
             xb = x[j * b:(j + 1) * b]                                    # (b, d)
-            losses = score_update(state, cfg, xb, lrs)                   # L6–9
+            losses = score_update(state, cfg, xb, lrs, rng)              # L6–9
             if j == 0 and n % cfg.langevin_every == 0:                   # L10
-                langevin_refresh(state, cfg)
-            a, r, xb_next = act_and_step(state, cfg, xb)                 # L11–13
+                langevin_refresh(state, cfg, rng)
+            a, r, xb_next = act_and_step(state, cfg, xb, rng)            # L11–13
             losses.update(actor_critic_update(state, cfg, xb, a, r, xb_next, lrs))  # L14–19
             x[j * b:(j + 1) * b] = xb_next
             loop.losses(losses)
         state["x"] = x
         if cfg.target_every and n % cfg.target_every == 0:               # L21
-            state["target"] = {k: v.copy() for k, v in state["params"]["critic"].items()}
+            refresh_target(state)
     return state
-
-
-def to_backend_perm(state, n):
-    """A random permutation of range(n), drawn from the training stream, on the backend."""
-    xp = xp_of(state["x"])
-    return xp.asarray(state["rng"].permutation(n))
 
 
 def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
@@ -1081,11 +1126,11 @@ def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=N
     state = state if state is not None else init_state(cfg)              # L1–3
     loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
     for n in loop.steps():                                               # L4
-        lrs = learning_rates(cfg, n)
-        losses = score_update(state, cfg, state["x"], lrs)               # L5–8
-        langevin_refresh(state, cfg)                                     # L9
-        a, r, x_next = act_and_step(state, cfg, state["x"])              # L10–12
-        state["buffer"].append({"x": state["x"], "a": a, "r": r, "x_next": x_next})  # L13
+        lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
+        losses = score_update(state, cfg, state["x"], lrs, rng)          # L5–8
+        langevin_refresh(state, cfg, rng)                                # L9
+        a, r, x_next, logp = act_and_step(state, cfg, state["x"], rng, log_prob=True)  # L10–12
+        state["buffer"].append({"x": state["x"], "a": a, "r": r, "x_next": x_next, "logp": logp})  # L13
         state["x"] = x_next
         if (n + 1) % cfg.rollout == 0:                                   # L14
             losses.update(ppo_update(state, cfg, lrs))                   # L15–20

@@ -100,11 +100,13 @@ def actor_backward(p, cache, dmean, dstd):
     return {"W1": dW1, "b1": db1, "Wm": dWm, "bm": dbm, "Ws": dWs, "bs": dbs}
 
 
-def actor_sample(p, x, rng, std_floor=STD_FLOOR):
-    """a = mean + std ⊙ z, z ~ N(0, I), drawn with `rng` (a Generator of x's backend)."""
+def actor_sample(p, x, rng, std_floor=STD_FLOOR, log_prob=False):
+    """a = mean + std ⊙ z, z ~ N(0, I), drawn with `rng` (a stream of x's backend). With
+    log_prob, returns (a, log π(a|x)): the same numbers actor_log_prob would give."""
     mean, std, _ = actor_forward(p, x, std_floor)
     z = rng.standard_normal(mean.shape, dtype=mean.dtype)
-    return mean + std * z
+    a = mean + std * z
+    return (a, gaussian_logprob_forward(a, mean, std)) if log_prob else a
 
 
 def actor_log_prob(p, x, a, std_floor=STD_FLOOR):

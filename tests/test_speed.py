@@ -29,13 +29,13 @@ def test_langevin_kernel_is_bit_for_bit_the_generic_sampler(d, dtype):
 
 
 def test_langevin_kernel_rejects_bad_input():
+    """A wrongly shaped noise is refused. A non-finite pool is not checked here (that would
+    stop the GPU at every refresh): the loop checks the pools at evaluations instead
+    (tests/test_trainers.py::test_non_finite_pool_stops_the_run_at_the_next_check)."""
     p = nets.init_score(1, np.random.default_rng(0), xp=np)
     pool = np.zeros((5, 1), np.float32)
     with pytest.raises(ValueError, match=r"noise must have shape \(n_steps, 5, 1\)"):
         mfcg.langevin_score_net(p, pool, np.zeros((3, 4, 1), np.float32), 0.05)
-    pool[0] = np.inf
-    with pytest.raises(ValueError, match="non-finite"):
-        mfcg.langevin_score_net(p, pool, np.zeros((3, 5, 1), np.float32), 0.05)
 
 
 def test_outer_product_matmul_is_exact():

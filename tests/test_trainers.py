@@ -26,13 +26,14 @@ def tiny(algo, dim=1, **kw):
 
 
 def _arrays(state):
-    """A copy of every array of a state, flattened to name → NumPy array, plus the RNG state."""
+    """A copy of every array of a state, flattened to name → NumPy array. (There is no
+    random-generator state: each step's stream is keyed by the seed and the step.)"""
     out = {}
     copy = lambda v: np.array(al.to_numpy(v), copy=True)  # noqa: E731
     for net, params in state["params"].items():
         out.update({f"{net}.{k}": copy(v) for k, v in params.items()})
         for mom in ("m", "v"):
-            out.update({f"adam.{net}.{mom}.{k}": copy(v) for k, v in state["adam"][net][mom].items()})
+            out[f"adam.{net}.{mom}"] = copy(state["adam"][net][mom])
         out[f"adam.{net}.t"] = np.array(state["adam"][net]["t"])
     if state["target"] is not None:
         out.update({f"target.{k}": copy(v) for k, v in state["target"].items()})
@@ -40,7 +41,6 @@ def _arrays(state):
         out[key] = copy(state[key])
     for i, entry in enumerate(state["buffer"]):
         out.update({f"buffer.{i}.{k}": copy(v) for k, v in entry.items()})
-    out["rng"] = np.array(str(state["rng"].bit_generator.state))
     return out
 
 
@@ -140,10 +140,10 @@ def test_policy_evaluation_reaches_the_closed_form_value():
     state = mfcg.init_state(cfg)
     g2, w, noise_std = SOL.gamma2, 1e-3, 0.05   # tanh(w x)/w = x to 1e-6 relative, |x| < 3
     f32 = lambda v: np.asarray(v, dtype=np.float32)  # noqa: E731
-    state["params"]["actor"] = {
+    state["params"]["actor"] = al.FlatParams({
         "W1": f32([[w]]), "b1": f32([0.0]), "Wm": f32([[-2 * g2 / w]]),
         "bm": f32([2 * g2 * SOL.mean]), "Ws": f32([[0.0]]),
-        "bs": f32([math.log(math.expm1(noise_std - cfg.std_floor))])}
+        "bs": f32([math.log(math.expm1(noise_std - cfg.std_floor))])})
     state["adam"]["actor"] = al.adam_init(state["params"]["actor"])
     actor_before = {k: v.copy() for k, v in state["params"]["actor"].items()}
     state["m"] = state["m_tilde"] = f32([SOL.mean])
@@ -153,7 +153,7 @@ def test_policy_evaluation_reaches_the_closed_form_value():
     avg, count = np.zeros(len(x)), 0
     for n in range(6000):
         lrs = {"actor": 0.0, "critic": 1e-3 if n < 4000 else 1e-4}
-        a, r, x_next = mfcg.act_and_step(state, cfg, state["x"])
+        a, r, x_next = mfcg.act_and_step(state, cfg, state["x"], rng)
         mfcg.actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs)
         state["x"] = x_next
         if n >= 4000 and n % 20 == 0:
@@ -178,7 +178,7 @@ def test_score_network_learns_a_gaussian(hutchinson):
     lrs = {"score_global": 3e-3, "score_local": 3e-3}
     for _ in range(1500):
         x = (SOL.mean + SOL.std * rng.standard_normal((512, 1))).astype(np.float32)
-        mfcg.score_update(state, cfg, x, lrs)
+        mfcg.score_update(state, cfg, x, lrs, rng)
     for net in ("score_global", "score_local"):
         p = state["params"][net]
         read = mfcg.density_from_score(lambda g: nets.score_forward(p, g.astype(np.float32)), -3.0, 3.5)
@@ -262,14 +262,36 @@ def test_trainers_run_in_three_dimensions(algo):
 
 
 def test_non_finite_parameter_stops_the_run_and_keeps_the_checkpoint(tmp_path):
+    """Nothing inside a step waits for the device, so a non-finite loss is found at the
+    next evaluation, before any checkpoint is written from the bad state (the last good
+    checkpoint stays), and named with the step it first appeared in: by step 20 every
+    network's loss is nan, but the critic's was first, in step 11."""
     cfg = tiny("b", steps=30, eval_every=10, checkpoint_every=10)
     state = mfcg.train(cfg, run_dir=str(tmp_path), until=10)
     state["params"]["critic"]["W2"][0, 0] = np.nan
-    with pytest.raises(FloatingPointError, match=r"non-finite critic loss \(nan\) at step 10"):
+    with pytest.raises(FloatingPointError, match=r"^non-finite critic loss at step 11$"):
         mfcg.train(cfg, state, run_dir=str(tmp_path))
+    assert state["step"] == 20
     good, _ = mfcg.load_checkpoint(str(tmp_path / "checkpoint.npz"))
     assert good["step"] == 10
     assert all(np.all(np.isfinite(v)) for v in good["params"]["critic"].values())
+
+
+def test_non_finite_pool_stops_the_run_at_the_next_check(tmp_path):
+    """A checkpoint that is not an evaluation step checks too. An infinite Langevin sample
+    makes m̃ infinite, so the first non-finite loss is the critic's, in the next step; with
+    the losses finite, the check names the pool itself."""
+    cfg = tiny("b", steps=30, eval_every=10, checkpoint_every=5)
+    state = mfcg.train(cfg, run_dir=str(tmp_path), until=10)
+    state["pool_local"][3, 0] = np.inf
+    loop = mfcg._Loop(state, cfg)
+    with pytest.raises(FloatingPointError, match=r"^non-finite pool_local at step 10: "):
+        loop._check_finite()
+    with pytest.raises(FloatingPointError, match=r"^non-finite critic loss at step 11$"):
+        mfcg.train(cfg, state, run_dir=str(tmp_path))
+    assert state["step"] == 15  # found at the checkpoint after step 15, not at step 20
+    good, _ = mfcg.load_checkpoint(str(tmp_path / "checkpoint.npz"))
+    assert good["step"] == 10
 
 
 def test_evaluation_does_not_touch_the_training_stream():
