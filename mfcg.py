@@ -710,10 +710,10 @@ def gae_by_matmul(rewards, values, next_values, gamma, lam):
     ppo_update uses it on CuPy only. Equal to `gae` up to rounding (tests/test_trainers.py)."""
     xp = xp_of(rewards)
     deltas = rewards + gamma * next_values - values
-    j = np.arange(deltas.shape[0])
+    j = xp.arange(deltas.shape[0])                      # built on the device: no transfer
     lag = j[None, :] - j[:, None]
-    U = np.where(lag >= 0, (gamma * lam) ** np.maximum(lag, 0), 0.0)
-    adv = xp.asarray(U, dtype=deltas.dtype) @ deltas
+    U = xp.where(lag >= 0, (gamma * lam) ** xp.maximum(lag, 0), 0.0).astype(deltas.dtype)
+    adv = U @ deltas
     return adv, adv + values
 
 
@@ -887,6 +887,9 @@ def final_curves(state, cfg, n_grid=201):
 # Checkpoints: one .npz, written atomically, that resumes a run bit-for-bit (both backends)
 # ---------------------------------------------------------------------------------------
 
+CHECKPOINT_FORMAT = 2  # 1: per-array Adam moments and a saved NumPy generator state
+
+
 def save_checkpoint(path, state, cfg):
     """Write every array of the state, the step, the history and the config to `path` (an
     .npz), via a temporary file and an atomic rename. No random-generator state: the
@@ -906,8 +909,8 @@ def save_checkpoint(path, state, cfg):
     if state["buffer"]:
         for key in state["buffer"][0]:
             arrays[f"buffer/{key}"] = to_numpy(_stack(state["buffer"], key))
-    meta = {"step": state["step"], "config": cfg.to_dict(), "history": state["history"],
-            "buffer_len": len(state["buffer"]),
+    meta = {"format": CHECKPOINT_FORMAT, "step": state["step"], "config": cfg.to_dict(),
+            "history": state["history"], "buffer_len": len(state["buffer"]),
             "loss_log": _read_loss_log(state["loss_log"]),
             "wall_seconds": state["wall_seconds"], "train_seconds": state["train_seconds"]}
     arrays["meta"] = np.array(json.dumps(meta))
@@ -923,6 +926,10 @@ def load_checkpoint(path, xp=None):
     with np.load(path, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
     meta = json.loads(str(data.pop("meta")))
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} was written by an older version of mfcg (format "
+                         f"{meta.get('format', 1)}, this one reads {CHECKPOINT_FORMAT}: flat Adam "
+                         f"moments and streams keyed by the step); it cannot be resumed")
     cfg = Config(**meta["config"])
     state = {"step": meta["step"], "history": meta["history"], "params": {}, "adam": {},
              "target": None, "buffer": [],

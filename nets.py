@@ -15,7 +15,7 @@ import math
 from autograd_lite import (
     DEFAULT_DTYPE, affine_backward, affine_forward, check_array, gaussian_entropy_backward,
     gaussian_entropy_forward, gaussian_logprob_backward, gaussian_logprob_forward, get_xp,
-    matmul, softplus_backward, softplus_forward, tanh_backward, tanh_forward, xp_of)
+    matmul, softplus_backward, softplus_forward, sum_rows, tanh_backward, tanh_forward, xp_of)
 
 STD_FLOOR = 1e-5  # the paper's floor on the softplus std head: the policy never collapses to a point
 # Every actor function takes `std_floor` (default STD_FLOOR); the trainers pass Config.std_floor.
@@ -250,7 +250,7 @@ def score_loss_and_grad(p, x, probes=None):
     dz = tanh_backward(da, a) - 2.0 * a * g * c / n         # (N, H)
     _, dW1, db1 = affine_backward(dz, x, W1)
     if probes is None:
-        gbar = g.mean(axis=0)                               # (H,)
+        gbar = sum_rows(g) / n                              # (H,) the mean over the batch
         dW1 = dW1 + gbar * W2.T
         dW2 = dW2 + gbar[:, None] * W1.T
     else:

@@ -5,7 +5,7 @@
     python run_experiments.py report DIR [DIR ...] [--out results]
     python run_experiments.py reproduce --preset quick [--seeds 5] [--jobs J] [--algos b,m]
                                         [--set KEY=V1,V2,...] [--runs runs] [--out results]
-    python run_experiments.py bench [--algo A] [--steps N] [--preset paper] [--out DIR]
+    python run_experiments.py bench [--algo A] [--steps N] [--preset paper] [--out ROOT]
 
 `run` trains one algorithm into its own directory (config.json, history.json, metrics.json,
 curves.npz, checkpoint.npz); `report` turns any number of such directories into a table and
@@ -525,40 +525,51 @@ PHASES = {"langevin": ("langevin_refresh",), "scores": ("score_update",),
 BENCH_STEPS = {"ac": 20, "b": 10, "m": 100, "drl": 256}
 
 
-def _timed(fn, phase, totals):
+def _timed(fn, phase, totals, xp):
+    """fn, timed into totals[phase]; on a GPU the device is synchronised before and after,
+    so the phase is charged with its own kernels and not with those queued before it."""
     def wrapper(*args, **kwargs):
+        _sync(xp)
         t0 = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
+            _sync(xp)
             totals[phase] += time.perf_counter() - t0
     return wrapper
 
 
 def bench_algo(algo, steps, xp, preset="paper"):
     """Steps/s of one algorithm at a preset's sizes (the paper's by default) after a 1-step
-    warm-up, with the time per step spent in each phase. Step 0 (the warm-up) does M's first
-    Langevin refresh, so the timed window [1, 1 + steps) holds steps/50 of them, as a long
-    run does."""
+    warm-up, and the time per step spent in each phase. Two windows of `steps` steps: the
+    first times whole steps as training runs them (nothing waits for the device inside a
+    step), the second times each phase, synchronising the device around it. Step 0 (the
+    warm-up) does M's first Langevin refresh, so the windows hold steps/50 of them each,
+    as a long run does."""
     cfg = mfcg.preset(preset, algo, eval_every=10**9, checkpoint_every=10**9)
     state = mfcg.init_state(cfg, xp)
     mfcg.train(cfg, state, until=1)
+    _sync(xp)
+    t0 = time.perf_counter()
+    mfcg.train(cfg, state, until=1 + steps)
+    _sync(xp)
+    total = time.perf_counter() - t0
     totals = dict.fromkeys(PHASES, 0.0)
     originals = {name: getattr(mfcg, name) for names in PHASES.values() for name in names}
     try:
         for phase, names in PHASES.items():
             for name in names:
-                setattr(mfcg, name, _timed(originals[name], phase, totals))
+                setattr(mfcg, name, _timed(originals[name], phase, totals, xp))
         t0 = time.perf_counter()
-        mfcg.train(cfg, state, until=1 + steps)
+        mfcg.train(cfg, state, until=1 + 2 * steps)
         _sync(xp)
-        total = time.perf_counter() - t0
+        total_phased = time.perf_counter() - t0
     finally:
         for name, fn in originals.items():
             setattr(mfcg, name, fn)
     phases = {k: v / steps for k, v in totals.items()}
-    phases["other"] = total / steps - sum(phases.values())
-    refreshes = sum(1 for n in range(1, 1 + steps) if n % cfg.langevin_every == 0)
+    phases["other"] = total_phased / steps - sum(phases.values())
+    refreshes = sum(1 for n in range(1 + steps, 1 + 2 * steps) if n % cfg.langevin_every == 0)
     tanh_evals = refreshes * 2 * cfg.langevin_steps * cfg.n_samples * cfg.hidden_score
     return {"steps_per_second": steps / total, "seconds_per_step": phases, "timed_steps": steps,
             "batch": cfg.batch, "langevin_us_per_million_tanh":
@@ -568,6 +579,16 @@ def bench_algo(algo, steps, xp, preset="paper"):
 def _sync(xp):
     if xp is not np:
         xp.cuda.Stream.null.synchronize()
+
+
+def device_name(xp):
+    """The device the arrays live on, in words, and as a directory name: ('NVIDIA H200',
+    'gpu-nvidia-h200') or ('Intel(R) Xeon(R) Processor, 2 cores', 'cpu-2-cores')."""
+    if xp is np:
+        return _machine(), f"cpu-{os.cpu_count()}-cores"
+    name = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)["name"]
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    return name, "gpu-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def bare_tanh_us_per_million(xp, cfg):
@@ -590,7 +611,10 @@ def cmd_bench(args):
     xp = get_xp()
     algos = [args.algo] if args.algo else list(mfcg.ALGOS)
     cfg = mfcg.preset(args.preset, "b")
-    result = {"backend": backend_name(), "dtype": cfg.dtype, "machine": _machine(), "preset": args.preset,
+    device, slug = device_name(xp)
+    out = os.path.join(args.out, slug, args.preset)
+    result = {"backend": backend_name(), "dtype": cfg.dtype, "machine": _machine(), "device": device,
+              "preset": args.preset,
               "sizes": {"batch": cfg.batch, "n_samples": cfg.n_samples, "langevin_steps": cfg.langevin_steps,
                         "minibatch": mfcg.preset(args.preset, "m").minibatch},
               "bare_tanh_us_per_million": bare_tanh_us_per_million(xp, cfg), "algorithms": {}}
@@ -598,10 +622,10 @@ def cmd_bench(args):
         steps = args.steps or BENCH_STEPS[algo]
         print(f"bench: {algo} ({steps} steps, {args.preset} preset) ...", file=sys.stderr, flush=True)
         result["algorithms"][algo] = bench_algo(algo, steps, xp, args.preset)
-    os.makedirs(args.out, exist_ok=True)
-    _write_json(os.path.join(args.out, "bench.json"), result)
+    os.makedirs(out, exist_ok=True)
+    _write_json(os.path.join(out, "bench.json"), result)
     table = bench_table(result)
-    with open(os.path.join(args.out, "BENCH.md"), "w") as fh:
+    with open(os.path.join(out, "BENCH.md"), "w") as fh:
         fh.write(table)
     print(table)
     return 0
@@ -622,8 +646,11 @@ def bench_table(result):
     z = result["sizes"]
     lines = [f"{result['preset'].capitalize()} preset (B = {z['batch']}, k = {z['n_samples']}, "
              f"{z['langevin_steps']} Langevin iterations per refresh, M: b = {z['minibatch']}; "
-             f"{result['backend']}, {result['dtype']}, {result['machine']}). Milliseconds per step "
-             f"by phase. Bare tanh: {result['bare_tanh_us_per_million']:.0f} µs per million.",
+             f"{result['backend']}, {result['dtype']}, {result['device']}"
+             + ("" if result["device"] == result["machine"] else f"; host {result['machine']}") + "). "
+             f"Steps/s of whole steps; milliseconds per step by phase, each phase timed apart "
+             f"(on a GPU with the device synchronised around it). Bare tanh: "
+             f"{result['bare_tanh_us_per_million']:.0f} µs per million.",
              "", "| algorithm | steps/s | langevin | scores | actor–critic | environment | other "
              "| Langevin µs per million tanh |", "|---|---|---|---|---|---|---|---|"]
     for algo, r in result["algorithms"].items():
@@ -678,7 +705,8 @@ def build_parser():
     b.add_argument("--algo", choices=mfcg.ALGOS, help="one algorithm (default: all four)")
     b.add_argument("--preset", default="paper", choices=mfcg.PRESETS, help="whose sizes (default: paper)")
     b.add_argument("--steps", type=int, help="timed steps (default: a whole cycle per algorithm)")
-    b.add_argument("--out", default="results/bench", help="where bench.json and BENCH.md go")
+    b.add_argument("--out", default="results/bench",
+                   help="root of the results: bench.json and BENCH.md go to OUT/DEVICE/PRESET")
     return p
 
 

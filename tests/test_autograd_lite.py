@@ -194,3 +194,120 @@ def test_numerical_grad_works_on_non_contiguous_arrays():
 def test_schedule_rejects_bad_warmup():
     with pytest.raises(ValueError, match="warmup_frac"):
         al.lr_factor(0, 10, warmup_frac=0.0)
+
+
+# --- flat buffers: the layout, and the fused clip + Adam equal to the readable pair ---------
+
+def _net(rng, dtype=np.float64):
+    return {"W1": rng.normal(size=(3, 5)).astype(dtype), "b1": rng.normal(size=5).astype(dtype),
+            "W2": rng.normal(size=(5, 2)).astype(dtype), "b2": rng.normal(size=2).astype(dtype)}
+
+
+def test_flat_params_are_views_of_one_buffer():
+    arrays = _net(np.random.default_rng(0))
+    p = al.FlatParams(arrays)
+    assert list(p) == list(arrays) and p.flat.shape == (15 + 5 + 10 + 2,)
+    for k in arrays:
+        np.testing.assert_array_equal(p[k], arrays[k])
+        assert np.shares_memory(p[k], p.flat)
+    p.flat[:] = 0.0                       # an update of the buffer is seen through every name
+    assert all(not v.any() for v in p.values())
+    p["b2"][...] = 7.0                    # and a write through a name lands in the buffer
+    assert p.flat[-1] == 7.0
+    with pytest.raises(TypeError, match="assign into the view"):
+        p["b2"] = np.zeros(2)
+    q = p.copy()
+    q.flat[:] = 1.0
+    assert p.flat[0] == 0.0               # a copy has its own buffer
+    np.testing.assert_array_equal(p.pack({k: np.ones_like(v) for k, v in p.items()}), np.ones(32))
+    with pytest.raises(ValueError, match="do not match"):
+        p.pack({"W1": p["W1"]})
+    with pytest.raises(ValueError, match="one dtype"):
+        al.FlatParams({"a": np.zeros(2), "b": np.zeros(2, np.float32)})
+
+
+@given(st.integers(0, 10_000), st.sampled_from([0.0, 0.01, 1.0, 1e3]))
+def test_adam_step_is_clip_then_adam(seed, max_norm):
+    """Five fused steps on a flat buffer equal clip_grad_norm + adam_update on the named
+    arrays (float64; the norm is summed in another order, hence 1e-12)."""
+    rng = np.random.default_rng(seed)
+    arrays = _net(rng)
+    ref = {k: v.copy() for k, v in arrays.items()}
+    flat = al.FlatParams(arrays)
+    s_ref, s_flat = al.adam_init(ref), al.adam_init(flat)
+    assert s_flat["m"].shape == flat.flat.shape
+    for _ in range(5):
+        grads = {k: rng.normal(size=v.shape) * 3.0 for k, v in arrays.items()}
+        g_ref = {k: v.copy() for k, v in grads.items()}
+        if max_norm:
+            al.clip_grad_norm(g_ref, max_norm)
+        al.adam_update(ref, g_ref, s_ref, lr=1e-2)
+        al.adam_step(flat, grads, s_flat, lr=1e-2, max_norm=max_norm)
+    assert s_flat["t"] == s_ref["t"] == 5
+    for k in ref:
+        np.testing.assert_allclose(flat[k], ref[k], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(s_flat["m"], np.concatenate([s_ref["m"][k].ravel() for k in ref]), rtol=1e-11)
+
+
+def test_adam_step_in_float32_is_adam_update_bit_for_bit_without_clipping():
+    """Same operations in the same order: the flat update is exactly the readable one."""
+    rng = np.random.default_rng(5)
+    arrays = _net(rng, np.float32)
+    ref, flat = {k: v.copy() for k, v in arrays.items()}, al.FlatParams(arrays)
+    s_ref, s_flat = al.adam_init(ref), al.adam_init(flat)
+    for _ in range(3):
+        grads = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in arrays.items()}
+        al.adam_update(ref, grads, s_ref, lr=1e-3)
+        al.adam_step(flat, grads, s_flat, lr=1e-3)
+    for k in ref:
+        np.testing.assert_array_equal(flat[k], ref[k])
+
+
+def test_clip_scale_on_the_device():
+    g = np.array([3.0, 4.0], np.float32)                 # norm 5
+    assert float(al.clip_scale(g, 1.0)) == pytest.approx(0.2)
+    assert float(al.clip_scale(g, 5.0)) == 1.0 and float(al.clip_scale(g, 50.0)) == 1.0
+    assert al.clip_scale(g, 1.0).dtype == np.float32 and al.clip_scale(g, 1.0).shape == ()
+    assert float(al.clip_scale(np.array([1e20, 1e20], np.float32), 1.0)) == pytest.approx(1 / (math.sqrt(2) * 1e20))
+    assert math.isnan(float(al.clip_scale(np.array([np.nan, 1.0], np.float32), 1.0)))
+    assert float(al.clip_scale(np.array([np.inf, 1.0], np.float32), 1.0)) == 0.0
+    for bad in (np.nan, np.inf):  # either way the clipped update leaves a nan parameter
+        p = al.FlatParams({"w": np.ones(2, np.float32)})
+        with np.errstate(invalid="ignore"):
+            al.adam_step(p, {"w": np.array([bad, 1.0], np.float32)}, al.adam_init(p), 0.1, max_norm=1.0)
+        assert np.isnan(p["w"][0])
+
+
+# --- the random streams --------------------------------------------------------------------
+
+# Random123's known answers for Philox4x32-10 (its kat_vectors file): counter, key, output
+PHILOX_KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+
+
+@pytest.mark.parametrize("counter, key, expected", PHILOX_KAT)
+def test_philox_reference_gives_the_known_answers(counter, key, expected):
+    out = al.philox4x32([np.array([c], np.uint32) for c in counter], np.array(key, np.uint32))
+    assert out.dtype == np.uint32 and tuple(int(w) for w in out[:, 0]) == expected
+
+
+def test_philox_normals_are_standard_normal_and_keyed():
+    key = np.array([12345, 678], np.uint32)
+    w0, w1 = al.philox_words(key, 0, 200_000)
+    z = al.box_muller(w0, w1)
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01 and np.abs(z).max() < 6.7
+    assert abs(np.mean(z ** 4) - 3) < 0.05                      # the normal's kurtosis
+    other = al.box_muller(*al.philox_words(key, 1, 1000))     # another draw, another key:
+    assert not np.allclose(z[:1000], other)                    # other numbers
+    assert not np.allclose(z[:1000], al.box_muller(*al.philox_words(key + 1, 0, 1000)))
+    np.testing.assert_array_equal(al.box_muller(*al.philox_words(key, 0, 10)), z[:10])  # a prefix
+
+
+def test_make_rng_is_keyed_by_its_tuple():
+    a = al.make_rng((3, 10, 0), np).standard_normal(5)
+    np.testing.assert_array_equal(a, al.make_rng((3, 10, 0), np).standard_normal(5))
+    assert not np.array_equal(a, al.make_rng((3, 11, 0), np).standard_normal(5))

@@ -73,16 +73,91 @@ def test_adam_same_on_gpu(cp):
     np.testing.assert_allclose(al.to_numpy(p_cp["w"]), p_np["w"], rtol=1e-12)
 
 
-@pytest.mark.parametrize("d", [1, 3])
-def test_fused_langevin_kernel_matches_its_numpy_twin(cp, d):
-    """The CUDA kernel and langevin_score_net on equal inputs (same pool, weights, normals),
-    in float64: the same map, up to the order of floating-point additions."""
+@pytest.mark.parametrize("d, hidden, k", [(1, 128, 1000), (3, 128, 1000), (2, 40, 1001)])
+def test_fused_langevin_kernel_matches_its_numpy_twin(cp, d, hidden, k):
+    """The CUDA kernel (a warp per sample) and langevin_score_net on equal inputs (same pool,
+    weights, normals), in float64: the same map, up to the order of floating-point
+    additions. H = 40 leaves lanes without a second unit; k = 1001 a partly empty block."""
     import mfcg
     rng = np.random.default_rng(3)
-    p = nets.init_score(d, rng, dtype=np.float64, xp=np)
-    pool = rng.standard_normal((1000, d))
-    noise = rng.standard_normal((200, 1000, d))
+    p = nets.init_score(d, rng, hidden=hidden, dtype=np.float64, xp=np)
+    pool = rng.standard_normal((k, d))
+    noise = rng.standard_normal((200, k, d))
     ref = mfcg.langevin_score_net(p, pool, noise, 0.05)
     gpu = mfcg.langevin_score_net({k: cp.asarray(v) for k, v in p.items()}, cp.asarray(pool),
                                   cp.asarray(noise), 0.05)
     np.testing.assert_allclose(al.to_numpy(gpu), ref, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_adam_kernel_is_the_numpy_update(cp, dtype):
+    """adam_flat on CuPy (one kernel, no fused multiply–adds) against its NumPy branch:
+    bit for bit, in float32 too, with and without clipping."""
+    rng = np.random.default_rng(4)
+    n = 5000
+    p, m, v = (rng.normal(size=n).astype(dtype) for _ in range(3))
+    v = np.abs(v)
+    P, Mo, V = cp.asarray(p), cp.asarray(m), cp.asarray(v)
+    for t in range(1, 4):
+        g = (rng.normal(size=n) * 3).astype(dtype)
+        G = cp.asarray(g)
+        scale = al.clip_scale(g, 1.0) if t != 2 else np.ones((), dtype)
+        SCALE = al.clip_scale(G, 1.0) if t != 2 else cp.ones((), dtype)
+        np.testing.assert_allclose(al.to_numpy(SCALE), scale, rtol=1e-6)
+        SCALE = cp.asarray(scale)  # the same scale on both sides: compare the update alone
+        args = (1e-3 / (1 - 0.9 ** t), 0.9, 0.999, 1 - 0.999 ** t, 1e-8)
+        al.adam_flat(p, g, m, v, scale, *args)
+        al.adam_flat(P, G, Mo, V, SCALE, *args)
+        for host, dev in ((p, P), (m, Mo), (v, V)):
+            np.testing.assert_array_equal(al.to_numpy(dev), host)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_philox_kernel_is_the_numpy_reference(cp, dtype):
+    """PhiloxStream's normals are box_muller(philox_words(...)) of the NumPy reference
+    (checked against Random123's known answers), draw after draw; its permutation sorts
+    the same words."""
+    key = np.random.SeedSequence((5, 17, 0)).generate_state(2, dtype=np.uint32)
+    stream = al.PhiloxStream(key)
+    for draw in range(2):
+        z = al.to_numpy(stream.standard_normal((300, 7), dtype=dtype))
+        ref = al.box_muller(*al.philox_words(key, draw, 2100)).reshape(300, 7)
+        assert z.dtype == dtype
+        np.testing.assert_allclose(z, ref.astype(dtype), rtol=1e-12 if dtype == np.float64 else 1e-6, atol=1e-12)
+    w0, w1 = al.philox_words(key, 2, 5000)
+    words = (w0.astype(np.uint64) << np.uint64(32)) | w1.astype(np.uint64)
+    np.testing.assert_array_equal(al.to_numpy(stream.permutation(5000)), np.argsort(words, kind="stable"))
+    assert stream.draws == 3
+
+
+def test_gae_by_matmul_on_gpu_is_gae(cp):
+    import mfcg
+    rng = np.random.default_rng(6)
+    r, v, vn = (rng.normal(size=(256, 64)) for _ in range(3))
+    a_ref, ret_ref = mfcg.gae(r, v, vn, 0.99, 0.95)
+    a, ret = mfcg.gae_by_matmul(cp.asarray(r), cp.asarray(v), cp.asarray(vn), 0.99, 0.95)
+    np.testing.assert_allclose(al.to_numpy(a), a_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(al.to_numpy(ret), ret_ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("algo", ["ac", "b", "m", "drl"])
+def test_training_steps_never_wait_for_the_gpu(cp, algo):
+    """Between evaluations a trainer never synchronises with the device (CuPy raises
+    DeviceSynchronized at any synchronising call inside allow_synchronize(False)): DRL's
+    window holds a PPO update, M's a Langevin refresh and minibatches."""
+    import cupyx
+    import mfcg
+    if al.get_xp() is not cp:
+        pytest.skip("MFCG_BACKEND=numpy: the trainers run on NumPy here")
+    cfg = mfcg.preset("quick", algo, batch=1 if algo == "ac" else 64, minibatch=16, n_samples=64,
+                      rollout=4, langevin_every=3, steps=100, eval_every=50, target_every=2 if algo == "b" else 0)
+    state = mfcg.train(cfg, until=2)  # compiles the kernels
+    with cupyx.allow_synchronize(False):
+        mfcg.train(cfg, state, until=12)
+    assert state["step"] == 12
+
+
+def test_sum_rows_on_gpu_is_the_column_sum(cp):
+    a = np.random.default_rng(7).normal(size=(8192, 128))
+    np.testing.assert_allclose(al.to_numpy(al.sum_rows(cp.asarray(a))), a.sum(axis=0), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(al.to_numpy(al.sum_rows(cp.asarray(a[:5]))), a[:5].sum(axis=0), rtol=1e-12)

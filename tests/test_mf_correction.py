@@ -3,6 +3,7 @@ without it (BENCHMARK_NOTES §3): the linear learner in seconds, deep M on the q
 import numpy as np
 import pytest
 
+import autograd_lite as al
 import mfcg
 from lq_linear_learner import settle_mean
 from mfcg import LQProblem
@@ -29,14 +30,14 @@ def test_correction_enters_the_reward():
     """One step with the correction pays exactly −Δt·x·E[∂f/∂m̃] more than without."""
     cfg = mfcg.preset("quick", "b", batch=64, n_samples=50, steps=2, mf_correction=True)
     state = mfcg.init_state(cfg)
-    mfcg.langevin_refresh(state, cfg)
+    mfcg.langevin_refresh(state, cfg, mfcg.training_rng(cfg, 0))
     expect = PB.dcost_dm_tilde(state["pool_local"], state["m_tilde"]).mean(axis=0)
-    np.testing.assert_allclose(state["mf_grad"], expect, rtol=1e-6)
-    rng_state = state["rng"].bit_generator.state
-    _, r_mf, _ = mfcg.act_and_step(state, cfg, state["x"])
-    state["rng"].bit_generator.state = rng_state
-    _, r_plain, _ = mfcg.act_and_step(state, mfcg.preset("quick", "b", batch=64, n_samples=50, steps=2), state["x"])
-    np.testing.assert_allclose(r_mf - r_plain, -PB.dt * (state["x"] * state["mf_grad"]).sum(axis=1), rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(al.to_numpy(state["mf_grad"]), al.to_numpy(expect), rtol=1e-6)
+    plain = mfcg.preset("quick", "b", batch=64, n_samples=50, steps=2)
+    _, r_mf, _ = mfcg.act_and_step(state, cfg, state["x"], mfcg.training_rng(cfg, 1))
+    _, r_plain, _ = mfcg.act_and_step(state, plain, state["x"], mfcg.training_rng(plain, 1))  # same stream
+    np.testing.assert_allclose(al.to_numpy(r_mf - r_plain), al.to_numpy(-PB.dt * (state["x"] * state["mf_grad"]).sum(axis=1)),
+                               rtol=1e-4, atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -2,6 +2,7 @@
 outer-product matmul, chunked means, threads. And `bench` runs and reports."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -59,6 +60,8 @@ def test_chunk_mean_is_the_full_batch_mean():
 
 def test_threads_do_not_change_results(monkeypatch):
     """A B step with the pieces on two threads equals the same step run sequentially."""
+    if al.get_xp() is not np:
+        pytest.skip("NumPy only: the two threads are NumPy's fast path, never used on CuPy")
     cfg = mfcg.preset("quick", "b", batch=2048, n_samples=1000, steps=3)
     results = []
     for min_work in (0, 10 ** 12):  # always threads / never threads
@@ -75,8 +78,13 @@ def test_bench_writes_its_table(tmp_path, preset):
     p = subprocess.run([sys.executable, script, "bench", "--algo", "m", "--steps", "2", "--preset", preset,
                         "--out", str(tmp_path)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
+    (device_dir,) = os.listdir(tmp_path)  # one directory per device, named after it
+    assert device_dir == ("cpu-%d-cores" % os.cpu_count() if al.get_xp() is np else device_dir)
+    assert device_dir.startswith("cpu-" if al.get_xp() is np else "gpu-")
+    tmp_path = tmp_path / device_dir / preset
     with open(tmp_path / "bench.json") as fh:
         result = json.load(fh)
+    assert result["device"] and result["preset"] == preset
     m = result["algorithms"]["m"]
     assert m["steps_per_second"] > 0 and m["timed_steps"] == 2 and m["batch"] == 8192
     assert set(m["seconds_per_step"]) == {"langevin", "scores", "actor_critic", "environment", "other"}
@@ -86,3 +94,36 @@ def test_bench_writes_its_table(tmp_path, preset):
     iterations = mfcg.preset(preset, "b").langevin_steps
     assert table.startswith(f"{preset.capitalize()} preset (B = 8192, k = 1000, {iterations} Langevin iterations")
     assert result["sizes"]["langevin_steps"] == iterations
+
+
+def _cuda_sources():
+    """Every CUDA source of the project, with the #defines it is compiled with."""
+    out = []
+    for name, source in al.CUDA_SOURCES.items():
+        for ctype in ("float", "double"):
+            out.append((f"{name}-{ctype}", f"#define T {ctype}\n" + source))
+    for ctype, d, h in (("float", 1, 128), ("double", 3, 40)):  # H not a multiple of 32 too
+        out.append((f"langevin_warp-{ctype}-d{d}-H{h}",
+                    f"#define T {ctype}\n#define D {d}\n#define H {h}\n" + mfcg.LANGEVIN_CUDA))
+    return out
+
+
+@pytest.mark.parametrize("name, source", _cuda_sources(), ids=[n for n, _ in _cuda_sources()])
+def test_cuda_kernels_compile(tmp_path, name, source):
+    """The GPU twins compile (to PTX for an H100/H200, sm_90, with the options CuPy is given;
+    no GPU needed), and the Langevin kernel keeps its weights in registers: no local memory."""
+    import shutil
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not installed: the CUDA sources are compiled only where it is")
+    src, ptx = tmp_path / "k.cu", tmp_path / "k.ptx"
+    src.write_text(source)
+    p = subprocess.run([nvcc, "-ptx", "-arch=sm_90", *al.CUDA_OPTIONS, "-o", str(ptx), str(src)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    text = ptx.read_text()
+    assert f".entry {name.split('-')[0]}(" in text
+    if name.startswith("langevin"):
+        d = int(re.search(r"-d(\d+)-", name).group(1))
+        words = 2 if "double" in name else 1  # a double is shuffled as two 32-bit words
+        assert ".local" not in text and text.count("shfl.sync") == 5 * d * words  # 5 per coordinate

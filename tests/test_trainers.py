@@ -139,28 +139,27 @@ def test_policy_evaluation_reaches_the_closed_form_value():
     cfg = tiny("b", batch=1024, hidden_critic=32, target_every=0, grad_clip=0.0, std_floor=nets.STD_FLOOR)
     state = mfcg.init_state(cfg)
     g2, w, noise_std = SOL.gamma2, 1e-3, 0.05   # tanh(w x)/w = x to 1e-6 relative, |x| < 3
-    f32 = lambda v: np.asarray(v, dtype=np.float32)  # noqa: E731
+    f32 = lambda v: al.get_xp().asarray(np.asarray(v, dtype=np.float32))  # noqa: E731  on the backend
     state["params"]["actor"] = al.FlatParams({
         "W1": f32([[w]]), "b1": f32([0.0]), "Wm": f32([[-2 * g2 / w]]),
         "bm": f32([2 * g2 * SOL.mean]), "Ws": f32([[0.0]]),
         "bs": f32([math.log(math.expm1(noise_std - cfg.std_floor))])})
     state["adam"]["actor"] = al.adam_init(state["params"]["actor"])
-    actor_before = {k: v.copy() for k, v in state["params"]["actor"].items()}
+    actor_before = {k: al.to_numpy(v).copy() for k, v in state["params"]["actor"].items()}
     state["m"] = state["m_tilde"] = f32([SOL.mean])
-    rng = np.random.default_rng(1)
-    state["x"] = f32(SOL.mean + SOL.std * rng.standard_normal((cfg.batch, 1)))
+    state["x"] = f32(SOL.mean + SOL.std * np.random.default_rng(1).standard_normal((cfg.batch, 1)))
     x = SOL.mean + SOL.std * np.random.default_rng(2).standard_normal((4000, 1))
     avg, count = np.zeros(len(x)), 0
     for n in range(6000):
         lrs = {"actor": 0.0, "critic": 1e-3 if n < 4000 else 1e-4}
-        a, r, x_next = mfcg.act_and_step(state, cfg, state["x"], rng)
+        a, r, x_next = mfcg.act_and_step(state, cfg, state["x"], mfcg.training_rng(cfg, n))
         mfcg.actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs)
         state["x"] = x_next
         if n >= 4000 and n % 20 == 0:
-            avg += -nets.critic_forward(state["params"]["critic"], f32(x))
+            avg += -al.to_numpy(nets.critic_forward(state["params"]["critic"], f32(x)))
             count += 1
     for k in actor_before:  # lr 0: the actor really stayed at α̂
-        np.testing.assert_array_equal(state["params"]["actor"][k], actor_before[k])
+        np.testing.assert_array_equal(al.to_numpy(state["params"]["actor"][k]), actor_before[k])
     neg_v = avg / count
     rmse = lambda target: float(np.sqrt(np.mean((neg_v - target) ** 2)))  # noqa: E731
     # the noisy policy pays ½ noise² per unit time on top of α̂: + ½ noise² / β in value
@@ -174,11 +173,11 @@ def test_score_network_learns_a_gaussian(hutchinson):
     """Trained on samples of N(m*, s²) the score network's read-out has mean m* and std s."""
     cfg = tiny("b", hidden_score=32, hutchinson=hutchinson)
     state = mfcg.init_state(cfg)
-    rng = np.random.default_rng(3)
+    rng, probes = np.random.default_rng(3), al.make_rng(4)  # data on the host, probes on the backend
     lrs = {"score_global": 3e-3, "score_local": 3e-3}
     for _ in range(1500):
-        x = (SOL.mean + SOL.std * rng.standard_normal((512, 1))).astype(np.float32)
-        mfcg.score_update(state, cfg, x, lrs, rng)
+        x = al.get_xp().asarray((SOL.mean + SOL.std * rng.standard_normal((512, 1))).astype(np.float32))
+        mfcg.score_update(state, cfg, x, lrs, probes)
     for net in ("score_global", "score_local"):
         p = state["params"][net]
         read = mfcg.density_from_score(lambda g: nets.score_forward(p, g.astype(np.float32)), -3.0, 3.5)
@@ -213,7 +212,7 @@ def test_one_step_changes_exactly_the_right_networks(algo):
         assert changed == {"actor", "critic", "score_global", "score_local", "target"}
     if algo in ("b", "m"):
         for k in state["target"]:
-            np.testing.assert_array_equal(state["target"][k], state["params"]["critic"][k])
+            np.testing.assert_array_equal(al.to_numpy(state["target"][k]), al.to_numpy(state["params"]["critic"][k]))
     else:
         assert state["target"] is None
     assert {"pool_global", "pool_local", "x"} <= _changed(s0, s1)
@@ -223,7 +222,8 @@ def test_one_step_changes_exactly_the_right_networks(algo):
         assert "pool_global" not in _changed(s1, s2) and "pool_local" not in _changed(s1, s2)
     if algo in ("b", "m"):  # n = 1: no copy, so the target now lags the critic
         assert "target" not in _nets_changed(s1, s2)
-        assert any(not np.array_equal(state["target"][k], state["params"]["critic"][k]) for k in state["target"])
+        assert any(not np.array_equal(al.to_numpy(state["target"][k]), al.to_numpy(state["params"]["critic"][k]))
+                   for k in state["target"])
     if algo == "drl":
         mfcg.train(cfg, state, until=cfg.rollout)  # the rollout boundary: PPO and critic step
         s3 = _arrays(state)
@@ -274,7 +274,7 @@ def test_non_finite_parameter_stops_the_run_and_keeps_the_checkpoint(tmp_path):
     assert state["step"] == 20
     good, _ = mfcg.load_checkpoint(str(tmp_path / "checkpoint.npz"))
     assert good["step"] == 10
-    assert all(np.all(np.isfinite(v)) for v in good["params"]["critic"].values())
+    assert all(np.all(np.isfinite(al.to_numpy(v))) for v in good["params"]["critic"].values())
 
 
 def test_non_finite_pool_stops_the_run_at_the_next_check(tmp_path):
@@ -359,3 +359,64 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path):
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert signal.getsignal(signal.SIGINT) == handler_before  # handler restored
+
+
+# --- the pieces the GPU path reshaped -----------------------------------------------------------
+
+def test_gae_by_matmul_is_gae():
+    rng = np.random.default_rng(4)
+    r, v, vn = (rng.normal(size=(50, 7)) for _ in range(3))
+    for lam in (0.0, 0.95, 1.0):
+        a_loop, ret_loop = mfcg.gae(r, v, vn, 0.99, lam)
+        a_mat, ret_mat = mfcg.gae_by_matmul(r, v, vn, 0.99, lam)
+        np.testing.assert_allclose(a_mat, a_loop, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(ret_mat, ret_loop, rtol=1e-12, atol=1e-12)
+
+
+def test_log_prob_kept_at_acting_time_is_the_recomputed_one():
+    p = nets.init_actor(2, 2, np.random.default_rng(0), hidden=8, xp=np)
+    x = np.random.default_rng(1).normal(size=(30, 2)).astype(np.float32)
+    a, logp = nets.actor_sample(p, x, np.random.default_rng(2), log_prob=True)
+    np.testing.assert_array_equal(a, nets.actor_sample(p, x, np.random.default_rng(2)))
+    np.testing.assert_array_equal(logp, nets.actor_log_prob(p, x, a))
+
+
+def test_ppo_update_in_big_chunks_equals_one_time_step_per_chunk(monkeypatch):
+    """The GPU's chunking of the rollout (many time steps per chunk) gives the update the
+    CPU's one-step chunks give, up to float32 rounding of the weighted means."""
+    cfg = tiny("drl", steps=8, rollout=8, batch=16, dtype="float64")
+    results = []
+    for rows in (16, 48):  # one time step (16 rows) per chunk / 48 rows, the last chunk 32
+        monkeypatch.setitem(mfcg.PPO_CHUNK_ROWS, al.backend_name(), rows)
+        state = mfcg.train(cfg)
+        results.append(_arrays(state))
+    for k in results[0]:
+        np.testing.assert_allclose(results[1][k], results[0][k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_a_step_draws_from_its_own_keyed_stream():
+    """Step n's numbers depend on (seed, n) alone: running steps 0-4, or loading the state
+    after step 2 into a fresh process state, gives the same step 3."""
+    cfg = tiny("m", steps=5, langevin_every=1)
+    a = mfcg.train(cfg, until=5)
+    b = mfcg.train(cfg, until=3)
+    b = mfcg.train(cfg, {**b, "history": list(b["history"])}, until=5)
+    for k, v in _arrays(a).items():
+        np.testing.assert_array_equal(_arrays(b)[k], v, err_msg=k)
+    other = mfcg.train(tiny("m", steps=5, langevin_every=1, seed=1), until=5)
+    assert not np.array_equal(al.to_numpy(other["x"]), al.to_numpy(a["x"]))
+
+
+def test_a_checkpoint_of_the_older_format_is_refused_in_one_line(tmp_path):
+    cfg = tiny("b", steps=4, eval_every=2, checkpoint_every=2)
+    mfcg.train(cfg, run_dir=str(tmp_path))
+    path = tmp_path / "checkpoint.npz"
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    import json
+    meta = json.loads(str(data["meta"]))
+    del meta["format"]
+    data["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **data)
+    with pytest.raises(ValueError, match=r"older version of mfcg \(format 1, this one reads 2"):
+        mfcg.load_checkpoint(str(path))
