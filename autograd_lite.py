@@ -321,7 +321,13 @@ def adam_flat(p, g, m, v, scale, lr_t, beta1, beta2, c2, eps):
     c2 = 1 − β₂ᵗ, the same operations in the same order as adam_update:
         g ← scale·g,  m ← β₁m + (1 − β₁)g,  v ← β₂v + (1 − β₂)g²,  p ← p − lr_t m / (√(v/c2) + ε)
     """
+    # plain Python floats: under NumPy's promotion rules a NumPy float64 here would lift the
+    # float32 arithmetic to float64 and part the two branches
+    lr_t, beta1, beta2, c2, eps = (float(v) for v in (lr_t, beta1, beta2, c2, eps))
     if xp_of(p) is not np:
+        if not all(a.dtype == p.dtype and a.flags.c_contiguous for a in (g, m, v)) or scale.dtype != p.dtype:
+            raise ValueError(f"adam_flat needs contiguous p, g, m, v and a scale of one dtype, got "
+                             f"{[str(a.dtype) for a in (p, g, m, v, scale)]}")
         return _launch_elementwise("adam_flat", p.dtype, p.size,
                                    p, g, m, v, scale, lr_t, beta1, 1.0 - beta1, beta2,
                                    1.0 - beta2, c2, eps)
@@ -403,12 +409,12 @@ class PhiloxStream:
         return out
 
     def permutation(self, n):
-        """A random permutation of range(n): the order that sorts n random 64-bit words."""
+        """A random permutation of range(n), drawn on the host by a NumPy Generator keyed by
+        (key, draw) and copied to the device. (Sorting random words on the device would
+        need Thrust, whose sort waits for the GPU to finish; a copy of n indices does not.)"""
         import cupy
-        words = cupy.empty(n, dtype=np.uint64)
-        _launch_elementwise("philox_u64", words.dtype, n, words,
-                            np.uint32(self.key[0]), np.uint32(self.key[1]), np.uint32(self._next()))
-        return cupy.argsort(words)
+        host = np.random.default_rng([int(self.key[0]), int(self.key[1]), self._next()]).permutation(n)
+        return cupy.asarray(host)
 
 
 def make_rng(seed, xp=None):
@@ -490,7 +496,6 @@ __device__ __forceinline__ void philox_words(long long i, unsigned int k0, unsig
 """
 
 # philox_normal: box_muller(philox_words(key, draw, n)) cast to T (autograd_lite.py)
-# philox_u64: the words as (w0 << 32) | w1, the sort keys of PhiloxStream.permutation
 # adam_flat: adam_flat's NumPy branch, element by element, in the same order; built with
 # --fmad=false so no multiply–add is fused and float32 results equal NumPy's bit for bit
 CUDA_SOURCES = {
@@ -504,16 +509,6 @@ extern "C" __global__ void philox_normal(const long long n, T* out, const unsign
     const double u1 = ((double)w0 + 1.0) * 2.3283064365386963e-10;   /* 2^-32 */
     const double u2 = (double)w1 * 2.3283064365386963e-10;
     out[i] = (T)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
-""",
-    "philox_u64": _PHILOX_CUDA + r"""
-extern "C" __global__ void philox_u64(const long long n, unsigned long long* out, const unsigned int k0,
-                                      const unsigned int k1, const unsigned int draw) {
-    const long long i = (long long)blockDim.x * blockIdx.x + threadIdx.x;
-    if (i >= n) return;
-    unsigned int w0, w1;
-    philox_words(i, k0, k1, draw, &w0, &w1);
-    out[i] = ((unsigned long long)w0 << 32) | w1;
 }
 """,
     "adam_flat": r"""
@@ -540,9 +535,11 @@ def cuda_kernel(name, dtype, source=None, defines=()):
     CUDA_SOURCES[name] or `source`, with extra `#define`s; compiled once and cached."""
     import cupy
     dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"the CUDA kernels take float32 or float64, got {dtype}")
     cache_key = (name, dtype, tuple(defines))
     if cache_key not in _KERNELS:
-        ctype = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}.get(dtype, "float")
+        ctype = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}[dtype]
         head = f"#define T {ctype}\n" + "".join(f"#define {k} {v}\n" for k, v in defines)
         _KERNELS[cache_key] = cupy.RawKernel(head + (source or CUDA_SOURCES[name]), name,
                                              options=CUDA_OPTIONS)
@@ -552,7 +549,9 @@ def cuda_kernel(name, dtype, source=None, defines=()):
 def _launch_elementwise(name, dtype, n, *args):
     """Launch the one-thread-per-element kernel `name(n, *args)` over n elements, with
     T = dtype where it is a float type; Python floats are passed as T."""
-    dtype = np.dtype(dtype) if np.dtype(dtype).kind == "f" else np.dtype(np.float32)
+    dtype = np.dtype(dtype)
     typed = [dtype.type(a) if isinstance(a, float) else a for a in args]
+    if n == 0:  # a grid of no blocks is an invalid launch; there is nothing to do
+        return
     threads = 256
     cuda_kernel(name, dtype)(((n + threads - 1) // threads,), (threads,), (np.int64(n), *typed))

@@ -328,6 +328,8 @@ def _langevin_cuda(p, pool, noise, eps):
     k, d = pool.shape
     dtype = np.dtype(pool.dtype)
     H = p["W1"].shape[1]
+    if k == 0 or noise.shape[0] == 0:
+        return pool.copy()
     kernel = cuda_kernel("langevin_warp", dtype, LANGEVIN_CUDA, (("D", d), ("H", H)))
     c = lambda a: cupy.ascontiguousarray(a, dtype=dtype)  # noqa: E731
     out = cupy.empty((k, d), dtype=dtype)
@@ -957,6 +959,13 @@ def load_checkpoint(path, xp=None):
 # The training loop's bookkeeping, shared by the four trainers
 # ---------------------------------------------------------------------------------------
 
+def _wait_for_device(state):
+    """Wait until the GPU has done all the work queued so far (nothing to do on NumPy)."""
+    xp = xp_of(state["x"])
+    if xp is not np:
+        xp.cuda.get_current_stream().synchronize()
+
+
 def _read_loss_log(loss_log):
     """name → [(step, loss)] with the losses as Python floats: one transfer per name."""
     out = {}
@@ -999,9 +1008,11 @@ class _Loop:
             while state["step"] < self.until:
                 t0 = time.perf_counter()
                 yield state["step"]
+                n = state["step"] + 1
+                if n % cfg.eval_every == 0 or n == cfg.steps or n % cfg.checkpoint_every == 0:
+                    _wait_for_device(state)  # so the steps' time includes the work they queued
                 state["train_seconds"] += time.perf_counter() - t0
-                state["step"] += 1
-                n = state["step"]
+                state["step"] = n
                 if n % cfg.eval_every == 0 or n == cfg.steps:
                     state["wall_seconds"] = wall0 + time.perf_counter() - start
                     self._record()

@@ -307,7 +307,8 @@ def test_evaluation_does_not_touch_the_training_stream():
 @pytest.mark.parametrize("algo", ["ac", "b", "m", "drl"])
 def test_quick_preset_end_to_end(algo, request):
     """One full quick run per algorithm, seed 0 (15–70 s each; M's is shared with
-    test_mf_correction). What held on every seed measured (0–4, make reproduce):
+    test_mf_correction). What held on every seed measured (0–4, make reproduce, with the
+    random streams before and after they were keyed by seed and step):
     - B and M settle at the non-cooperative equilibrium: population mean within 0.05 of
       m_mfg, fitted slope −1.14 to −1.40 (α̂: −1.19), control error against the MFG control
       0.02–0.16;
