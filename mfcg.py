@@ -9,10 +9,12 @@ where m is the mean of the global law (the competitive, exogenous population) an
 mean of the local law (the agent's own cooperative group). Time is discretised by
 Euler–Maruyama with step Δt; the reward is −f Δt and the discount γ = e^{−βΔt}.
 """
+import contextlib
 import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +30,30 @@ from autograd_lite import (FlatParams, adam_init, adam_step, check_array, cuda_k
 # ---------------------------------------------------------------------------------------
 # The LQ problem
 # ---------------------------------------------------------------------------------------
+
+def check_field_types(obj):
+    """Raise ValueError naming the first field of a dataclass whose value is not of its
+    default's type: booleans only from booleans, integers only from integers (not from
+    booleans or floats), numbers from integers or floats and finite, strings from strings.
+    So mf_correction="False" or seed=1.5 are refused rather than silently misread."""
+    for name, f in obj.__dataclass_fields__.items():
+        kind, value = type(f.default), getattr(obj, name)
+        if kind is bool:
+            ok, want = isinstance(value, (bool, np.bool_)), "true or false (a bool)"
+        elif kind is int:
+            ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+            want = "an integer"
+        elif kind is float:
+            ok = (isinstance(value, (int, float, np.integer, np.floating))
+                  and not isinstance(value, (bool, np.bool_)) and math.isfinite(value))
+            want = "a finite number"
+        elif kind is str:
+            ok, want = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"{name} must be {want}, got {value!r}")
+
 
 @dataclass(frozen=True)
 class LQProblem:
@@ -46,6 +72,7 @@ class LQProblem:
     dim: int = 1
 
     def __post_init__(self):
+        check_field_types(self)
         checks = [
             (self.beta > 0, f"beta must be > 0, got {self.beta}"),
             (self.sigma >= 0, f"sigma must be >= 0, got {self.sigma}"),
@@ -410,6 +437,9 @@ class Config:
     def __post_init__(self):
         if isinstance(self.problem, dict):  # from JSON
             object.__setattr__(self, "problem", LQProblem(**self.problem))
+        if not isinstance(self.problem, LQProblem):
+            raise ValueError(f"problem must be an LQProblem, got {type(self.problem).__name__}")
+        check_field_types(self)
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
         positive_ints = ["steps", "batch", "minibatch", "n_samples", "langevin_steps",
@@ -418,8 +448,10 @@ class Config:
                          "eval_langevin_steps", "checkpoint_every"]
         for name in positive_ints:
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            if value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if value >= 2 ** 31:  # sizes and counts reach the CUDA kernels as 32-bit ints
+                raise ValueError(f"{name} must be below 2**31, got {value!r}")
         for name in ["eps_langevin", "lr_actor", "lr_critic", "lr_global", "lr_local", "std_floor"]:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -430,6 +462,8 @@ class Config:
             raise ValueError(f"ppo_clip must be in (0, 1), got {self.ppo_clip}")
         if not 0 <= self.gae_lambda <= 1:
             raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.algo == "m" and self.batch % self.minibatch:
@@ -917,47 +951,76 @@ def save_checkpoint(path, state, cfg):
             "wall_seconds": state["wall_seconds"], "train_seconds": state["train_seconds"]}
     arrays["meta"] = np.array(json.dumps(meta))
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a signal: the last good checkpoint is untouched
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def load_checkpoint(path, xp=None):
-    """Read a checkpoint written by save_checkpoint → (state, cfg)."""
+    """Read a checkpoint written by save_checkpoint → (state, cfg). Raises ValueError, in
+    one line, for a file that is not one (empty, truncated, corrupted, or another .npz)."""
     xp = xp or get_xp()
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
-    meta = json.loads(str(data.pop("meta")))
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}  # reading every member checks its CRC
+        meta = json.loads(str(data.pop("meta")))
+        if not isinstance(meta, dict):
+            raise TypeError(f"its meta is a {type(meta).__name__}, not a dict")
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — zip, npy, pickle, JSON and key errors alike
+        raise ValueError(f"{path} is not a checkpoint of this project ({one_line(exc)})") from None
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} was written by an older version of mfcg (format "
                          f"{meta.get('format', 1)}, this one reads {CHECKPOINT_FORMAT}: flat Adam "
                          f"moments and streams keyed by the step); it cannot be resumed")
-    cfg = Config(**meta["config"])
-    state = {"step": meta["step"], "history": meta["history"], "params": {}, "adam": {},
-             "target": None, "buffer": [],
-             "loss_log": {k: [tuple(e) for e in log] for k, log in meta["loss_log"].items()},
-             "wall_seconds": meta["wall_seconds"],
-             "train_seconds": meta["train_seconds"]}
+    try:
+        cfg = Config(**meta["config"])
+        state = {"step": meta["step"], "history": meta["history"], "params": {}, "adam": {},
+                 "target": None, "buffer": [],
+                 "loss_log": {k: [tuple(e) for e in log] for k, log in meta["loss_log"].items()},
+                 "wall_seconds": meta["wall_seconds"],
+                 "train_seconds": meta["train_seconds"]}
 
-    def named(prefix):  # the arrays saved under prefix, in the order they were saved
-        return {k[len(prefix):]: xp.asarray(v) for k, v in data.items() if k.startswith(prefix)}
+        def named(prefix):  # the arrays saved under prefix, in the order they were saved
+            return {k[len(prefix):]: xp.asarray(v) for k, v in data.items() if k.startswith(prefix)}
 
-    for net in NETWORKS:
-        state["params"][net] = FlatParams(named(f"params/{net}/"))
-        state["adam"][net] = {"t": int(data[f"adam/{net}/t"]),
-                              "m": xp.asarray(data[f"adam/{net}/m"]), "v": xp.asarray(data[f"adam/{net}/v"])}
-    if cfg.target_every:
-        state["target"] = FlatParams(named("target/"))
-    for key in STATE_ARRAYS:
-        state[key] = xp.asarray(data[key])
-    keys = [k[len("buffer/"):] for k in data if k.startswith("buffer/")]
-    state["buffer"] = [{k: xp.asarray(data[f"buffer/{k}"][i]) for k in keys} for i in range(meta["buffer_len"])]
+        for net in NETWORKS:
+            state["params"][net] = FlatParams(named(f"params/{net}/"))
+            state["adam"][net] = {"t": int(data[f"adam/{net}/t"]),
+                                  "m": xp.asarray(data[f"adam/{net}/m"]), "v": xp.asarray(data[f"adam/{net}/v"])}
+        if cfg.target_every:
+            state["target"] = FlatParams(named("target/"))
+        for key in STATE_ARRAYS:
+            state[key] = xp.asarray(data[key])
+        keys = [k[len("buffer/"):] for k in data if k.startswith("buffer/")]
+        state["buffer"] = [{k: xp.asarray(data[f"buffer/{k}"][i]) for k in keys} for i in range(meta["buffer_len"])]
+    except Exception as exc:  # noqa: BLE001 — a member missing or of the wrong shape
+        raise ValueError(f"{path} is not a checkpoint of this project ({one_line(exc)})") from None
     return state, cfg
+
+
+def one_line(exc):
+    """An exception as 'Type: message' on one line, for error messages that quote it."""
+    text = " ".join(str(exc).split()) or "no message"
+    return f"{type(exc).__name__}: {text[:200]}"
 
 
 # ---------------------------------------------------------------------------------------
 # The training loop's bookkeeping, shared by the four trainers
 # ---------------------------------------------------------------------------------------
+
+# A state is sane when no parameter, agent state or Langevin sample exceeds this in absolute
+# value. The LQ benchmark lives within a few units of the origin (m* = 0.24, std 0.32, the
+# largest weight of a hand-built exact actor is about 1,200); a run past 1e6 has diverged
+# even if every number is still finite, and no checkpoint is written from it.
+SANE_BOUND = 1e6
+
 
 def _wait_for_device(state):
     """Wait until the GPU has done all the work queued so far (nothing to do on NumPy)."""
@@ -981,11 +1044,12 @@ class _Loop:
     evaluates every cfg.eval_every steps (recording the history with the mean losses and
     steps/s) and, when a run directory is given, checkpoints every cfg.checkpoint_every
     steps and where the loop stops. Nothing inside a step waits for the device: losses are
-    summed on it, and the finite checks (losses, parameters, pools, agents) run before
-    every evaluation and every checkpoint, so a checkpoint is never written from a
-    non-finite state. Ctrl-C lets the current step finish, writes the checkpoint, then
-    raises KeyboardInterrupt: a checkpoint always holds a whole number of steps, so
-    resuming from it is exact."""
+    kept on it, and the checks (finite losses, parameters, pools and agents, all within
+    SANE_BOUND) run before every evaluation and every checkpoint, so a checkpoint is never
+    written from a diverged state. Ctrl-C or SIGTERM lets the current step finish, writes
+    the checkpoint, then raises KeyboardInterrupt: a checkpoint always holds a whole number
+    of steps, so resuming from it is exact. A second Ctrl-C stops at once, mid-step, and
+    writes nothing (the last checkpoint stays)."""
 
     def __init__(self, state, cfg, run_dir=None, on_eval=None, until=None, on_step=None):
         self.state, self.cfg, self.on_eval, self.on_step = state, cfg, on_eval, on_step
@@ -996,13 +1060,21 @@ class _Loop:
         self._mark = (state["step"], state["train_seconds"])  # where steps/s is measured from
         self.interrupted = False
 
-    def _on_sigint(self, signum, frame):
-        self.interrupted = True
+    def _on_signal(self, signum, frame):
+        if self.interrupted:
+            raise KeyboardInterrupt(f"interrupted again during step {self.state['step'] + 1}: stopped "
+                                    f"at once, no checkpoint written"
+                                    + (f" (the last one in {self.path} stays)" if self.path else ""))
+        self.interrupted = signal.Signals(signum).name
+        print(f"{self.interrupted}: finishing step {self.state['step'] + 1}, then "
+              + ("checkpointing" if self.path else "stopping") + " (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
 
     def steps(self):
         state, cfg = self.state, self.cfg
         main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, self._on_sigint) if main else None
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} \
+            if main else {}
         wall0, start = state.get("wall_seconds", 0.0), time.perf_counter()
         try:
             while state["step"] < self.until:
@@ -1025,10 +1097,11 @@ class _Loop:
                     save_checkpoint(self.path, state, cfg)
                 if self.interrupted:
                     raise KeyboardInterrupt(f"interrupted after step {n}"
+                                            + ("" if self.interrupted == "SIGINT" else f" ({self.interrupted})")
                                             + (f"; checkpoint written to {self.path}" if self.path else ""))
         finally:
-            if main:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def losses(self, losses):
         """Keep this step's losses (0-d arrays, left on the device) with the step number
@@ -1058,6 +1131,12 @@ class _Loop:
         for key in ("pool_global", "pool_local", "x"):
             if not bool(xp_of(state[key]).isfinite(state[key]).all()):
                 raise FloatingPointError(f"non-finite {key} {where}: the score network or the policy diverges")
+        for name, arrays in [(f"parameters of {net}", [p.flat]) for net, p in state["params"].items()] + \
+                [("agents' states x", [state["x"]]), ("Langevin pools", [state["pool_global"], state["pool_local"]])]:
+            largest = max(float(abs(a).max()) for a in arrays)
+            if largest > SANE_BOUND:
+                raise FloatingPointError(f"the {name} reached |{largest:.3g}| > {SANE_BOUND:g} {where}: "
+                                         f"the run diverges")
 
     def _record(self):
         self._check_finite()

@@ -20,9 +20,19 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+
+
+def _interrupted_while_loading(signum, frame):
+    print("run_experiments.py: interrupted", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+if __name__ == "__main__":  # Ctrl-C while NumPy and mfcg load: one line, not a traceback
+    signal.signal(signal.SIGINT, _interrupted_while_loading)
 
 # mfcg runs its independent pieces (the two Langevin pools, the two score networks, critic
 # and actor) on two threads itself; OpenBLAS's own worker threads would compete with those
@@ -128,10 +138,16 @@ def default_run_dir(root, preset, algo, seed, mf=False, settings=None):
 
 
 def _write_json(path, obj):
+    """Write JSON atomically: a temporary file, renamed over `path`; removed on failure."""
     tmp = f"{path}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 # ---------------------------------------------------------------------------------------
@@ -175,15 +191,21 @@ def run_config(preset, algo, seed, mf, steps=None, settings=None):
     try:
         return mfcg.preset(preset, algo, **overrides)
     except ValueError as exc:  # Config's own check of the values, e.g. langevin_steps=0
-        raise UsageError(f"--set: {exc}") from None
+        raise UsageError(f"{'--set: ' if settings else ''}{exc}") from None
 
 
 def saved_config(run_dir):
     """(preset name, --set settings, Config) a run directory was made with, from its
     config.json (runs made before --set existed have no settings: {})."""
-    with open(os.path.join(run_dir, "config.json")) as fh:
-        saved = json.load(fh)
-    return saved["preset"], saved.get("settings", {}), mfcg.Config(**saved["config"])
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path) as fh:
+            saved = json.load(fh)
+        return saved["preset"], saved.get("settings", {}), mfcg.Config(**saved["config"])
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir} has no config.json: not a run directory") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path} is not a run's config.json ({mfcg.one_line(exc)})") from None
 
 
 def made_otherwise(run_dir, preset, settings, cfg):
@@ -199,32 +221,86 @@ def made_otherwise(run_dir, preset, settings, cfg):
     return "; ".join(d for d in diff if d)
 
 
+LOCK_FILE = ".lock"
+# What a run directory can hold when its run never reached its first checkpoint: the same
+# command starts it again from step 0 (a diverged run's history.json is regenerated).
+NEVER_STARTED = {"config.json", "history.json", "checkpoint.npz.tmp", "config.json.tmp", "history.json.tmp"}
+_HELD = []  # lock file descriptors, open (and so locked) until the process exits
+
+
+def claim(run_dir):
+    """Create run_dir if needed and hold an exclusive lock on it (flock on run_dir/.lock)
+    for the life of this process: a second process on the same directory gets one line
+    naming the holder. The lock goes with the process, however it ends."""
+    import fcntl
+    import socket
+    os.makedirs(run_dir, exist_ok=True)
+    fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise UsageError(f"{run_dir} is in use by {holder}: one process per run directory") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+    _HELD.append(fd)
+
+
 def cmd_run(args):
     settings = {k: v[0] for k, v in parse_settings(args.set).items()}
     cfg = run_config(args.preset, args.algo, args.seed, args.mf, args.steps, settings)
     out = args.out or default_run_dir(args.runs, args.preset, args.algo, args.seed, args.mf, settings)
-    ckpt = os.path.join(out, "checkpoint.npz")
-    if args.resume:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"{out} is a file, not a run directory")
+    claim(out)
+    label = run_label(args.algo, args.mf, settings)
+    tag = f"{label} s{args.seed}"
+    ckpt, metrics_path = os.path.join(out, "checkpoint.npz"), os.path.join(out, "metrics.json")
+    files = set(os.listdir(out)) - {LOCK_FILE}
+    never_started = "config.json" in files and files <= NEVER_STARTED
+    state = None
+    if os.path.exists(metrics_path):
+        if not args.resume:
+            raise UsageError(f"{out} holds a finished run (results are never overwritten): choose another --out")
+        differs = made_otherwise(out, args.preset, settings, cfg)
+        if differs:
+            raise UsageError(f"--resume: {out} was made with different settings ({differs})")
+        print(f"[{tag}] {out} is finished; nothing to resume", file=sys.stderr)
+        return 0
+    if never_started:  # died before its first checkpoint: start it again, same settings only
+        differs = made_otherwise(out, args.preset, settings, cfg)
+        if differs:
+            raise UsageError(f"{out} holds a run that never started, made with different settings "
+                             f"({differs}): choose another --out")
+        print(f"[{tag}] {out} never reached its first checkpoint; starting it from step 0", file=sys.stderr)
+    elif args.resume:
         if not os.path.exists(ckpt):
             raise UsageError(f"--resume: {out} has no checkpoint.npz to resume")
-        state, saved = mfcg.load_checkpoint(ckpt)
+        try:
+            state, saved = mfcg.load_checkpoint(ckpt)
+        except ValueError as exc:
+            raise UsageError(f"--resume: {exc}") from None
         differs = settings_diff(saved, cfg) or made_otherwise(out, args.preset, settings, cfg)
         if differs:
             raise UsageError(f"--resume: {out} was made with different settings ({differs})")
+    elif files:
+        raise UsageError(f"{out} already exists and is not empty: pass --resume to continue "
+                         f"it, or choose another --out (results are never overwritten)")
     else:
-        if os.path.exists(out) and os.listdir(out):
-            raise UsageError(f"{out} already exists and is not empty: pass --resume to continue "
-                             f"it, or choose another --out (results are never overwritten)")
-        os.makedirs(out, exist_ok=True)
         _write_json(os.path.join(out, "config.json"),
                     {"preset": args.preset, "settings": settings, "config": cfg.to_dict()})
-        state = None
-    start = state["step"] if state else 0
-    until = start + args.stop_after if args.stop_after else None
-    label = run_label(args.algo, args.mf, settings)
-    tag = f"{label} s{args.seed}"
+    state = state or mfcg.init_state(cfg)
+    until = state["step"] + args.stop_after if args.stop_after else None
     started = time.time()
-    state = mfcg.train(cfg, state, run_dir=out, until=until, on_step=Progress(tag, cfg.steps))
+    try:
+        mfcg.train(cfg, state, run_dir=out, until=until, on_step=Progress(tag, cfg.steps))
+    except FloatingPointError as exc:  # diverged: keep what is good, say so in one line
+        _write_json(os.path.join(out, "history.json"), state["history"])
+        last = state["history"][-1]["step"] if state["history"] else 0
+        kept = ("the last good checkpoint is kept" if os.path.exists(ckpt)
+                else "no checkpoint had been written")
+        raise UsageError(f"[{tag}] {exc}; history.json holds the evaluations up to step {last}; {kept}") from None
     _write_json(os.path.join(out, "history.json"), state["history"])
     if state["step"] < cfg.steps:
         print(f"[{tag}] stopped at step {state['step']}/{cfg.steps}; continue with --resume",
@@ -238,7 +314,7 @@ def cmd_run(args):
                     "steps_per_second": cfg.steps / state["train_seconds"],
                     "backend": backend_name(), "dtype": cfg.dtype,
                     "started_at": started, "finished_at": time.time()})
-    _write_json(os.path.join(out, "metrics.json"), metrics)
+    _write_json(metrics_path, metrics)
     print(f"[{tag}] done: {cfg.steps} steps in {state['wall_seconds']:.0f}s, "
           f"mean_error {metrics['mean_error']:.3f}, control_rmse {metrics['control_rmse']:.3f}, "
           f"value_rmse {metrics['value_rmse']:.3f}", file=sys.stderr)
@@ -249,6 +325,13 @@ def cmd_run(args):
 # report
 # ---------------------------------------------------------------------------------------
 
+# What report reads from a run's files; a file without them is refused by name.
+METRICS_KEYS = ("label", "seed", "steps", "wall_seconds", "steps_per_second") + TABLE_METRICS
+HISTORY_KEYS = ("step", "wall_seconds", "mean_error", "control_rmse", "value_rmse")
+CURVES_KEYS = ("grid", "neg_critic", "actor_mean", "global_samples", "local_samples",
+               "density_grid", "global_density", "local_density")
+
+
 def load_run(path):
     """A finished run directory → dict(config, preset, metrics, history, curves)."""
     missing = [f for f in ("config.json", "metrics.json", "history.json", "curves.npz")
@@ -257,14 +340,36 @@ def load_run(path):
         why = "does not exist" if not os.path.isdir(path) else f"has no {missing[0]}"
         raise UsageError(f"{path} is not a finished run directory ({why})")
     preset, _, cfg = saved_config(path)
-    with open(os.path.join(path, "metrics.json")) as fh:
-        metrics = json.load(fh)
-    with open(os.path.join(path, "history.json")) as fh:
-        history = json.load(fh)
-    with np.load(os.path.join(path, "curves.npz")) as z:
-        curves = {k: z[k] for k in z.files}
+    file = "metrics.json"
+    try:
+        with open(os.path.join(path, file)) as fh:
+            metrics = json.load(fh)
+        _require(metrics, METRICS_KEYS)
+        file = "history.json"
+        with open(os.path.join(path, file)) as fh:
+            history = json.load(fh)
+        if not isinstance(history, list) or not history:
+            raise ValueError("expected a non-empty list of evaluations")
+        for record in history:
+            _require(record, HISTORY_KEYS)
+        file = "curves.npz"
+        with np.load(os.path.join(path, file), allow_pickle=False) as z:
+            curves = {k: z[k] for k in z.files}
+        _require(curves, CURVES_KEYS)
+    except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
+        raise UsageError(f"{os.path.join(path, file)} is unreadable or incomplete ({mfcg.one_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 — zipfile's BadZipFile and the like
+        raise UsageError(f"{os.path.join(path, file)} is unreadable ({mfcg.one_line(exc)})") from None
     return {"path": path, "preset": preset, "config": cfg,
             "label": metrics["label"], "metrics": metrics, "history": history, "curves": curves}
+
+
+def _require(mapping, keys):
+    if not isinstance(mapping, dict):
+        raise TypeError(f"expected a mapping, got {type(mapping).__name__}")
+    missing = [k for k in keys if k not in mapping]
+    if missing:
+        raise KeyError(f"no {missing[0]!r}")
 
 
 def summarise(runs):
@@ -427,8 +532,35 @@ def make_figures(summary, runs, out):
     return files
 
 
+def prepare_report_dir(out):
+    """Create `out` for a report. A report already there (its summary.json lists its
+    files) is replaced whole, so old figures never mix with new ones; other files in
+    `out` are left alone."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is a file, not a directory")
+    os.makedirs(out, exist_ok=True)
+    old = os.path.join(out, "summary.json")
+    if not os.path.exists(old):
+        return
+    try:
+        with open(old) as fh:
+            listed = json.load(fh).get("files")
+    except (OSError, ValueError, AttributeError):
+        listed = None
+    if listed is None:  # a report from before summaries listed their files: its figures
+        listed = [f for f in os.listdir(out) if re.fullmatch(r"(distributions|control|learning_curves)_.*\.png", f)]
+    for name in set(listed) | {"RESULTS.md", "summary.json"}:
+        if os.path.basename(name) == name and os.path.isfile(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+
+
 def cmd_report(args):
-    runs = [load_run(d) for d in args.dirs]
+    dirs, seen = [], set()
+    for d in args.dirs:  # each run once, however it is spelled (D, D/, ./D)
+        if os.path.realpath(d) not in seen:
+            seen.add(os.path.realpath(d))
+            dirs.append(d)
+    runs = [load_run(d) for d in dirs]
     presets = sorted({r["preset"] for r in runs})
     if len(presets) > 1 and not args.allow_mixed_presets:
         raise UsageError(f"the runs mix presets ({', '.join(presets)}); pass "
@@ -438,13 +570,14 @@ def cmd_report(args):
         raise UsageError("the runs solve different problems (LQProblem settings differ)")
     if runs[0]["config"].problem.dim != 1:
         raise UsageError("report draws 1-d figures; these runs have dim > 1")
-    os.makedirs(args.out, exist_ok=True)
+    prepare_report_dir(args.out)
     summary = summarise(runs)
-    _write_json(os.path.join(args.out, "summary.json"),
-                {"presets": presets, "runs": [r["path"] for r in runs], "algorithms": summary})
     with open(os.path.join(args.out, "RESULTS.md"), "w") as fh:
         fh.write(results_table(summary, runs[0]["config"].problem))
     files = make_figures(summary, runs, args.out)
+    _write_json(os.path.join(args.out, "summary.json"),
+                {"presets": presets, "runs": [r["path"] for r in runs], "algorithms": summary,
+                 "files": files})
     print(f"report: {len(runs)} runs → {args.out}/RESULTS.md, summary.json, {len(files)} figures",
           file=sys.stderr)
     return 0
@@ -454,7 +587,16 @@ def cmd_report(args):
 # reproduce
 # ---------------------------------------------------------------------------------------
 
+STOP_GRACE_SECONDS = 120  # how long an interrupted reproduce waits for a run to checkpoint
+
+
+def _terminated(signum, frame):
+    raise KeyboardInterrupt("terminated (SIGTERM)")
+
+
 def cmd_reproduce(args):
+    if os.path.exists(args.out) and not os.path.isdir(args.out):  # before any run starts
+        raise UsageError(f"--out {args.out} is a file, not a directory")
     jobs, dirs, reused = [], [], []
     variants = [v == "mf" for v in args.variants.split(",")]
     algos = args.algos.split(",")
@@ -490,24 +632,43 @@ def cmd_reproduce(args):
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     running, failed = [], []
     t0 = time.time()
-    while jobs or running:
-        while jobs and len(running) < args.jobs:
-            out, cmd = jobs.pop(0)
-            log_path = f"{out}.log"  # beside the run directory, which `run` creates itself
-            os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
-            log = open(log_path, "a")
-            print(f"reproduce: start {out}", file=sys.stderr, flush=True)
-            running.append((out, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
-        time.sleep(0.2)
-        for item in list(running):
-            out, proc, log = item
-            if proc.poll() is not None:
-                running.remove(item)
-                log.close()
-                status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
-                print(f"reproduce: {status} {out} [{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)
-                if proc.returncode != 0:
-                    failed.append(out)
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        while jobs or running:
+            while jobs and len(running) < args.jobs:
+                out, cmd = jobs.pop(0)
+                log_path = f"{out}.log"  # beside the run directory, which `run` creates itself
+                os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+                log = open(log_path, "a")
+                print(f"reproduce: start {out}", file=sys.stderr, flush=True)
+                # a session of its own: Ctrl-C at the terminal reaches only this process,
+                # which passes exactly one interrupt on to each run (see below)
+                running.append((out, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                      start_new_session=True), log))
+            time.sleep(0.2)
+            for item in list(running):
+                out, proc, log = item
+                if proc.poll() is not None:
+                    running.remove(item)
+                    log.close()
+                    status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+                    print(f"reproduce: {status} {out} [{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)
+                    if proc.returncode != 0:
+                        failed.append(out)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: every run checkpoints and stops
+        for _, proc, _ in running:
+            proc.send_signal(signal.SIGINT)
+        for out, proc, log in running:
+            try:
+                proc.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+        raise KeyboardInterrupt(f"reproduce {str(exc) or 'interrupted'}: {len(running)} running run(s) "
+                                f"checkpointed and stopped; the same command continues them") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if failed:
         raise UsageError(f"{len(failed)} run(s) failed, see {', '.join(f + '.log' for f in failed)}")
     return cmd_report(argparse.Namespace(dirs=dirs, out=args.out, allow_mixed_presets=False))
@@ -613,6 +774,9 @@ def cmd_bench(args):
     cfg = mfcg.preset(args.preset, "b")
     device, slug = device_name(xp)
     out = os.path.join(args.out, slug, args.preset)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is a file, not a directory")
+    os.makedirs(out, exist_ok=True)  # before the benchmark runs: a bad --out fails at once
     result = {"backend": backend_name(), "dtype": cfg.dtype, "machine": _machine(), "device": device,
               "preset": args.preset,
               "sizes": {"batch": cfg.batch, "n_samples": cfg.n_samples, "langevin_steps": cfg.langevin_steps,
@@ -728,6 +892,9 @@ def keep_freed_memory():
 
 
 def main(argv=None):
+    """The command line. Every error a user can cause or meet ends here as one line: exit 2,
+    or 130 for an interrupt (Ctrl-C, SIGTERM)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # loaded: Ctrl-C is KeyboardInterrupt again
     keep_freed_memory()
     try:
         args = build_parser().parse_args(argv)
@@ -735,15 +902,29 @@ def main(argv=None):
             value = getattr(args, name, None)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+        if getattr(args, "seed", None) is not None and args.seed < 0:
+            raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
         commands = {"run": cmd_run, "report": cmd_report, "reproduce": cmd_reproduce, "bench": cmd_bench}
         return commands[args.command](args)
     except UsageError as exc:
         print(f"run_experiments.py: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print(f"run_experiments.py: {exc or 'interrupted'}", file=sys.stderr)
+        print(f"run_experiments.py: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
+    except OSError as exc:  # a read-only or full disk, a path below a file, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"run_experiments.py: error: {where}{exc.strerror or mfcg.one_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:
+        print(f"run_experiments.py: error: out of memory ({mfcg.one_line(exc)})", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code == 130:  # interrupted: leave now, without waiting for a worker thread's step
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

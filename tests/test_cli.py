@@ -128,7 +128,7 @@ def test_set_changes_one_field_and_reproduce_sweeps_it(tmp_path):
     assert _json(runs[3] / "metrics.json")["local_mean"] != swept["local_mean"]
     # resuming it without the same --set is refused
     _one_line_error(*cli("run", "--algo", "m", "--mf", "--steps", 10, "--out", "single", "--resume",
-                         cwd=tmp_path)[::2], "was made with different settings (langevin_steps)")
+                         cwd=tmp_path)[::2], "was made with different settings (langevin_steps; --set {'langevin_steps': 7}, not {})")
 
 
 def test_set_values_take_the_fields_type():
@@ -195,7 +195,7 @@ def test_existing_output_is_never_overwritten(tmp_path):
     assert code == 0, err
     before = (tmp_path / "r" / "metrics.json").read_bytes()
     _one_line_error(*cli("run", "--algo", "m", "--steps", 10, "--out", "r", cwd=tmp_path)[::2],
-                    "already exists and is not empty")
+                    "r holds a finished run (results are never overwritten)")
     assert (tmp_path / "r" / "metrics.json").read_bytes() == before
     # a directory that is not a run
     (tmp_path / "junk").mkdir()

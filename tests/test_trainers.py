@@ -70,7 +70,7 @@ def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
     (dict(algo="sac"), "algo must be one of"),
     (dict(algo="m", batch=1000, minibatch=300), r"batch \(1000\) must be divisible by minibatch \(300\)"),
     (dict(batch=0), "batch must be a positive integer"),
-    (dict(steps=2.5), "steps must be a positive integer"),
+    (dict(steps=2.5), "steps must be an integer, got 2.5"),
     (dict(lr_actor=0.0), "lr_actor must be > 0"),
     (dict(eps_langevin=-1.0), "eps_langevin must be > 0"),
     (dict(ppo_clip=1.5), "ppo_clip must be in"),

@@ -1,0 +1,417 @@
+"""A run directory never loses work: restartable after any death, locked against a second
+process, and one line (exit 2, or 130 for an interrupt) for every bad input or fault."""
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import mfcg
+import run_experiments as rx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "run_experiments.py")
+# a quick-preset B run small enough for a step to take about a millisecond
+TINY = ["--set", "batch=16", "--set", "n_samples=32", "--set", "eval_samples=64",
+        "--set", "eval_langevin_steps=5", "--set", "eval_every=5", "--set", "checkpoint_every=5"]
+
+
+def cli(*args, cwd):
+    p = subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=cwd, capture_output=True,
+                       text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return p.returncode, p.stdout, p.stderr
+
+
+def start(*args, cwd):
+    return subprocess.Popen([sys.executable, SCRIPT, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def one_line(err):
+    """The error output is one line, with no traceback."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def wait_for(predicate, timeout=60.0):
+    t0 = time.time()
+    while not predicate():
+        assert time.time() - t0 < timeout, "timed out"
+        time.sleep(0.02)
+
+
+def holder(run_dir):
+    """The pid written into a run directory's lock once a process holds it, else None."""
+    try:
+        text = open(os.path.join(run_dir, ".lock")).read()
+    except OSError:
+        return None
+    return int(text.split()[1]) if text.startswith("pid ") else None
+
+
+def tiny_run(tmp_path, *extra, out="r", steps=10):
+    return cli("run", "--algo", "b", "--steps", steps, "--out", out, *TINY, *extra, cwd=tmp_path)
+
+
+# --- 1. a run that dies before its first checkpoint -----------------------------------------
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path, resume):
+    """kill -9 after config.json is written but before any checkpoint: the same command (with
+    or without --resume, as the README's Slurm script does) starts the run from step 0."""
+    args = ["run", "--algo", "b", "--steps", 5000, "--out", "r", *TINY[:-2], "--set", "checkpoint_every=5000"]
+    proc = start(*args, cwd=tmp_path)
+    wait_for(lambda: holder(tmp_path / "r") is not None and (tmp_path / "r" / "config.json").exists())
+    proc.kill()
+    proc.wait()
+    assert not (tmp_path / "r" / "checkpoint.npz").exists()
+    code, _, err = cli(*args, *(["--resume"] if resume else []), "--stop-after", 5, cwd=tmp_path)
+    assert code == 0, err
+    assert "never reached its first checkpoint; starting it from step 0" in err
+    state, _ = mfcg.load_checkpoint(str(tmp_path / "r" / "checkpoint.npz"))
+    assert state["step"] == 5
+
+
+def test_a_run_that_never_started_is_not_restarted_with_other_settings(tmp_path):
+    code, _, err = tiny_run(tmp_path, "--stop-after", 1)
+    assert code == 0, err
+    os.remove(tmp_path / "r" / "checkpoint.npz")
+    os.remove(tmp_path / "r" / "history.json")
+    code, _, err = tiny_run(tmp_path, steps=12)
+    assert code == 2 and "never started, made with different settings (steps)" in one_line(err)
+
+
+def test_divergence_at_step_0_leaves_a_restartable_directory(tmp_path):
+    """Diverged before the first checkpoint: one line, history.json, and the same command
+    runs again (and diverges again, deterministically) instead of 'already exists'."""
+    for attempt in range(2):
+        code, _, err = tiny_run(tmp_path, "--set", "lr_actor=1e6", "--set", "lr_critic=1e6")
+        assert code == 2 and "Traceback" not in err
+        line = one_line(err) if attempt == 0 else err.strip().splitlines()[-1]
+        if attempt == 1:
+            assert "never reached its first checkpoint; starting it from step 0" in err
+        assert "diverges" in line or "non-finite" in line, line
+        assert "no checkpoint had been written" in line
+        assert (tmp_path / "r" / "history.json").exists()
+
+
+# --- 2. one process per run directory --------------------------------------------------------
+
+def test_a_second_process_on_a_run_directory_is_refused(tmp_path):
+    args = ["run", "--algo", "b", "--steps", 100000, "--out", "r", *TINY]
+    first = start(*args, cwd=tmp_path)
+    try:
+        wait_for(lambda: holder(tmp_path / "r") == first.pid)
+        for extra in ([], ["--resume"]):
+            code, _, err = cli(*args, *extra, cwd=tmp_path)
+            assert code == 2
+            assert f"r is in use by pid {first.pid} on" in one_line(err)
+        wait_for(lambda: (tmp_path / "r" / "checkpoint.npz").exists())
+    finally:
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err
+    code, _, err = cli(*args, "--resume", "--stop-after", 5, cwd=tmp_path)  # the lock went with it
+    assert code == 0, err
+
+
+# --- 3. one line for every bad input --------------------------------------------------------------
+
+def test_bad_paths_and_values_are_one_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["run", "--algo", "b", "--seed", -1], "--seed must be a non-negative integer, got -1"),
+        (["run", "--algo", "b", "--out", "afile"], "afile is a file, not a run directory"),
+        (["run", "--algo", "b", "--out", "afile/below"], "afile/below"),
+        (["run", "--algo", "b", "--runs", "afile"], "afile"),
+        (["run", "--algo", "b", "--set", "hidden_actor=100000000000000000000"], "hidden_actor must be below 2**31"),
+        (["report", "afile"], "afile is not a finished run directory"),
+        (["bench", "--algo", "b", "--steps", 1, "--out", "afile"], "--out afile is a file"),
+        (["reproduce", "--seeds", 1, "--runs", "afile", "--algos", "b"], "afile"),
+    ]
+    for args, expected in cases:
+        code, _, err = cli(*args, cwd=tmp_path)
+        assert code == 2, (args, err)
+        assert expected in one_line(err), (args, err)
+
+
+def test_bench_checks_its_output_before_it_runs(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    t0 = time.time()
+    code, _, err = cli("bench", "--out", "afile", cwd=tmp_path)  # all four algorithms if it ran
+    assert code == 2 and "bench:" not in err and time.time() - t0 < 20
+
+
+def _break(path, how):
+    data = path.read_bytes()
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "bit-flipped":
+        i = len(data) // 3
+        path.write_bytes(data[:i] + bytes([data[i] ^ 0x10]) + data[i + 1:])
+    elif how == "not json":
+        path.write_text("{not json")
+    elif how == "empty object":
+        path.write_text("{}")
+    elif how == "missing":
+        path.unlink()
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "bit-flipped"])
+def test_a_broken_checkpoint_is_one_line_on_resume(tmp_path, how):
+    code, _, err = tiny_run(tmp_path, "--stop-after", 5)
+    assert code == 0, err
+    _break(tmp_path / "r" / "checkpoint.npz", how)
+    code, _, err = tiny_run(tmp_path, "--resume")
+    assert code == 2
+    assert "r/checkpoint.npz is not a checkpoint of this project (" in one_line(err)
+
+
+@pytest.mark.parametrize("how", ["missing", "not json", "empty object"])
+def test_a_broken_config_is_one_line_on_resume(tmp_path, how):
+    code, _, err = tiny_run(tmp_path, "--stop-after", 5)
+    assert code == 0, err
+    _break(tmp_path / "r" / "config.json", how)
+    code, _, err = tiny_run(tmp_path, "--resume")
+    assert code == 2
+    line = one_line(err)
+    assert ("has no config.json" if how == "missing" else "r/config.json is not a run's config.json") in line
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """Two finished tiny runs and a pristine copy of their files."""
+    root = tmp_path_factory.mktemp("finished")
+    for seed in (0, 1):
+        code, _, err = cli("run", "--algo", "b", "--steps", 10, "--seed", seed, "--out", f"b{seed}", *TINY, cwd=root)
+        assert code == 0, err
+    return root
+
+
+def _copy_run(src, dst):
+    import shutil
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".lock"))
+    return dst
+
+
+@pytest.mark.parametrize("file, how", [("metrics.json", "not json"), ("metrics.json", "empty object"),
+                                       ("history.json", "not json"), ("history.json", "empty object"),
+                                       ("config.json", "not json"), ("curves.npz", "truncated")])
+def test_report_of_a_broken_run_is_one_line(tmp_path, finished, file, how):
+    run = _copy_run(finished / "b0", tmp_path / "b0")
+    _break(run / file, how)
+    code, _, err = cli("report", "b0", "--out", "res", cwd=tmp_path)
+    assert code == 2
+    assert f"b0/{file}" in one_line(err)
+
+
+def test_report_out_that_is_a_file(tmp_path, finished):
+    _copy_run(finished / "b0", tmp_path / "b0")
+    (tmp_path / "afile").write_text("x")
+    code, _, err = cli("report", "b0", "--out", "afile", cwd=tmp_path)
+    assert code == 2 and "--out afile is a file, not a directory" in one_line(err)
+
+
+def test_unwritable_output_is_one_line(tmp_path, monkeypatch, capsys):
+    """A read-only file system (simulated: root ignores permission bits)."""
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), "runs/quick/b-s0")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rx.os, "makedirs", refuse)
+    assert rx.main(["run", "--algo", "b"]) == 2
+    assert one_line(capsys.readouterr().err) == "run_experiments.py: error: runs/quick/b-s0: Read-only file system"
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
+    """A size too large for the machine (say --set hidden_critic=1000000000) fails in NumPy's
+    allocator; simulated here, since really allocating it would take the machine's memory."""
+    def too_big(*args, **kwargs):
+        raise MemoryError("Unable to allocate 954. GiB for an array with shape (1000, 1000000000)")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rx.mfcg, "init_state", too_big)
+    assert rx.main(["run", "--algo", "b", "--out", "r"]) == 2
+    assert "out of memory (MemoryError: Unable to allocate 954. GiB" in one_line(capsys.readouterr().err)
+
+
+def test_ctrl_c_while_loading_is_not_a_traceback(tmp_path):
+    proc = start("run", "--algo", "b", "--out", "r", cwd=tmp_path)
+    time.sleep(0.15)  # during the imports of NumPy and mfcg, or (on a fast machine) just after
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted" in err.strip().splitlines()[-1]
+
+
+# --- 4. divergence ----------------------------------------------------------------------------------
+
+def test_a_state_out_of_bounds_stops_the_run_and_is_never_checkpointed(tmp_path):
+    """Finite but absurd (|x| = 1e8: the run diverges): stopped at the next check, the kept
+    checkpoint is the last sane one, and resuming from it works."""
+    cfg = mfcg.preset("quick", "b", batch=16, n_samples=32, eval_samples=64, eval_langevin_steps=5,
+                      steps=20, eval_every=5, checkpoint_every=5)
+    state = mfcg.train(cfg, run_dir=str(tmp_path), until=5)
+    state["x"][0, 0] = 1e8
+    with pytest.raises(FloatingPointError, match=r"agents' states x reached \|1e\+08\| > 1e\+06 in steps 6–10"):
+        mfcg.train(cfg, state, run_dir=str(tmp_path))
+    good, _ = mfcg.load_checkpoint(str(tmp_path / "checkpoint.npz"))
+    assert good["step"] == 5 and np.abs(good["x"]).max() < 10
+    assert mfcg.train(cfg, good)["step"] == 20
+
+
+# --- 5. a full disk ----------------------------------------------------------------------------------
+
+def test_a_failed_checkpoint_write_leaves_the_last_one_and_no_temporary_file(tmp_path, monkeypatch):
+    cfg = mfcg.preset("quick", "b", batch=16, n_samples=32, eval_samples=64, eval_langevin_steps=5,
+                      steps=20, eval_every=5, checkpoint_every=5)
+    state = mfcg.train(cfg, run_dir=str(tmp_path), until=5)
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    real = np.savez
+
+    def disk_full(fh, **arrays):
+        real(fh, **{k: arrays[k] for k in list(arrays)[:3]})  # some bytes reach the disk
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(mfcg.np, "savez", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        mfcg.train(cfg, state, run_dir=str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz"]
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+
+
+def test_a_full_disk_is_one_line_on_the_command_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+
+    def disk_full(fh, **arrays):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "r/checkpoint.npz.tmp")
+
+    monkeypatch.setattr(mfcg.np, "savez", disk_full)
+    assert rx.main(["run", "--algo", "b", "--steps", "10", "--out", "r", *TINY]) == 2
+    assert one_line(capsys.readouterr().err).endswith("r/checkpoint.npz.tmp: No space left on device")
+    assert not (tmp_path / "r" / "checkpoint.npz.tmp").exists()
+
+
+# --- 6. the library refuses wrong types ------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(mf_correction="False"), "mf_correction must be true or false"),
+    (dict(schedule="false"), "schedule must be true or false"),
+    (dict(hutchinson=1), "hutchinson must be true or false"),
+    (dict(seed=-1), "seed must be >= 0"),
+    (dict(seed=1.5), "seed must be an integer, got 1.5"),
+    (dict(seed="3"), "seed must be an integer, got '3'"),
+    (dict(batch=True), "batch must be an integer, got True"),
+    (dict(lr_actor=float("inf")), "lr_actor must be a finite number, got inf"),
+    (dict(lr_actor=float("nan")), "lr_actor must be a finite number, got nan"),
+    (dict(lr_actor="0.1"), "lr_actor must be a finite number, got '0.1'"),
+    (dict(dtype=np.float32), "dtype must be a string"),
+    (dict(problem={"sigma": True}), "sigma must be a finite number, got True"),
+    (dict(problem="lq"), "problem must be an LQProblem"),
+])
+def test_config_refuses_wrong_types_naming_the_field(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        mfcg.preset("quick", "b", **kwargs)
+
+
+def test_config_still_takes_integers_for_numbers():
+    assert mfcg.preset("quick", "b", lr_actor=1, seed=np.int64(2)).lr_actor == 1.0
+
+
+# --- 7. not a checkpoint ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content", [b"", b"hello", b"PK\x03\x04broken"])
+def test_load_checkpoint_of_something_else(tmp_path, content):
+    path = tmp_path / "x.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"x.npz is not a checkpoint of this project \("):
+        mfcg.load_checkpoint(str(path))
+
+
+def test_load_checkpoint_of_another_npz(tmp_path):
+    np.savez(tmp_path / "y.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match=r"y.npz is not a checkpoint of this project \(KeyError"):
+        mfcg.load_checkpoint(str(tmp_path / "y.npz"))
+    np.savez(tmp_path / "z.npz", meta=np.array(json.dumps({"format": 2})))
+    with pytest.raises(ValueError, match=r"z.npz is not a checkpoint of this project \(KeyError: 'config'"):
+        mfcg.load_checkpoint(str(tmp_path / "z.npz"))
+
+
+# --- 8. the smaller ones ---------------------------------------------------------------------------
+
+def test_report_counts_each_run_once_however_spelled(tmp_path, finished):
+    _copy_run(finished / "b0", tmp_path / "b0")
+    code, _, err = cli("report", "b0", "b0", "b0/", "./b0", "--out", "res", cwd=tmp_path)
+    assert code == 0, err
+    (entry,) = json.loads((tmp_path / "res" / "summary.json").read_text())["algorithms"].values()
+    assert entry["n_runs"] == 1
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path, finished):
+    run = _copy_run(finished / "b0", tmp_path / "b0")
+    before = {f: (run / f).read_bytes() for f in os.listdir(run)}
+    mtimes = {f: os.stat(run / f).st_mtime_ns for f in before}
+    code, _, err = cli("run", "--algo", "b", "--steps", 10, "--out", "b0", *TINY, "--resume", cwd=tmp_path)
+    assert code == 0 and "is finished; nothing to resume" in err
+    for f in before:
+        assert (run / f).read_bytes() == before[f] and os.stat(run / f).st_mtime_ns == mtimes[f], f
+
+
+def test_report_out_replaces_an_old_report_whole(tmp_path, finished):
+    _copy_run(finished / "b0", tmp_path / "b0")
+    code, _, err = cli("run", "--algo", "m", "--steps", 10, "--out", "m0", *TINY, "--set", "minibatch=8", cwd=tmp_path)
+    assert code == 0, err
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res" / "notes.txt").write_text("mine")
+    assert cli("report", "b0", "m0", "--out", "res", cwd=tmp_path)[0] == 0
+    of_m = {f for f in os.listdir(tmp_path / "res") if f.startswith(("distributions_m", "control_m"))}
+    assert len(of_m) == 2
+    assert cli("report", "b0", "--out", "res", cwd=tmp_path)[0] == 0
+    left = set(os.listdir(tmp_path / "res"))
+    assert not of_m & left                                      # m's old figures are gone
+    assert {"RESULTS.md", "summary.json", "notes.txt"} <= left  # the new report, and the user's file
+    assert any(f.startswith("distributions_b") for f in left)
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    """A step that takes seconds: the first Ctrl-C asks for the step to finish, the second
+    stops at once, with one line and no checkpoint written."""
+    # one Langevin refresh of 10,000 iterations over 1,000 samples and 512 hidden units: seconds
+    proc = start("run", "--algo", "b", "--out", "r", "--set", "langevin_steps=10000", "--set", "hidden_score=512",
+                 cwd=tmp_path)
+    wait_for(lambda: holder(tmp_path / "r") == proc.pid)
+    time.sleep(1.0)  # well inside the first step's Langevin refresh
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - t0 < 10 and proc.returncode == 130
+    assert "finishing step 1, then checkpointing (Ctrl-C again to stop at once)" in err
+    assert "interrupted again during step 1: stopped at once, no checkpoint written" in err.splitlines()[-1]
+    assert "Traceback" not in err and not (tmp_path / "r" / "checkpoint.npz").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_reproduce_stops_its_runs_after_a_checkpoint(tmp_path, sig):
+    args = ["reproduce", "--algos", "b", "--variants", "plain", "--seeds", 1, "--steps", 100000,
+            "--set", "eval_every=20", "--set", "checkpoint_every=20", "--runs", "runs", "--out", "res"]
+    proc = start(*args, cwd=tmp_path)
+    run_dir = tmp_path / "runs" / "quick" / "b_eval_every-20_checkpoint_every-20-s0"
+    wait_for(lambda: holder(run_dir) is not None and (run_dir / "checkpoint.npz").exists())
+    child = holder(run_dir)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    last = err.strip().splitlines()[-1]
+    assert "1 running run(s) checkpointed and stopped; the same command continues them" in last, err
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+    log = (run_dir.parent / (run_dir.name + ".log")).read_text()
+    assert "checkpoint written to" in log
