@@ -6,6 +6,10 @@ the theory of the two equilibria without deep-network noise (BENCHMARK_NOTES §3
     means    m  ← m  + κ_slow (mean(X) − m)            global: slow (the other groups)
              m̃ ← m̃ + κ_fast (mean(X) − m̃)            local: fast (the agent's own group)
 
+With `private` = κ each agent keeps its own m̃ᵢ ← m̃ᵢ + κ (xᵢ − m̃ᵢ), a moving average of its
+own past states, as a single agent's score network does in AC (Algorithm 1, B = 1); see
+`settled_mean_private`.
+
 Each step, for all agents at once: act, pay f(x, m, m̃, a)Δt (plus x·E[∂f/∂m̃]Δt with the
 mean-field correction, the expectation over the agents), move by Euler–Maruyama, and update
     critic  w ← w + lr_c · mean(δ φ(x)),             δ = r + γ V(x') − V(x), φ = (x², x, 1)
@@ -17,7 +21,7 @@ from mfcg import LQProblem, mf_correction
 
 
 def settle_mean(mf, seed, steps=30_000, n_agents=2048, lr_actor=2.0, lr_critic=3.0,
-                kappa_slow=0.01, kappa_fast=0.05, explore=0.3, problem=None):
+                kappa_slow=0.01, kappa_fast=0.05, explore=0.3, problem=None, private=None):
     """Run the learner; return (population mean averaged over the last third, θ1, θ0)."""
     pb = problem or LQProblem()
     rng = np.random.default_rng(seed)
@@ -26,6 +30,8 @@ def settle_mean(mf, seed, steps=30_000, n_agents=2048, lr_actor=2.0, lr_critic=3
     theta = np.zeros(2)                  # (θ1, θ0)
     w = np.zeros(3)                      # (w2, w1, w0)
     m = m_tilde = 0.0
+    if private is not None:
+        m_tilde = x[:, None].copy()      # each agent's own m̃ᵢ, (N, 1), from its first state
     tail = []
     for n in range(steps):
         mu = -(theta[0] * x + theta[1])
@@ -43,8 +49,27 @@ def settle_mean(mf, seed, steps=30_000, n_agents=2048, lr_actor=2.0, lr_critic=3
         score = (a - mu) / explore ** 2
         theta += lr_actor * np.array([np.mean(delta * score * -x), np.mean(delta * score * -1.0)])
         m += kappa_slow * (x.mean() - m)
-        m_tilde += kappa_fast * (x.mean() - m_tilde)
+        if private is None:
+            m_tilde += kappa_fast * (x.mean() - m_tilde)
+        else:
+            m_tilde += private * (x[:, None] - m_tilde)
         x = x_next
         if n >= 2 * steps // 3 and n % 100 == 0:
             tail.append(x.mean())
     return float(np.mean(tail)), float(theta[0]), float(theta[1])
+
+
+def settled_mean_private(kappa, problem=None):
+    """Where an agent whose m̃ is a moving average of rate κ of its *own* states comes to
+    rest (BENCHMARK_NOTES §3). Its own state j steps ago moves m̃ by h_j = κ(1 − κ)^{j−1},
+    so its TD return carries the fraction w = Σ_{j≥1} γ^j h_j = κγ / (1 − γ(1 − κ)) of the
+    group's (Lions) term x·E[∂f/∂m̃] = x·2m̃(c̃5 − c̃1c̃2(1 − c̃2)). At rest (m = m̃ = μ) its
+    first-order condition, halved like the cost's other x-terms, is the Nash one plus w times
+    half that term: (K − c1c2 − c̃1c̃2)μ − c3c4 + w(c̃5 − c̃1c̃2(1 − c̃2))μ = 0, so
+        μ(w) = c3c4 / (K − c1c2 − c̃1c̃2 + w(c̃5 − c̃1c̃2(1 − c̃2)))
+    which is m_mfg at w = 0 and m* = c3c4/D at w = 1. Returns (w, μ(w))."""
+    pb = problem or LQProblem()
+    gamma = pb.discount
+    w = kappa * gamma / (1.0 - gamma * (1.0 - kappa))
+    lions = pb.c5_tilde - pb.c1_tilde * pb.c2_tilde * (1.0 - pb.c2_tilde)
+    return w, pb.c3 * pb.c4 / (pb.K - pb.c1 * pb.c2 - pb.c1_tilde * pb.c2_tilde + w * lions)

@@ -5,7 +5,7 @@ import pytest
 
 import autograd_lite as al
 import mfcg
-from lq_linear_learner import settle_mean
+from lq_linear_learner import settle_mean, settled_mean_private
 from mfcg import LQProblem
 
 PB = LQProblem()
@@ -54,6 +54,29 @@ def test_linear_learner_settles_at_the_mfcg_mean_with_correction(seed):
     mean, theta1, _ = settle_mean(mf=True, seed=seed)
     assert abs(mean - SOL.mean) < 0.02, mean
     assert abs(theta1 - 2 * SOL.gamma2) < 0.1, theta1
+
+
+def test_private_estimate_formula_spans_the_two_equilibria():
+    """μ(w) is m_mfg with no self-influence, m* with all of it; w grows with κ."""
+    pb = LQProblem()
+    assert settled_mean_private(0.0)[1] == pytest.approx(SOL.mean_mfg, rel=1e-12)
+    w1, mu1 = settled_mean_private(1.0)
+    assert w1 == pytest.approx(pb.discount) and abs(mu1 - SOL.mean) < 0.002  # w = γ: one step late
+    ws = [settled_mean_private(k)[0] for k in (0.001, 0.003, 0.03, 0.3)]
+    assert ws == sorted(ws) and 0 < ws[0] and ws[-1] < 1
+
+
+@pytest.mark.parametrize("kappa, expected", [(0.03, 0.289), (0.003, 0.492)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_private_moving_average_settles_where_its_memory_says(kappa, expected, seed):
+    """Each agent's m̃ is its own moving average of rate κ (as a single agent's score network
+    is in AC): part w of the group's term enters its return, and it settles at μ(w), between
+    the Nash mean 0.714 and m* = 0.241. Measured over seeds 0–4 (3 s each): κ = 0.03 →
+    0.286–0.300 (theory 0.289); κ = 0.003 → 0.494–0.515 (theory 0.492)."""
+    w, mu = settled_mean_private(kappa)
+    assert mu == pytest.approx(expected, abs=5e-4)
+    mean, _, _ = settle_mean(mf=False, seed=seed, private=kappa)
+    assert abs(mean - mu) < 0.03, (mean, mu)
 
 
 def _settled_mean(state):
