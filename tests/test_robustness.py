@@ -165,25 +165,21 @@ def _break(path, how):
         path.unlink()
 
 
-@pytest.mark.parametrize("how", ["empty", "truncated", "bit-flipped"])
-def test_a_broken_checkpoint_is_one_line_on_resume(tmp_path, how):
-    code, _, err = tiny_run(tmp_path, "--stop-after", 5)
-    assert code == 0, err
-    _break(tmp_path / "r" / "checkpoint.npz", how)
-    code, _, err = tiny_run(tmp_path, "--resume")
-    assert code == 2
-    assert "r/checkpoint.npz is not a checkpoint of this project (" in one_line(err)
+NOT_A_CHECKPOINT = "r/checkpoint.npz is not a checkpoint of this project ("
+NOT_A_CONFIG = "r/config.json is not a run's config.json"
 
 
-@pytest.mark.parametrize("how", ["missing", "not json", "empty object"])
-def test_a_broken_config_is_one_line_on_resume(tmp_path, how):
+@pytest.mark.parametrize("file, how, expected", [
+    ("checkpoint.npz", "empty", NOT_A_CHECKPOINT), ("checkpoint.npz", "truncated", NOT_A_CHECKPOINT),
+    ("checkpoint.npz", "bit-flipped", NOT_A_CHECKPOINT), ("config.json", "missing", "has no config.json"),
+    ("config.json", "not json", NOT_A_CONFIG), ("config.json", "empty object", NOT_A_CONFIG)])
+def test_a_broken_run_file_is_one_line_on_resume(tmp_path, file, how, expected):
     code, _, err = tiny_run(tmp_path, "--stop-after", 5)
     assert code == 0, err
-    _break(tmp_path / "r" / "config.json", how)
+    _break(tmp_path / "r" / file, how)
     code, _, err = tiny_run(tmp_path, "--resume")
     assert code == 2
-    line = one_line(err)
-    assert ("has no config.json" if how == "missing" else "r/config.json is not a run's config.json") in line
+    assert expected in one_line(err)
 
 
 @pytest.fixture(scope="module")
