@@ -47,15 +47,17 @@ clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
 
 # The GPU checks, for a machine with a GPU and CuPy (python3 with CuPy, pytest and hypothesis,
-# no venv): the whole suite on CuPy except the long quick-preset trainings, then those,
-# then bench. Results go to docs/results/bench/gpu-*/ and $(GPU_OUT)/ (test logs).
+# no venv), sized for one 10-minute call: the whole suite on CuPy except the long
+# quick-preset trainings (at most 5 minutes), bench for the three presets (1 minute each at
+# most) into docs/results/bench/gpu-*/, then the long trainings (2 minutes at most). Test
+# logs go to $(GPU_OUT)/. On the lent machine: make gpu-check GPU_OUT=$$OUT/gpu-check
 GPU_OUT ?= gpu-check
 LONG    := quick_preset_end_to_end or deep_m_settles
 gpu-check:
 	mkdir -p $(GPU_OUT)
 	nvidia-smi > $(GPU_OUT)/nvidia-smi.txt 2>&1 || true
-	-MFCG_BACKEND=cupy $(PYTHON) -m pytest -q -k "not ($(LONG))" > $(GPU_OUT)/pytest-short.txt 2>&1; tail -30 $(GPU_OUT)/pytest-short.txt
-	-MFCG_BACKEND=cupy $(PYTHON) run_experiments.py bench --preset paper --out docs/results/bench 2>&1 | tee $(GPU_OUT)/bench-paper.txt
-	-MFCG_BACKEND=cupy $(PYTHON) run_experiments.py bench --preset lean --out docs/results/bench 2>&1 | tee $(GPU_OUT)/bench-lean.txt
-	-MFCG_BACKEND=cupy $(PYTHON) run_experiments.py bench --preset quick --out docs/results/bench 2>&1 | tee $(GPU_OUT)/bench-quick.txt
-	-MFCG_BACKEND=cupy timeout 240 $(PYTHON) -m pytest -q -k "$(LONG)" > $(GPU_OUT)/pytest-long.txt 2>&1; tail -15 $(GPU_OUT)/pytest-long.txt
+	-MFCG_BACKEND=cupy timeout 300 $(PYTHON) -m pytest -q -k "not ($(LONG))" > $(GPU_OUT)/pytest-short.txt 2>&1; tail -40 $(GPU_OUT)/pytest-short.txt
+	-for p in paper lean quick; do MFCG_BACKEND=cupy timeout 60 $(PYTHON) run_experiments.py bench --preset $$p \
+		--out docs/results/bench > $(GPU_OUT)/bench-$$p.txt 2>&1; cat $(GPU_OUT)/bench-$$p.txt; done
+	-cp -r docs/results/bench $(GPU_OUT)/
+	-MFCG_BACKEND=cupy timeout 120 $(PYTHON) -m pytest -q -x -k "$(LONG)" > $(GPU_OUT)/pytest-long.txt 2>&1; tail -15 $(GPU_OUT)/pytest-long.txt
