@@ -1,6 +1,6 @@
 """mfcg: the linear-quadratic MFCG benchmark, its closed form, and the Langevin sampler.
 
-The problem (paper §6.1, with σ and the typos fixed as in BENCHMARK_NOTES §1):
+The problem (paper §6.1, with σ and the typos fixed as in docs/benchmark.md §1):
 
     dX = α dt + σ dW,   running cost per coordinate
     f(x, m, m̃, α) = ½α² + c1(x − c2 m)² + c3(x − c4)² + c̃1(x − c̃2 m̃)² + c̃5 m̃²
@@ -97,7 +97,7 @@ class LQProblem:
         """D = c1(1 − c2) + c̃1(1 − c̃2)² + c3 + c̃5, so that m* = c3 c4 / D.
 
         The global term is not squared: the global mean is exogenous to the group, while the
-        local mean is the group's own (BENCHMARK_NOTES §2)."""
+        local mean is the group's own (docs/benchmark.md §2)."""
         return (self.c1 * (1 - self.c2) + self.c1_tilde * (1 - self.c2_tilde) ** 2
                 + self.c3 + self.c5_tilde)
 
@@ -150,7 +150,7 @@ class LQProblem:
 
 @dataclass(frozen=True)
 class LQSolution:
-    """Closed-form MFCG equilibrium of an LQProblem, per coordinate (BENCHMARK_NOTES §2).
+    """Closed-form MFCG equilibrium of an LQProblem, per coordinate (docs/benchmark.md §2).
 
         Γ2 = (−β + √(β² + 8K)) / 4,   m* = c3 c4 / D,   Γ1 = −2 Γ2 m*
         α̂(x) = −(2 Γ2 x + Γ1) = −2 Γ2 (x − m*),   limiting law N(m*, σ² / (4 Γ2))
@@ -233,7 +233,7 @@ def langevin(score_fn, pool, n_steps, eps, rng):
 
     Chains are persistent: pass the returned pool back in to continue them. On a Gaussian
     target of variance v the chain's stationary variance is v / (1 − ε/(4v)), not v: the
-    sampler's own bias (BENCHMARK_NOTES §4). Raises ValueError if the pool is not finite,
+    sampler's own bias (docs/benchmark.md §4). Raises ValueError if the pool is not finite,
     before or after the iterations (a diverging score network shows up here).
     """
     check_array("pool", pool, 2)
@@ -478,7 +478,7 @@ class Config:
 def preset(name, algo, **overrides):
     """The named settings for one algorithm, with any field overridden.
 
-    paper  BENCHMARK_NOTES §1 exactly: AC is Algorithm 1's single agent (B = 1, no target
+    paper  docs/benchmark.md §1 exactly: AC is Algorithm 1's single agent (B = 1, no target
            network, no clipping); B, M and DRL use B = 8192, a target copy every 200 steps
            and clip 1.0; M uses b = 1024, Hutchinson probes and Langevin every 50 steps and
            runs 20,000 steps, the others 200,000.
@@ -676,7 +676,7 @@ def mf_correction(x, mf_grad):
     who pays f + x·E[∂f/∂m̃], with E[∂f/∂m̃] frozen at its current value, has as first-order
     condition the group's: its rest point is the cooperative MFCG equilibrium, not the
     Nash one. x (N, d), mf_grad (d,) → (N,). In the LQ benchmark E[∂f/∂m̃] = 0.6875·m̃ at
-    E[x'] = m̃ (BENCHMARK_NOTES §3)."""
+    E[x'] = m̃ (docs/benchmark.md §3)."""
     return (x * mf_grad).sum(axis=1)
 
 

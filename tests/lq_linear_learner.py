@@ -1,5 +1,5 @@
 """A minimal learner for the LQ benchmark whose function classes are exact, so it tests
-the theory of the two equilibria without deep-network noise (BENCHMARK_NOTES §3).
+the theory of the two equilibria without deep-network noise (docs/benchmark.md §3).
 
     policy   a ~ N(−(θ1 x + θ0), s²)                 linear-Gaussian; α̂ is in this class
     critic   V(x) = w2 x² + w1 x + w0                  quadratic; the LQ value is in this class
@@ -61,7 +61,7 @@ def settle_mean(mf, seed, steps=30_000, n_agents=2048, lr_actor=2.0, lr_critic=3
 
 def settled_mean_private(kappa, problem=None):
     """Where an agent whose m̃ is a moving average of rate κ of its *own* states comes to
-    rest (BENCHMARK_NOTES §3). Its own state j steps ago moves m̃ by h_j = κ(1 − κ)^{j−1},
+    rest (docs/benchmark.md §3). Its own state j steps ago moves m̃ by h_j = κ(1 − κ)^{j−1},
     so its TD return carries the fraction w = Σ_{j≥1} γ^j h_j = κγ / (1 − γ(1 − κ)) of the
     group's (Lions) term x·E[∂f/∂m̃] = x·2m̃(c̃5 − c̃1c̃2(1 − c̃2)). At rest (m = m̃ = μ) its
     first-order condition, halved like the cost's other x-terms, is the Nash one plus w times

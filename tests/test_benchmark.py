@@ -18,7 +18,7 @@ SOL = PB.solution()
 XS = np.array([-1.0, 0.0, 0.5, 1.0])
 
 
-# --- check values (BENCHMARK_NOTES §2) -----------------------------------------------------
+# --- check values (docs/benchmark.md §2) -----------------------------------------------------
 
 def test_check_values_to_1e9():
     assert SOL.gamma2 == pytest.approx(0.5940971508, abs=1e-9)

@@ -1,5 +1,5 @@
 """The mean-field correction: its value, and which equilibrium learners reach with and
-without it (BENCHMARK_NOTES §3): the linear learner in seconds, deep M on the quick preset."""
+without it (docs/benchmark.md §3): the linear learner in seconds, deep M on the quick preset."""
 import numpy as np
 import pytest
 
