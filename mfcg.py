@@ -686,8 +686,8 @@ def act_and_step(state, cfg, x, rng, log_prob=False):
     Returns (a, r, x_next), and log π(a|x) as a fourth item when log_prob (DRL keeps it as
     log π_old: the actor does not change between acting and its PPO update)."""
     pb = cfg.problem
-    a, logp = nets.actor_sample(state["params"]["actor"], x, rng, cfg.std_floor, log_prob=True) \
-        if log_prob else (nets.actor_sample(state["params"]["actor"], x, rng, cfg.std_floor), None)
+    sample = nets.actor_sample(state["params"]["actor"], x, rng, cfg.std_floor, log_prob=log_prob)
+    a, logp = sample if log_prob else (sample, None)
     r = pb.reward(x, state["m"], state["m_tilde"], a)                   # (B,)
     if cfg.mf_correction:
         r = r - pb.dt * mf_correction(x, state["mf_grad"])
@@ -1085,7 +1085,8 @@ class _Loop:
                     _wait_for_device(state)  # so the steps' time includes the work they queued
                 state["train_seconds"] += time.perf_counter() - t0
                 state["step"] = n
-                if n % cfg.eval_every == 0 or n == cfg.steps:
+                recorded = n % cfg.eval_every == 0 or n == cfg.steps
+                if recorded:
                     state["wall_seconds"] = wall0 + time.perf_counter() - start
                     self._record()
                 state["wall_seconds"] = wall0 + time.perf_counter() - start
@@ -1093,7 +1094,8 @@ class _Loop:
                     self.on_step(state)
                 stop = self.interrupted or n == self.until
                 if self.path and (n % cfg.checkpoint_every == 0 or stop):
-                    self._check_finite()
+                    if not recorded:  # an evaluation at this step has just checked the state
+                        self._check_finite()
                     save_checkpoint(self.path, state, cfg)
                 if self.interrupted:
                     raise KeyboardInterrupt(f"interrupted after step {n}"
@@ -1113,10 +1115,12 @@ class _Loop:
     def _check_finite(self):
         """Raise FloatingPointError naming the first non-finite loss and its step (losses
         are logged per step), else the first non-finite parameter array, pool or agent
-        state, with the steps since the last evaluation it can have appeared in."""
+        state, with the steps since the last evaluation it can have appeared in. Returns the
+        loss log read to the host, for the evaluation record."""
         state = self.state
         first = None
-        for name, log in _read_loss_log(state["loss_log"]).items():
+        losses = _read_loss_log(state["loss_log"])
+        for name, log in losses.items():
             bad = next((n for n, v in log if not math.isfinite(v)), None)
             if bad is not None and (first is None or bad < first[0]):
                 first = (bad, name)
@@ -1131,18 +1135,19 @@ class _Loop:
         for key in ("pool_global", "pool_local", "x"):
             if not bool(xp_of(state[key]).isfinite(state[key]).all()):
                 raise FloatingPointError(f"non-finite {key} {where}: the score network or the policy diverges")
-        for name, arrays in [(f"parameters of {net}", [p.flat]) for net, p in state["params"].items()] + \
-                [("agents' states x", [state["x"]]), ("Langevin pools", [state["pool_global"], state["pool_local"]])]:
+        bounded = [(f"parameters of {net}", [p.flat]) for net, p in state["params"].items()]
+        bounded += [("agents' states x", [state["x"]]), ("Langevin pools", [state["pool_global"], state["pool_local"]])]
+        for name, arrays in bounded:
             largest = max(float(abs(a).max()) for a in arrays)
             if largest > SANE_BOUND:
                 raise FloatingPointError(f"the {name} reached |{largest:.3g}| > {SANE_BOUND:g} {where}: "
                                          f"the run diverges")
+        return losses
 
     def _record(self):
-        self._check_finite()
+        log = self._check_finite()
         rec = {"step": self.state["step"], "wall_seconds": self.state["wall_seconds"],
                **evaluate(self.state, self.cfg)}
-        log = _read_loss_log(self.state["loss_log"])
         rec.update({f"loss_{k}": math.fsum(v for _, v in log[k]) / len(log[k]) for k in sorted(log)})
         steps, seconds = (self.state["step"] - self._mark[0], self.state["train_seconds"] - self._mark[1])
         rec["steps_per_second"] = steps / seconds if seconds > 0 else math.nan
