@@ -204,6 +204,16 @@ class LQSolution:
         """The non-cooperative equilibrium control −2 Γ2 (x − m_mfg).  (N, d) → (N, d)."""
         return -2.0 * self.gamma2 * (self._x(x) - self.mean_mfg)
 
+    def mean_own_influence(self, w):
+        """Where a learner comes to rest when the fraction w of the group's term enters its
+        return (docs/benchmark.md §3): its first-order condition at m = m̃ = μ is the Nash
+        one plus w times half the Lions term x·2m̃(c̃5 − c̃1c̃2(1 − c̃2)), so
+            μ(w) = c3c4 / (K − c1c2 − c̃1c̃2 + w(c̃5 − c̃1c̃2(1 − c̃2))),
+        m_mfg at w = 0 and m* at w = 1."""
+        pb = self.problem
+        lions = pb.c5_tilde - pb.c1_tilde * pb.c2_tilde * (1.0 - pb.c2_tilde)
+        return pb.c3 * pb.c4 / (pb.K - pb.c1 * pb.c2 - pb.c1_tilde * pb.c2_tilde + w * lions)
+
     def value(self, x):
         """Expected discounted cost of α̂ from x, means frozen at m*: Σ_coord v(xᵢ). → (N,)"""
         x = self._x(x)

@@ -15,6 +15,7 @@ field and its value become part of the run's label, so `report` keeps such runs 
 Runs never overwrite each other: an existing directory is only continued, with --resume.
 """
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -844,6 +845,125 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+# ---------------------------------------------------------------------------------------
+# The memory of the local score network (README, "Which equilibrium")
+# ---------------------------------------------------------------------------------------
+
+STREAM_MEMORY_SCORES, STREAM_MEMORY_AGENT = 21, 22  # random-stream purposes of `memory`
+MEMORY_GAINS = (0.25, 1.0, 10.0)  # the schedule's levels: end, start and peak of lr_factor
+
+
+def memory_weight(response, gamma):
+    """w = Σ_{j≥0} γʲ h_j, the share of the group's term that enters a single agent's return
+    (docs/benchmark.md §3), from the step response s_j = Σ_{i≤j} h_i: how far the local
+    mean m̃ paid for j steps after the agent's states shift has moved, per unit shift. By
+    summation by parts, with J the last index (the tail's further moves are neglected):
+        w = (1 − γ) Σ_{j<J} γʲ s_j + γᴶ s_J.
+    A moving average updated after the reward, s_j = 1 − (1 − κ)ʲ, gives κγ/(1 − γ(1 − κ))."""
+    s = np.asarray(response, dtype=float)
+    g = gamma ** np.arange(len(s))
+    return float((1.0 - gamma) * (g[:-1] @ s[:-1]) + g[-1] * s[-1])
+
+
+def _fork(state):
+    """A copy of what score_update and langevin_refresh read and write."""
+    return {"params": {k: v.copy() for k, v in state["params"].items()},
+            "adam": {k: {"t": a["t"], "m": a["m"].copy(), "v": a["v"].copy()}
+                     for k, a in state["adam"].items()},
+            **{k: state[k].copy() for k in ("pool_global", "pool_local", "m", "m_tilde", "mf_grad")}}
+
+
+def score_memory(cfg, gain, warmup=20_000, reps=8, horizon=1000, gap=500, shift=0.1,
+                 langevin_steps=None):
+    """Step response of AC's local mean m̃ to its agent's states, as train_ac computes m̃:
+    each step one score update at the agent's state, then a Langevin refresh (L4–8).
+
+    The agent follows the MFCG control α̂ (so its states are those of the solution). After
+    `warmup` steps the networks have learned the agent's law; then, `reps` times, `gap`
+    steps apart, the pipeline is forked into two copies fed the same random numbers and the
+    same states, one of them shifted by `shift` from the fork on, and the difference of
+    their m̃ over `horizon` steps, per unit shift, is one step response. Rates are the
+    config's times `gain` (constant); `langevin_steps` overrides the iterations per refresh
+    after the warm-up. Returns the step responses, (reps, horizon)."""
+    pb, sol, xp = cfg.problem, mfcg.LQSolution.of(cfg.problem), mfcg.get_xp()
+    lrs = {"score_global": gain * cfg.lr_global, "score_local": gain * cfg.lr_local}
+    state, n = mfcg.init_state(cfg), 0
+    x = state["x"]
+
+    def advance(st, x_in, n, run_cfg):
+        rng = mfcg.make_rng((cfg.seed, n, STREAM_MEMORY_SCORES), xp)
+        mfcg.score_update(st, run_cfg, x_in, lrs, rng)
+        mfcg.langevin_refresh(st, run_cfg, rng)
+        return float(st["m_tilde"][0])
+
+    def agent_step(x, n):
+        return pb.step(x, sol.control(x), mfcg.make_rng((cfg.seed, n, STREAM_MEMORY_AGENT), xp))
+
+    for n in range(warmup):
+        advance(state, x, n, cfg)
+        x = agent_step(x, n)
+    measure_cfg = dataclasses.replace(cfg, langevin_steps=langevin_steps or cfg.langevin_steps)
+    responses = []
+    for _ in range(reps):
+        for _ in range(gap):
+            advance(state, x, n, cfg)
+            x, n = agent_step(x, n), n + 1
+        base, shifted, xs = _fork(state), _fork(state), x
+        response = []
+        for j in range(horizon):
+            m0 = advance(base, xs, n + j, measure_cfg)
+            m1 = advance(shifted, xs + shift, n + j, measure_cfg)
+            response.append((m1 - m0) / shift)
+            xs = agent_step(xs, n + j)
+        responses.append(response)
+    return np.array(responses)
+
+
+def cmd_memory(args):
+    """Measure w for AC's local score network at the schedule's rate levels and write
+    memory.json and MEMORY.md: w and the settled mean μ(w) it predicts, plain and with the
+    correction (μ(1 + w): the correction adds the group's whole term)."""
+    if os.path.exists(os.path.join(args.out, "memory.json")):
+        raise UsageError(f"{args.out} holds a memory measurement already; choose another --out")
+    cfg = mfcg.preset(args.preset, "ac", seed=args.seed)
+    gamma, sol = cfg.problem.discount, mfcg.LQSolution.of(cfg.problem)
+    rows = []
+    for gain in MEMORY_GAINS:
+        t0 = time.perf_counter()
+        responses = score_memory(cfg, gain, warmup=args.warmup, reps=args.reps,
+                                 horizon=args.horizon, langevin_steps=args.langevin_steps)
+        ws = [memory_weight(r, gamma) for r in responses]      # w is linear in the response
+        w, mean = float(np.mean(ws)), responses.mean(axis=0)
+        rows.append({"gain": gain, "w": w, "w_stderr": float(np.std(ws, ddof=1) / math.sqrt(len(ws))),
+                     "w_per_fork": ws, "mu_plain": sol.mean_own_influence(w),
+                     "mu_mf": sol.mean_own_influence(1 + w),
+                     "s_at": {str(j): float(mean[j]) for j in (0, 10, 100, len(mean) - 1)},
+                     "seconds": time.perf_counter() - t0})
+        print(f"memory: gain {gain}: w = {w:.4f} ± {rows[-1]['w_stderr']:.4f}, "
+              f"μ(w) = {rows[-1]['mu_plain']:.3f}", flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    _write_json(os.path.join(args.out, "memory.json"), {"preset": args.preset, "seed": args.seed,
+        "warmup": args.warmup, "reps": args.reps, "horizon": args.horizon,
+        "langevin_steps": args.langevin_steps or cfg.langevin_steps, "rows": rows,
+        "m_star": sol.mean, "m_mfg": sol.mean_mfg})
+    lines = [f"# Memory of AC's local score network ({args.preset} preset, seed {args.seed}, "
+             f"{args.langevin_steps or cfg.langevin_steps} Langevin iterations per refresh)", "",
+             "w = Σ γʲ h_j from the mean step response s_j of m̃ to a 0.1 shift of the agent's "
+             "states, per unit shift, over the forks (± its standard error; the range of w over "
+             "the forks beside it); μ is the settled mean it predicts.", "",
+             "| rates × | w | w, range over forks | s₀ | s₁₀ | s₁₀₀ | s at the horizon | μ(w), plain | μ(1 + w), +mf |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s_at = [r["s_at"][k] for k in sorted(r["s_at"], key=int)]
+        lines.append(f"| {r['gain']} | {r['w']:.3f} ± {r['w_stderr']:.3f} | {min(r['w_per_fork']):.3f} to "
+                     f"{max(r['w_per_fork']):.3f} | " + " | ".join(f"{v:.3f}" for v in s_at)
+                     + f" | {r['mu_plain']:.3f} | {r['mu_mf']:.3f} |")
+    lines += ["", f"m* = {sol.mean:.3f}, m_mfg = {sol.mean_mfg:.3f}."]
+    with open(os.path.join(args.out, "MEMORY.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return 0
+
+
 def build_parser():
     p = _Parser(prog="run_experiments.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -882,6 +1002,15 @@ def build_parser():
     b.add_argument("--steps", type=int, help="timed steps (default: a whole cycle per algorithm)")
     b.add_argument("--out", default="results/bench",
                    help="root of the results: bench.json and BENCH.md go to OUT/DEVICE/PRESET")
+    mem = sub.add_parser("memory", help="the memory w of AC's local score network, and the "
+                                        "settled mean it predicts")
+    mem.add_argument("--preset", default="lean", choices=mfcg.PRESETS)
+    mem.add_argument("--seed", type=int, default=0)
+    mem.add_argument("--warmup", type=int, default=20_000, help="steps before the first fork")
+    mem.add_argument("--reps", type=int, default=8, help="forks, averaged")
+    mem.add_argument("--horizon", type=int, default=1000, help="steps followed after each fork")
+    mem.add_argument("--langevin-steps", type=int, help="iterations per refresh after the warm-up")
+    mem.add_argument("--out", default="results/memory", help="where memory.json and MEMORY.md go")
     return p
 
 
@@ -909,13 +1038,14 @@ def main(argv=None):
     keep_freed_memory()
     try:
         args = build_parser().parse_args(argv)
-        for name in ("steps", "seeds", "jobs", "stop_after"):
+        for name in ("steps", "seeds", "jobs", "stop_after", "warmup", "reps", "horizon", "langevin_steps"):
             value = getattr(args, name, None)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
         if getattr(args, "seed", None) is not None and args.seed < 0:
             raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
-        commands = {"run": cmd_run, "report": cmd_report, "reproduce": cmd_reproduce, "bench": cmd_bench}
+        commands = {"run": cmd_run, "report": cmd_report, "reproduce": cmd_reproduce,
+                    "bench": cmd_bench, "memory": cmd_memory}
         return commands[args.command](args)
     except UsageError as exc:
         print(f"run_experiments.py: error: {exc}", file=sys.stderr)

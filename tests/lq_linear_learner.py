@@ -17,7 +17,7 @@ mean-field correction, the expectation over the agents), move by Euler–Maruyam
 """
 import numpy as np
 
-from mfcg import LQProblem, mf_correction
+from mfcg import LQProblem, LQSolution, mf_correction
 
 
 def settle_mean(mf, seed, steps=30_000, n_agents=2048, lr_actor=2.0, lr_critic=3.0,
@@ -63,13 +63,7 @@ def settled_mean_private(kappa, problem=None):
     """Where an agent whose m̃ is a moving average of rate κ of its *own* states comes to
     rest (docs/benchmark.md §3). Its own state j steps ago moves m̃ by h_j = κ(1 − κ)^{j−1},
     so its TD return carries the fraction w = Σ_{j≥1} γ^j h_j = κγ / (1 − γ(1 − κ)) of the
-    group's (Lions) term x·E[∂f/∂m̃] = x·2m̃(c̃5 − c̃1c̃2(1 − c̃2)). At rest (m = m̃ = μ) its
-    first-order condition, halved like the cost's other x-terms, is the Nash one plus w times
-    half that term: (K − c1c2 − c̃1c̃2)μ − c3c4 + w(c̃5 − c̃1c̃2(1 − c̃2))μ = 0, so
-        μ(w) = c3c4 / (K − c1c2 − c̃1c̃2 + w(c̃5 − c̃1c̃2(1 − c̃2)))
-    which is m_mfg at w = 0 and m* = c3c4/D at w = 1. Returns (w, μ(w))."""
+    group's (Lions) term, and it settles at LQSolution.mean_own_influence(w). Returns (w, μ(w))."""
     pb = problem or LQProblem()
-    gamma = pb.discount
-    w = kappa * gamma / (1.0 - gamma * (1.0 - kappa))
-    lions = pb.c5_tilde - pb.c1_tilde * pb.c2_tilde * (1.0 - pb.c2_tilde)
-    return w, pb.c3 * pb.c4 / (pb.K - pb.c1 * pb.c2 - pb.c1_tilde * pb.c2_tilde + w * lions)
+    w = kappa * pb.discount / (1.0 - pb.discount * (1.0 - kappa))
+    return w, LQSolution.of(pb).mean_own_influence(w)

@@ -97,3 +97,26 @@ def test_deep_m_settles_at_the_nash_mean_without_and_at_m_star_with_the_correcti
     assert abs(_settled_mean(corrected) - SOL.mean) < 0.03, _settled_mean(corrected)
     assert plain["history"][-1]["control_rmse_mfg"] < 0.12
     assert corrected["history"][-1]["control_rmse"] < 0.06
+
+
+@pytest.mark.parametrize("kappa", [0.003, 0.03, 0.3])
+def test_memory_weight_of_a_moving_average_step_response(kappa):
+    """A moving average updated after the reward moves by s_j = 1 − (1 − κ)ʲ, j steps after
+    its input shifts by one: memory_weight recovers w = κγ/(1 − γ(1 − κ)) from that."""
+    from run_experiments import memory_weight
+    gamma = PB.discount
+    s = 1.0 - (1.0 - kappa) ** np.arange(5000)
+    assert memory_weight(s, gamma) == pytest.approx(settled_mean_private(kappa)[0], rel=1e-9)
+    assert memory_weight(np.ones(10), gamma) == pytest.approx(1.0)  # m̃ = the state itself: w = 1
+
+
+def test_memory_forks_agree_until_their_states_differ():
+    """The two forks of score_memory copy the whole score pipeline and draw the same random
+    numbers, so a shift too small to change a float32 state leaves m̃ identical; a real
+    shift moves m̃ the same way as the states, by less than the shift within a few steps."""
+    from run_experiments import score_memory
+    cfg = mfcg.preset("lean", "ac", n_samples=64, hidden_score=16)
+    same = score_memory(cfg, 1.0, warmup=20, reps=2, horizon=5, gap=3, shift=1e-30)
+    assert same.shape == (2, 5) and np.all(same == 0.0)
+    moved = score_memory(cfg, 1.0, warmup=20, reps=2, horizon=5, gap=3, shift=0.1)
+    assert np.all(moved[:, 1:] > 0) and np.all(moved < 1), moved
