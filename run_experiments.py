@@ -837,15 +837,6 @@ def bench_table(result):
 
 
 # ---------------------------------------------------------------------------------------
-# command line
-# ---------------------------------------------------------------------------------------
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        raise UsageError(message)
-
-
-# ---------------------------------------------------------------------------------------
 # The memory of the local score network (README, "Which equilibrium")
 # ---------------------------------------------------------------------------------------
 
@@ -961,6 +952,15 @@ def cmd_memory(args):
     with open(os.path.join(args.out, "MEMORY.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     return 0
+
+
+# ---------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise UsageError(message)
 
 
 def build_parser():
