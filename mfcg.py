@@ -1,4 +1,4 @@
-"""mfcg: the linear-quadratic MFCG benchmark, its closed form, and the Langevin sampler.
+"""mfcg: the linear-quadratic MFCG benchmark, its closed form, and the four learners.
 
 The problem (paper §6.1, with σ and the typos fixed as in docs/benchmark.md §1):
 
@@ -8,6 +8,12 @@ The problem (paper §6.1, with σ and the typos fixed as in docs/benchmark.md §
 where m is the mean of the global law (the competitive, exogenous population) and m̃ the
 mean of the local law (the agent's own cooperative group). Time is discretised by
 Euler–Maruyama with step Δt; the reward is −f Δt and the discount γ = e^{−βΔt}.
+
+Read in order: the problem → its closed form → Config and the presets → the training
+state → the step functions (score update, Langevin refresh, acting, actor–critic and PPO
+updates) → the four trainers → evaluation against the closed form → checkpoints → the
+training loop's bookkeeping → fast paths (the same arithmetic, faster; each names the
+readable function it equals and the test that proves it).
 """
 import contextlib
 import json
@@ -18,7 +24,8 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -233,172 +240,7 @@ class LQSolution:
 
 
 # ---------------------------------------------------------------------------------------
-# Langevin sampler and density read-out
-# ---------------------------------------------------------------------------------------
-
-def langevin(score_fn, pool, n_steps, eps, rng):
-    """Unadjusted Langevin dynamics from `pool` (k, d); returns the new pool (k, d).
-
-        x ← x + (ε/2) s(x) + √ε z,   z ~ N(0, I),   repeated n_steps times
-
-    Chains are persistent: pass the returned pool back in to continue them. On a Gaussian
-    target of variance v the chain's stationary variance is v / (1 − ε/(4v)), not v: the
-    sampler's own bias (docs/benchmark.md §4). Raises ValueError if the pool is not finite,
-    before or after the iterations (a diverging score network shows up here).
-    """
-    check_array("pool", pool, 2)
-    xp = xp_of(pool)
-    if not bool(xp.isfinite(pool).all()):
-        raise ValueError("langevin: the starting pool contains non-finite values")
-    half, root = 0.5 * eps, math.sqrt(eps)
-    x = pool
-    for _ in range(n_steps):
-        x = x + half * score_fn(x) + root * rng.standard_normal(x.shape, dtype=x.dtype)
-    if not bool(xp.isfinite(x).all()):
-        raise ValueError(f"langevin: the pool became non-finite within {n_steps} steps "
-                         f"(eps={eps}); the score function diverges")
-    return x
-
-
-def langevin_score_net(p, pool, noise, eps):
-    """`langevin` specialised to a one-hidden-layer tanh score network, for speed.
-
-    The same update x ← x + (ε/2) s(x) + √ε z with s(x) = tanh(x W1 + b1) W2 + b2, over
-    the pool (k, d), one iteration per slice of `noise` (n_steps, k, d) of standard normals.
-    Preallocated buffers and in-place ufuncs (no temporaries in the loop); for d = 1 the
-    first layer is a broadcast product, not a (k,1)@(1,H) matmul. Given the normals that
-    `langevin` would draw, the result is bit-for-bit the same (tests/test_speed.py). On CuPy
-    it runs the fused kernel LANGEVIN_CUDA instead (tests/test_gpu.py). Unlike `langevin` it
-    does not check the pool is finite: that would stop the GPU at every refresh; the
-    training loop checks the pools at every evaluation and checkpoint instead.
-    """
-    check_array("pool", pool, 2)
-    xp = xp_of(pool)
-    k, d = pool.shape
-    if noise.ndim != 3 or noise.shape[1:] != pool.shape:
-        raise ValueError(f"noise must have shape (n_steps, {k}, {d}), got {tuple(noise.shape)}")
-    n_steps = noise.shape[0]
-    if xp is not np:
-        return _langevin_cuda(p, pool, noise, eps)
-    W1, b1, W2, b2 = p["W1"], p["b1"], p["W2"], p["b2"]
-    x = pool.copy()                                          # (k, d)
-    h = xp.empty((k, W1.shape[1]), dtype=pool.dtype)          # (k, H)
-    s = xp.empty((k, d), dtype=pool.dtype)                   # (k, d)
-    half, root = pool.dtype.type(0.5 * eps), pool.dtype.type(math.sqrt(eps))
-    w1 = W1[0] if d == 1 else None
-    for i in range(n_steps):
-        if d == 1:
-            xp.multiply(x, w1, out=h)                        # (k,1)·(H,) → (k,H)
-        else:
-            xp.matmul(x, W1, out=h)
-        h += b1
-        xp.tanh(h, out=h)
-        xp.matmul(h, W2, out=s)
-        s += b2
-        s *= half
-        x += s
-        x += root * noise[i]
-    return x
-
-
-# The same iterations as langevin_score_net as one CUDA kernel: a warp (32 threads) per
-# sample. Lane l owns the hidden units j = l, l + 32, ... and keeps their weights in
-# registers; each iteration it adds its units' share of s(x) = tanh(x W1 + b1) W2, and a
-# butterfly of five shuffles sums the 32 shares, so every lane of the warp holds the whole
-# s(x) and moves x the same way. d (D) and H are compile-time constants, so the loops
-# unroll. Weights are row-major as in nets (W1 (d, H), W2 (H, d)).
-LANGEVIN_CUDA = r"""
-#define HPL ((H + 31) / 32)
-extern "C" __global__ void langevin_warp(
-        const long long k, const T* __restrict__ pool, const T* __restrict__ noise,
-        const T* __restrict__ W1, const T* __restrict__ b1,
-        const T* __restrict__ W2, const T* __restrict__ b2,
-        T* __restrict__ out, const int n_steps, const T half, const T root) {
-    const long long i = ((long long)blockDim.x * blockIdx.x + threadIdx.x) / 32;
-    const int lane = threadIdx.x % 32;
-    if (i >= k) return;  /* i is the same for the 32 lanes of a warp: whole warps leave */
-    T w1[HPL][D], c1[HPL], w2[HPL][D], x[D], bias2[D];
-#pragma unroll
-    for (int u = 0; u < HPL; ++u) {
-        const int j = lane + 32 * u;
-        c1[u] = j < H ? b1[j] : (T)0;
-#pragma unroll
-        for (int a = 0; a < D; ++a) {
-            w1[u][a] = j < H ? W1[a * H + j] : (T)0;
-            w2[u][a] = j < H ? W2[j * D + a] : (T)0;  /* a missing unit adds nothing */
-        }
-    }
-#pragma unroll
-    for (int a = 0; a < D; ++a) { x[a] = pool[i * D + a]; bias2[a] = b2[a]; }
-    for (int t = 0; t < n_steps; ++t) {
-        T s[D];
-#pragma unroll
-        for (int a = 0; a < D; ++a) s[a] = (T)0;
-#pragma unroll
-        for (int u = 0; u < HPL; ++u) {
-            T z = c1[u];
-#pragma unroll
-            for (int a = 0; a < D; ++a) z += x[a] * w1[u][a];
-            const T h = tanh(z);
-#pragma unroll
-            for (int a = 0; a < D; ++a) s[a] += h * w2[u][a];
-        }
-#pragma unroll
-        for (int a = 0; a < D; ++a) {
-#pragma unroll
-            for (int offset = 16; offset > 0; offset /= 2)
-                s[a] += __shfl_xor_sync(0xffffffffu, s[a], offset);
-            x[a] += half * (s[a] + bias2[a]) + root * noise[((long long)t * k + i) * D + a];
-        }
-    }
-    if (lane == 0) {
-#pragma unroll
-        for (int a = 0; a < D; ++a) out[i * D + a] = x[a];
-    }
-}
-"""
-
-
-def _langevin_cuda(p, pool, noise, eps):
-    """Launch LANGEVIN_CUDA (CuPy arrays): one warp per sample; returns the new pool (k, d)."""
-    import cupy
-    k, d = pool.shape
-    dtype = np.dtype(pool.dtype)
-    H = p["W1"].shape[1]
-    if k == 0 or noise.shape[0] == 0:
-        return pool.copy()
-    kernel = cuda_kernel("langevin_warp", dtype, LANGEVIN_CUDA, (("D", d), ("H", H)))
-    c = lambda a: cupy.ascontiguousarray(a, dtype=dtype)  # noqa: E731
-    out = cupy.empty((k, d), dtype=dtype)
-    threads = 128  # four samples per block
-    kernel(((32 * k + threads - 1) // threads,), (threads,),
-           (np.int64(k), c(pool), c(noise), c(p["W1"]), c(p["b1"]), c(p["W2"]), c(p["b2"]), out,
-            np.int32(noise.shape[0]), dtype.type(0.5 * eps), dtype.type(math.sqrt(eps))))
-    return out
-
-
-def density_from_score(score_fn, lo, hi, n=2001):
-    """Read a 1-d density off a score function, with no sampler.
-
-    log p(x) = ∫_lo^x s(u) du + const (trapezoid rule on a uniform grid), then exponentiate
-    and normalise. Returns a dict: grid (n,), density (n,), mean, std — NumPy, float64.
-    This separates the score network's error from the Langevin sampler's bias.
-    """
-    if not hi > lo or n < 3:
-        raise ValueError(f"need hi > lo and n >= 3, got lo={lo}, hi={hi}, n={n}")
-    grid = np.linspace(lo, hi, n)
-    s = np.asarray(to_numpy(score_fn(grid[:, None])), dtype=np.float64).reshape(n)
-    h = grid[1] - grid[0]
-    logp = np.concatenate([[0.0], np.cumsum(0.5 * h * (s[1:] + s[:-1]))])
-    p = np.exp(logp - logp.max())
-    p /= np.trapezoid(p, grid)
-    mean = np.trapezoid(grid * p, grid)
-    var = np.trapezoid((grid - mean) ** 2 * p, grid)
-    return {"grid": grid, "density": p, "mean": float(mean), "std": float(math.sqrt(var))}
-
-
-# ---------------------------------------------------------------------------------------
-# Configuration and presets
+# Config and the presets
 # ---------------------------------------------------------------------------------------
 
 ALGOS = ("ac", "b", "m", "drl")
@@ -409,8 +251,9 @@ PRESETS = ("quick", "paper", "lean")
 class Config:
     """Everything a training run needs; saved with every run and checkpoint.
 
-    Paper symbols in brackets. `preset(name, algo)` builds the named settings."""
-    algo: str = "b"                 # which algorithm: ac, b, m or drl
+    Paper symbols in brackets; the defaults are Algorithm 2's (B) at the paper's settings.
+    `preset(name, algo)` gives the named settings of each algorithm."""
+    algo: str = "b"                 # which algorithm: ac, b, m or drl (Algorithms 1–4)
     steps: int = 200_000            # [N] training steps
     batch: int = 8192               # [B] agents simulated in parallel (AC: 1)
     minibatch: int = 1024           # [b] minibatch size, M only; B must be divisible by it
@@ -420,29 +263,29 @@ class Config:
     langevin_every: int = 1         # refresh the pools when n % this == 0 (M: 50)
     hutchinson: bool = False        # score loss with Hutchinson's trace (M) or the exact one
     std_floor: float = 1e-5         # added to the actor's softplus std (the paper's 1e-5)
-    lr_actor: float = 5e-6          # [ρ_Π]
-    lr_critic: float = 1e-5         # [ρ_V]
+    lr_actor: float = 5e-6          # [ρ_Π] actor's learning rate
+    lr_critic: float = 1e-5         # [ρ_V] critic's learning rate
     lr_global: float = 1e-6         # [ρ_Σ] global score: slow, the competitive population
     lr_local: float = 5e-4          # [ρ_Σ̃] local score: fast, the agent's own group
     schedule: bool = True           # rates ×1 → ×10 over the first 10 %, → ×0.25 at the end
     target_every: int = 200         # hard copy critic → target when n % this == 0; 0: no target
     grad_clip: float = 1.0          # global-norm clip of actor and critic gradients; 0: off
     rollout: int = 256              # [M] DRL rollout length
-    ppo_clip: float = 0.2           # [ε_clip]
-    gae_lambda: float = 0.95        # [λ]
-    ent_coef: float = 0.01          # [c_ent]
+    ppo_clip: float = 0.2           # [ε_clip] PPO's clip range 1 ± ε_clip
+    gae_lambda: float = 0.95        # [λ] GAE's trace decay
+    ent_coef: float = 0.01          # [c_ent] weight of the entropy bonus
     ppo_epochs: int = 1             # PPO updates per rollout (Algorithm 4: one)
     mf_correction: bool = False     # add x·E[∂f/∂m̃] to the running cost (see mf_correction)
-    hidden_actor: int = 64
-    hidden_critic: int = 128
-    hidden_score: int = 128
+    hidden_actor: int = 64          # [Π] hidden tanh units of the actor
+    hidden_critic: int = 128        # [V] hidden tanh units of the critic
+    hidden_score: int = 128         # [Σ, Σ̃] hidden tanh units of each score network
     dtype: str = "float32"          # float32 (training) or float64
-    seed: int = 0
+    seed: int = 0                   # initial weights and every random stream
     eval_every: int = 1000          # evaluate (and record history) every this many steps
     eval_samples: int = 2048        # points x ~ limiting law for control/value errors
     eval_langevin_steps: int = 200  # Langevin iterations from N(0, 1) for evaluation samples
     checkpoint_every: int = 10_000  # write the checkpoint every this many steps (with run_dir)
-    problem: LQProblem = field(default_factory=LQProblem)
+    problem: LQProblem = field(default_factory=LQProblem)  # the benchmark's coefficients
 
     def __post_init__(self):
         if isinstance(self.problem, dict):  # from JSON
@@ -468,6 +311,10 @@ class Config:
         for name in ["target_every", "grad_clip", "ent_coef"]:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.target_every and self.algo in ("ac", "drl"):  # nothing would read or refresh it
+            box = {"ac": "Algorithm 1 bootstraps from its critic", "drl": "Algorithm 4's GAE uses its critic"}
+            raise ValueError(f"target_every must be 0 for {self.algo}: {box[self.algo]}, it has "
+                             f"no target network (got {self.target_every})")
         if not 0 < self.ppo_clip < 1:
             raise ValueError(f"ppo_clip must be in (0, 1), got {self.ppo_clip}")
         if not 0 <= self.gae_lambda <= 1:
@@ -485,84 +332,64 @@ class Config:
         return d
 
 
-def preset(name, algo, **overrides):
-    """The named settings for one algorithm, with any field overridden.
+# The paper's settings (docs/benchmark.md §1), as its algorithm boxes differ from B's.
+PAPER = {
+    "ac": Config(algo="ac", batch=1, target_every=0, grad_clip=0.0),  # one agent, plain TD(0)
+    "b": Config(algo="b"),
+    "m": Config(algo="m", steps=20_000, langevin_every=50, hutchinson=True),
+    "drl": Config(algo="drl", target_every=0),  # GAE bootstraps with V itself: no target
+}
 
-    paper  docs/benchmark.md §1 exactly: AC is Algorithm 1's single agent (B = 1, no target
-           network, no clipping); B, M and DRL use B = 8192, a target copy every 200 steps
-           and clip 1.0; M uses b = 1024, Hutchinson probes and Langevin every 50 steps and
-           runs 20,000 steps, the others 200,000.
-    quick  the same algorithms scaled to about a minute each on a 2-core CPU (see QUICK).
-    lean   the paper's settings with LEAN_LANGEVIN_STEPS Langevin iterations per refresh
-           instead of 200 (see LEAN_LANGEVIN_STEPS).
-    """
+# The quick preset: the same algorithms at about a minute a run on a 2-core CPU. Each
+# change's evidence is in the README ("What it took to settle").
+QUICK_CHANGES = dict(
+    batch=1024, minibatch=256,     # an eighth of the agents
+    langevin_steps=10,             # the chains are persistent: each refresh continues the last
+    lr_actor=5e-5, lr_critic=1e-4, lr_global=1e-5, lr_local=5e-3,  # ×10: runs 20× shorter
+    std_floor=0.5,                 # the std head collapses without it; moves no mean
+    target_every=0,                # a copy per 200 steps is one Bellman backup per 200
+    eval_every=250, checkpoint_every=1000, rollout=32)  # a short run's bookkeeping
+QUICK = {
+    "ac": replace(PAPER["ac"], **{**QUICK_CHANGES, "batch": 1, "steps": 4000,
+                                  "std_floor": 1e-5}),  # the paper's floor: 0.5 ran away
+    "b": replace(PAPER["b"], **{**QUICK_CHANGES, "steps": 10_000, "lr_actor": 1e-4, "lr_critic": 2e-4,
+                                "lr_global": 2e-5, "lr_local": 1e-2}),  # 1 update a step, M's 4: ×2
+    "m": replace(PAPER["m"], **{**QUICK_CHANGES, "steps": 10_000}),
+    "drl": replace(PAPER["drl"], **{**QUICK_CHANGES, "steps": 3000}),
+}
+
+# The lean preset: the paper's, with LEAN_LANGEVIN_STEPS Langevin iterations per refresh
+# instead of 200 (persistent chains; README, "Langevin iterations per refresh").
+LEAN_LANGEVIN_STEPS = 10
+LEAN = {algo: replace(cfg, langevin_steps=LEAN_LANGEVIN_STEPS) for algo, cfg in PAPER.items()}
+
+
+def preset(name, algo, **overrides):
+    """The named settings for one algorithm (PAPER, QUICK or LEAN), with any field
+    overridden."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {PRESETS}, got {name!r}")
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
-    per_algo = {
-        "ac": dict(batch=1, target_every=0, grad_clip=0.0),
-        "b": dict(),
-        "m": dict(steps=20_000, langevin_every=50, hutchinson=True),
-        # Algorithm 4 bootstraps GAE with V_θn itself, so its line-25 target copy would
-        # have no reader: DRL keeps no target network
-        "drl": dict(target_every=0),
-    }[algo]
-    settings = dict(algo=algo, **per_algo)
-    if name == "quick":
-        settings.update(QUICK)
-        settings.update(QUICK_PER_ALGO[algo])
-    if name == "lean":
-        settings.update(langevin_steps=LEAN_LANGEVIN_STEPS)
-    settings.update(overrides)
-    return Config(**settings)
-
-
-# The quick preset: the paper's networks, problem, schedule and algorithms, scaled to
-# 15–70 s per run on a 2-core CPU: 1,024 agents instead of 8,192, 10 Langevin iterations
-# per refresh instead of 200 (the chains are persistent, so each refresh continues from
-# the last pool; evaluation still uses 200 from N(0, 1)) and ten times the paper's rates.
-# Two changes let B and M settle in this budget (README, "Which equilibrium"), measured:
-# - no target critic (target_every = 0). A copy every P steps performs one Bellman backup
-#   per P steps, so the critic's error shrinks by γ = 0.99 per P steps: an e-fold takes
-#   about 100·P steps, 20,000 at the paper's P = 200, longer than a quick run;
-# - a policy-std floor of 0.5 (the paper's is 1e-5). Without an entropy term the std head
-#   collapses (to 0.01–0.03 within 2,000 M steps), and the policy gradient's noise grows as
-#   1/std. The exploration costs ½·std² per unit time whatever the mean action, so the
-#   floor changes neither the equilibrium mean nor the optimal control's mean.
-# B makes one actor–critic update per step where M makes B/b = 4, so B gets 2× the rates
-# (4× settled faster but its critic diverged on 2 of 5 seeds with the correction).
-# AC keeps the paper's floor: with 0.5 its single agent ran away (x → −400 in 10,000
-# steps). DRL makes one PPO update per 32-step rollout and does not settle here.
-QUICK = dict(batch=1024, minibatch=256, langevin_steps=10, eval_langevin_steps=200,
-             lr_actor=5e-5, lr_critic=1e-4, lr_global=1e-5, lr_local=5e-3,
-             std_floor=0.5, target_every=0,
-             eval_every=250, checkpoint_every=1000, rollout=32)
-QUICK_PER_ALGO = {"ac": dict(batch=1, steps=4000, std_floor=1e-5),
-                  "b": dict(steps=10_000, lr_actor=1e-4, lr_critic=2e-4, lr_global=2e-5, lr_local=1e-2),
-                  "m": dict(steps=10_000),
-                  "drl": dict(steps=3000)}
-
-# The lean preset: the paper's settings with fewer Langevin iterations per refresh. The
-# pools are persistent chains that continue from the last refresh, and the score networks
-# move little per step, so a few iterations keep them at the network's law. Measured with
-# `make ablation` (B and M with the correction, quick preset, 10,000 steps, seeds 0-2;
-# README "Langevin iterations per refresh"): with 5, 10, 20, 50 or 200 iterations every run
-# ended within 0.035 of m* = 0.241 with a control error below 0.07. At the paper's sizes a
-# refresh of 200 iterations is about 60 % of a B or DRL step and 98 % of an AC step
-# (`make bench`), so lean runs B and DRL 2.6-2.8 times as fast and AC 13-15 times. On the
-# paper's own settings the evidence is thinner (B+mf, 10,000 steps, seeds 0-2: the same
-# outcome per seed as the paper preset; README "Time to accuracy").
-LEAN_LANGEVIN_STEPS = 10
+    return replace({"paper": PAPER, "quick": QUICK, "lean": LEAN}[name][algo], **overrides)
 
 
 # ---------------------------------------------------------------------------------------
 # Training state: one plain dict, all a trainer needs and all a checkpoint holds
 # ---------------------------------------------------------------------------------------
 
+class MeanField(NamedTuple):
+    """What a Langevin refresh tells the agents (line 8): the global mean m, the local mean
+    m̃ and E_{x'∼local}[∂f/∂m̃(x', m̃)] for the mean-field correction (zero without it);
+    each (d,), on the device."""
+    m: object
+    m_tilde: object
+    mf_grad: object
+
+
 NETWORKS = ("actor", "critic", "score_global", "score_local")
 TIMING_KEYS = ("steps_per_second", "wall_seconds")  # history fields that vary run to run
-STATE_ARRAYS = ("x", "pool_global", "pool_local", "m", "m_tilde", "mf_grad")
+STATE_ARRAYS = ("x", "pool_global", "pool_local")   # with the MeanField's, in a checkpoint
 # The purposes a run draws random numbers for: the third element of a stream's key.
 STREAM_TRAIN, STREAM_INIT, STREAM_EVAL, STREAM_CURVES = 0, 1, 7, 11
 
@@ -596,9 +423,7 @@ def init_state(cfg, xp=None):
         "x": rng.standard_normal((cfg.batch, d), dtype=dtype),
         "pool_global": rng.standard_normal((cfg.n_samples, d), dtype=dtype),
         "pool_local": rng.standard_normal((cfg.n_samples, d), dtype=dtype),
-        "m": xp.zeros(d, dtype=dtype),        # current global mean m (set by each refresh)
-        "m_tilde": xp.zeros(d, dtype=dtype),  # current local mean m̃
-        "mf_grad": xp.zeros(d, dtype=dtype),  # E_{x'∼local}[∂f/∂m̃(x', m̃)], for the correction
+        "field": MeanField(*(xp.zeros(d, dtype=dtype) for _ in MeanField._fields)),  # the last refresh's
         "buffer": [],                          # DRL rollout: one dict per stored step
         "history": [],
         "loss_log": {},                        # name → [(step, loss)] since the last evaluation
@@ -609,7 +434,7 @@ def init_state(cfg, xp=None):
 
 
 # ---------------------------------------------------------------------------------------
-# The shared step functions
+# The step functions, shared by the trainers
 # ---------------------------------------------------------------------------------------
 
 def learning_rates(cfg, n):
@@ -633,8 +458,8 @@ def score_update(state, cfg, x, lrs, rng):
     names = ("score_global", "score_local")
     probes = [rng.standard_normal(x.shape, dtype=x.dtype) if cfg.hutchinson else None
               for _ in names]                                 # drawn first: a fixed stream order
-    results = _parallel([lambda p=state["params"][n], z=z: nets.score_loss_and_grad(p, x, z)
-                         for n, z in zip(names, probes)], work=x.shape[0] * cfg.hidden_score)
+    results = concurrently([(nets.score_loss_and_grad, state["params"][name], x, z)
+                            for name, z in zip(names, probes)], work=x.shape[0] * cfg.hidden_score)
     losses = {}
     for name, (loss, grads) in zip(names, results):
         losses[name] = loss
@@ -642,40 +467,51 @@ def score_update(state, cfg, x, lrs, rng):
     return losses
 
 
+def langevin(score_fn, pool, n_steps, eps, rng):
+    """Unadjusted Langevin dynamics from `pool` (k, d); returns the new pool (k, d).
+
+        x ← x + (ε/2) s(x) + √ε z,   z ~ N(0, I),   repeated n_steps times
+
+    Chains are persistent: pass the returned pool back in to continue them. On a Gaussian
+    target of variance v the chain's stationary variance is v / (1 − ε/(4v)), not v: the
+    sampler's own bias (docs/benchmark.md §4). Raises ValueError if the pool is not finite,
+    before or after the iterations (a diverging score network shows up here).
+    """
+    check_array("pool", pool, 2)
+    xp = xp_of(pool)
+    if not bool(xp.isfinite(pool).all()):
+        raise ValueError("langevin: the starting pool contains non-finite values")
+    half, root = 0.5 * eps, math.sqrt(eps)
+    x = pool
+    for _ in range(n_steps):
+        x = x + half * score_fn(x) + root * rng.standard_normal(x.shape, dtype=x.dtype)
+    if not bool(xp.isfinite(x).all()):
+        raise ValueError(f"langevin: the pool became non-finite within {n_steps} steps "
+                         f"(eps={eps}); the score function diverges")
+    return x
+
+
 def sample_pools(params, pools, n_steps, eps, rng):
-    """Run Langevin on several pools, each under its own score network; return the new
-    pools. The normals are drawn first, in order, from `rng` (so the result does not depend
-    on scheduling); on NumPy the independent chains then run on parallel threads, which
-    NumPy's ufuncs allow by releasing the GIL."""
+    """Continue each pool's Langevin chain under its own score network: `langevin` with
+    s = nets.score_forward(p, ·), n_steps iterations; returns the new pools. The normals
+    are drawn first, pool by pool, from `rng`; the chains then run as langevin_score_net
+    (Fast paths), which is `langevin` bit for bit given those normals."""
     noises = [rng.standard_normal((n_steps,) + pool.shape, dtype=pool.dtype) for pool in pools]
-    return _parallel([lambda p=p, pool=pool, z=z: langevin_score_net(p, pool, z, eps)
-                      for p, pool, z in zip(params, pools, noises)],
-                     work=n_steps * pools[0].size * params[0]["W1"].shape[1])
-
-
-_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mfcg")
-PARALLEL_MIN_WORK = 2 ** 17  # below ~this many hidden activations a thread costs more than it saves
-
-
-def _parallel(tasks, work):
-    """Run independent zero-argument tasks, on two threads when on NumPy and each task is
-    big enough (`work` ≈ its hidden activations) for NumPy's GIL-free ufuncs to overlap;
-    returns their results in order. The results do not depend on the choice."""
-    if len(tasks) > 1 and work >= PARALLEL_MIN_WORK and get_xp() is np:
-        return list(_THREADS.map(lambda task: task(), tasks))
-    return [task() for task in tasks]
+    return concurrently([(langevin_score_net, p, pool, z, eps) for p, pool, z in zip(params, pools, noises)],
+                        work=n_steps * pools[0].size * params[0]["W1"].shape[1])
 
 
 def langevin_refresh(state, cfg, rng):
-    """Continue both persistent Langevin chains under the current score networks and set
-    m, m̃ to the pools' means (Algorithms 1–4, line 8/9/10)."""
+    """Continue both persistent Langevin chains under the current score networks (the pools
+    are the sampler's own state and stay in `state`) and return the MeanField the agents
+    pay for: m, m̃ the pools' means (Algorithms 1–4, line 8/9/10)."""
     state["pool_global"], state["pool_local"] = sample_pools(
         [state["params"]["score_global"], state["params"]["score_local"]],
         [state["pool_global"], state["pool_local"]], cfg.langevin_steps, cfg.eps_langevin, rng)
-    state["m"] = state["pool_global"].mean(axis=0)
-    state["m_tilde"] = state["pool_local"].mean(axis=0)
-    if cfg.mf_correction:
-        state["mf_grad"] = cfg.problem.dcost_dm_tilde(state["pool_local"], state["m_tilde"]).mean(axis=0)
+    m_tilde = state["pool_local"].mean(axis=0)
+    mf_grad = (cfg.problem.dcost_dm_tilde(state["pool_local"], m_tilde).mean(axis=0)
+               if cfg.mf_correction else xp_of(m_tilde).zeros_like(m_tilde))
+    return MeanField(state["pool_global"].mean(axis=0), m_tilde, mf_grad)
 
 
 def mf_correction(x, mf_grad):
@@ -690,17 +526,18 @@ def mf_correction(x, mf_grad):
     return (x * mf_grad).sum(axis=1)
 
 
-def act_and_step(state, cfg, x, rng, log_prob=False):
-    """Sample actions, observe rewards and next states for the agents x (lines 9–11).
-    With cfg.mf_correction the reward also pays −Δt·x·E[∂f/∂m̃] (see mf_correction).
-    Returns (a, r, x_next), and log π(a|x) as a fourth item when log_prob (DRL keeps it as
-    log π_old: the actor does not change between acting and its PPO update)."""
+def act_and_step(state, cfg, x, field, rng, log_prob=False):
+    """Sample actions, observe rewards and next states for the agents x (lines 9–11), who
+    pay for the means of `field` (a MeanField). With cfg.mf_correction the reward also
+    pays −Δt·x·E[∂f/∂m̃] (see mf_correction). Returns (a, r, x_next), and log π(a|x) as a
+    fourth item when log_prob (DRL keeps it as log π_old: the actor does not change between
+    acting and its PPO update)."""
     pb = cfg.problem
     sample = nets.actor_sample(state["params"]["actor"], x, rng, cfg.std_floor, log_prob=log_prob)
     a, logp = sample if log_prob else (sample, None)
-    r = pb.reward(x, state["m"], state["m_tilde"], a)                   # (B,)
+    r = pb.reward(x, field.m, field.m_tilde, a)                         # (B,)
     if cfg.mf_correction:
-        r = r - pb.dt * mf_correction(x, state["mf_grad"])
+        r = r - pb.dt * mf_correction(x, field.mf_grad)
     x_next = pb.step(x, a, rng)                                         # (B, d)
     return (a, r, x_next, logp) if log_prob else (a, r, x_next)
 
@@ -712,14 +549,13 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
         δ = y − V(x)             per-sample TD error, the advantage (N,)
         critic: Adam on mean (y − V(x))²;  actor: Adam on −mean(δ · log π(a|x))
     Gradients are clipped to cfg.grad_clip (global norm) when it is positive."""
-    critic = state["params"]["critic"]
+    critic, actor = state["params"]["critic"], state["params"]["actor"]
     bootstrap = state["target"] if state["target"] is not None else critic
     y = r + cfg.problem.discount * nets.critic_forward(bootstrap, x_next)   # (B,)
     delta = y - nets.critic_forward(critic, x)                               # (B,)
-    (loss_v, g_v), (loss_pi, g_pi) = _parallel(
-        [lambda: nets.critic_loss_and_grad(critic, x, y),
-         lambda: nets.actor_loss_and_grad(state["params"]["actor"], x, a, delta, cfg.std_floor)],
-        work=x.shape[0] * cfg.hidden_critic)
+    (loss_v, g_v), (loss_pi, g_pi) = concurrently(
+        [(nets.critic_loss_and_grad, critic, x, y),
+         (nets.actor_loss_and_grad, actor, x, a, delta, cfg.std_floor)], work=x.shape[0] * cfg.hidden_critic)
     _adam_step(state, "critic", g_v, lrs["critic"], cfg.grad_clip)
     _adam_step(state, "actor", g_pi, lrs["actor"], cfg.grad_clip)
     return {"critic": loss_v, "actor": loss_pi}
@@ -749,77 +585,39 @@ def gae(rewards, values, next_values, gamma, lam):
     return adv, adv + values
 
 
-def gae_by_matmul(rewards, values, next_values, gamma, lam):
-    """`gae` as one matrix product: Â_m = Σ_{j ≥ m} (γλ)^{j−m} δ_j, so Â = U δ with U the
-    (M, M) upper-triangular matrix U[m, j] = (γλ)^{j−m}. One operation instead of M small
-    ones, which is what a GPU wants; on a CPU it costs M times the loop's arithmetic, so
-    ppo_update uses it on CuPy only. Equal to `gae` up to rounding (tests/test_trainers.py)."""
-    xp = xp_of(rewards)
-    deltas = rewards + gamma * next_values - values
-    j = xp.arange(deltas.shape[0])                      # built on the device: no transfer
-    lag = j[None, :] - j[:, None]
-    U = xp.where(lag >= 0, (gamma * lam) ** xp.maximum(lag, 0), 0.0).astype(deltas.dtype)
-    adv = U @ deltas
-    return adv, adv + values
-
-
-# Rows per chunk of the PPO losses: on NumPy one time step (B rows), which keeps the
-# activations in cache; on CuPy 2^18 rows, so a rollout of 256 × 8192 agents is 8 chunks.
-PPO_CHUNK_ROWS = {"numpy": None, "cupy": 1 << 18}
-
-
 def ppo_update(state, cfg, lrs):
     """Algorithm 4, lines 15–20: GAE over the stored rollout with the current critic, one
     critic step on the GAE returns, cfg.ppo_epochs PPO steps (clip, entropy bonus), and the
     buffer cleared. Every loss is a mean over the M·B transitions, computed chunk by chunk
-    (PPO_CHUNK_ROWS) and combined on the device. V(x_{m+1}) is the next V(x_m), so the
-    critic is evaluated once per stored state plus the last next state; log π_old was kept
-    when the actions were drawn."""
+    (chunk_rows, _chunk_mean) and combined on the device. V(x_{m+1}) is the next V(x_m), so
+    the critic is evaluated once per stored state plus the last next state; log π_old was
+    kept when the actions were drawn."""
     buf = state["buffer"]
     critic, actor = state["params"]["critic"], state["params"]["actor"]
     xp = xp_of(buf[0]["x"])
     M, B, d = len(buf), buf[0]["x"].shape[0], buf[0]["x"].shape[1]
     X, A = _stack(buf, "x").reshape(M * B, d), _stack(buf, "a").reshape(M * B, d)  # rows: time, then agent
     logp_old = _stack(buf, "logp").reshape(M * B)                           # ψ_old = ψ_n
-    rows = PPO_CHUNK_ROWS[xp.__name__] or B
+    rows = chunk_rows(xp, B)
     chunks = [slice(i, min(i + rows, M * B)) for i in range(0, M * B, rows)]
     values = xp.concatenate([nets.critic_forward(critic, X[c]) for c in chunks]).reshape(M, B)
     last = nets.critic_forward(critic, buf[-1]["x_next"])                   # V(X_M)
     next_values = xp.concatenate([values[1:], last[None]])                  # (M, B)
-    advantage = gae if xp is np else gae_by_matmul
-    adv, returns = advantage(_stack(buf, "r"), values, next_values, cfg.problem.discount, cfg.gae_lambda)
+    adv, returns = advantages(_stack(buf, "r"), values, next_values, cfg.problem.discount, cfg.gae_lambda)
     adv, returns = adv.reshape(M * B), returns.reshape(M * B)
-    critic_task = lambda: _chunk_mean(nets.critic_loss_and_grad,  # noqa: E731
-                                      [(critic, X[c], returns[c]) for c in chunks])
-    actor_task = lambda: _chunk_mean(nets.ppo_loss_and_grad,  # noqa: E731
-                                     [(actor, X[c], A[c], adv[c], logp_old[c], cfg.ppo_clip,
-                                       cfg.ent_coef, cfg.std_floor) for c in chunks])
-    (loss_v, g_v), (loss_pi, g_pi) = _parallel([critic_task, actor_task], M * B * cfg.hidden_critic)
+    critic_args = [(critic, X[c], returns[c]) for c in chunks]
+    actor_args = [(actor, X[c], A[c], adv[c], logp_old[c], cfg.ppo_clip, cfg.ent_coef, cfg.std_floor)
+                  for c in chunks]
+    (loss_v, g_v), (loss_pi, g_pi) = concurrently(
+        [(_chunk_mean, nets.critic_loss_and_grad, critic_args),
+         (_chunk_mean, nets.ppo_loss_and_grad, actor_args)], work=M * B * cfg.hidden_critic)
     for epoch in range(cfg.ppo_epochs):
         if epoch > 0:
-            loss_pi, g_pi = actor_task()
+            loss_pi, g_pi = _chunk_mean(nets.ppo_loss_and_grad, actor_args)
         _adam_step(state, "actor", g_pi, lrs["actor"], cfg.grad_clip)
     _adam_step(state, "critic", g_v, lrs["critic"], cfg.grad_clip)
     state["buffer"] = []
     return {"critic": loss_v, "actor": loss_pi}
-
-
-def _chunk_mean(loss_and_grad, chunks):
-    """Loss and gradients of a mean over rows, from chunks of rows (argument tuples whose
-    second item holds the chunk's rows): the chunk means weighted by their share of the
-    rows, which is the mean over all rows. The sums stay on the device."""
-    n_rows = sum(args[1].shape[0] for args in chunks)
-    total, grads = 0.0, None
-    for args in chunks:
-        w = args[1].shape[0] / n_rows
-        loss, g = loss_and_grad(*args)
-        total = total + w * loss
-        if grads is None:
-            grads = {k: w * v for k, v in g.items()}
-        else:
-            for k in grads:
-                grads[k] += w * g[k]
-    return total, grads
 
 
 def _stack(buffer, key):
@@ -828,8 +626,124 @@ def _stack(buffer, key):
 
 
 # ---------------------------------------------------------------------------------------
+# The four trainers. Comments "L4–7" refer to the lines of the algorithm's box in the
+# paper (Peng & Wang, arXiv:2501.00052, Algorithms 1–4; docs/benchmark.md).
+# ---------------------------------------------------------------------------------------
+
+def train_ac(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
+    """IH-MFCG-AC (Algorithm 1): score updates, Langevin, one TD(0) actor–critic step.
+    With the paper preset a single agent (B = 1), no target network and no clipping."""
+    state = state if state is not None else init_state(cfg)              # L1–2
+    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
+    for n in loop.steps():                                               # L3
+        lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
+        losses = score_update(state, cfg, state["x"], lrs, rng)          # L4–7
+        state["field"] = langevin_refresh(state, cfg, rng)               # L8: m, m̃
+        a, r, x_next = act_and_step(state, cfg, state["x"], state["field"], rng)  # L9–11
+        losses.update(actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs))  # L12–17
+        state["x"] = x_next
+        loop.losses(losses)
+    return state
+
+
+def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
+    """IH-MFCG-AC-B (Algorithm 2): B agents at once, a target critic copied every
+    cfg.target_every steps, clipped actor and critic gradients."""
+    state = state if state is not None else init_state(cfg)              # L1–2
+    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
+    for n in loop.steps():                                               # L3
+        lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
+        losses = score_update(state, cfg, state["x"], lrs, rng)          # L4–7
+        state["field"] = langevin_refresh(state, cfg, rng)               # L8: m, m̃
+        a, r, x_next = act_and_step(state, cfg, state["x"], state["field"], rng)  # L9–11
+        losses.update(actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs))  # L12–17
+        state["x"] = x_next
+        if cfg.target_every and n % cfg.target_every == 0:               # L18
+            refresh_target(state)
+        loop.losses(losses)
+    return state
+
+
+def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
+    """IH-MFCG-AC-M (Algorithm 3): each step permutes the agents and runs the score,
+    actor and critic updates minibatch by minibatch; score losses use Hutchinson probes;
+    the Langevin pools are refreshed once per step when n % cfg.langevin_every == 0, and
+    between refreshes the agents pay for the last refresh's means."""
+    state = state if state is not None else init_state(cfg)              # L1–2
+    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
+    b = cfg.minibatch
+    for n in loop.steps():                                               # L3
+        lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
+        x = state["x"][rng.permutation(cfg.batch)]                       # L4: permute
+        for j in range(cfg.batch // b):                                  # L5
+            xb = x[j * b:(j + 1) * b]                                    # (b, d)
+            losses = score_update(state, cfg, xb, lrs, rng)              # L6–9
+            if j == 0 and n % cfg.langevin_every == 0:                   # L10: m, m̃
+                state["field"] = langevin_refresh(state, cfg, rng)
+            a, r, xb_next = act_and_step(state, cfg, xb, state["field"], rng)  # L11–13
+            losses.update(actor_critic_update(state, cfg, xb, a, r, xb_next, lrs))  # L14–19
+            x[j * b:(j + 1) * b] = xb_next
+            loop.losses(losses)
+        state["x"] = x
+        if cfg.target_every and n % cfg.target_every == 0:               # L21
+            refresh_target(state)
+    return state
+
+
+def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
+    """IH-MFCG-AC-DRL (Algorithm 4): transitions of B agents go into a rollout buffer;
+    every cfg.rollout steps, GAE per agent along time, one critic step on the GAE returns
+    and PPO (clip, entropy bonus) on the whole rollout, then the buffer is cleared."""
+    state = state if state is not None else init_state(cfg)              # L1–3
+    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
+    for n in loop.steps():                                               # L4
+        lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
+        losses = score_update(state, cfg, state["x"], lrs, rng)          # L5–8
+        state["field"] = langevin_refresh(state, cfg, rng)               # L9: m, m̃
+        a, r, x_next, logp = act_and_step(state, cfg, state["x"], state["field"], rng,
+                                          log_prob=True)                 # L10–12
+        state["buffer"].append({"x": state["x"], "a": a, "r": r, "x_next": x_next, "logp": logp})  # L13
+        state["x"] = x_next
+        if (n + 1) % cfg.rollout == 0:                                   # L14
+            losses.update(ppo_update(state, cfg, lrs))                   # L15–20
+        loop.losses(losses)
+    return state
+
+
+TRAINERS = {"ac": train_ac, "b": train_b, "m": train_m, "drl": train_drl}
+
+
+def train(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
+    """Run cfg.algo's trainer from `state` (or from scratch) up to step `until` (default:
+    cfg.steps, the end of the run; the schedule always spans cfg.steps). Returns the state.
+    With `run_dir` it checkpoints to run_dir/checkpoint.npz; `on_eval(record)` is called
+    with each evaluation record, `on_step(state)` after every step (progress display)."""
+    return TRAINERS[cfg.algo](cfg, state, run_dir, on_eval, until, on_step)
+
+
+# ---------------------------------------------------------------------------------------
 # Evaluation against the closed form
 # ---------------------------------------------------------------------------------------
+
+def density_from_score(score_fn, lo, hi, n=2001):
+    """Read a 1-d density off a score function, with no sampler.
+
+    log p(x) = ∫_lo^x s(u) du + const (trapezoid rule on a uniform grid), then exponentiate
+    and normalise. Returns a dict: grid (n,), density (n,), mean, std — NumPy, float64.
+    This separates the score network's error from the Langevin sampler's bias.
+    """
+    if not hi > lo or n < 3:
+        raise ValueError(f"need hi > lo and n >= 3, got lo={lo}, hi={hi}, n={n}")
+    grid = np.linspace(lo, hi, n)
+    s = np.asarray(to_numpy(score_fn(grid[:, None])), dtype=np.float64).reshape(n)
+    h = grid[1] - grid[0]
+    logp = np.concatenate([[0.0], np.cumsum(0.5 * h * (s[1:] + s[:-1]))])
+    p = np.exp(logp - logp.max())
+    p /= np.trapezoid(p, grid)
+    mean = np.trapezoid(grid * p, grid)
+    var = np.trapezoid((grid - mean) ** 2 * p, grid)
+    return {"grid": grid, "density": p, "mean": float(mean), "std": float(math.sqrt(var))}
+
 
 def _readout_range(sol, *sample_sets, width=10.0):
     """Grid limits for the 1-d density read-out: the limiting law's m* ± width·std, widened
@@ -841,6 +755,18 @@ def _readout_range(sol, *sample_sets, width=10.0):
         pad = 0.5 * (q_hi - q_lo) + 1e-3
         lo, hi = min(lo, q_lo - pad), max(hi, q_hi + pad)
     return float(lo), float(hi)
+
+
+def fresh_samples(state, cfg, purpose):
+    """Fresh samples of both score networks' laws, as the paper evaluates: k chains from
+    N(0, I), cfg.eval_langevin_steps iterations each, on their own random stream keyed by
+    (seed, step, purpose), so evaluating never changes training. Returns (rng, global
+    pool, local pool); the caller draws whatever else it needs from the same rng."""
+    xp, dtype = xp_of(state["x"]), state["x"].dtype
+    rng = make_rng((cfg.seed, state["step"], purpose), xp)
+    nets_ = [state["params"]["score_global"], state["params"]["score_local"]]
+    starts = [rng.standard_normal((cfg.n_samples, cfg.problem.dim), dtype=dtype) for _ in nets_]
+    return (rng, *sample_pools(nets_, starts, cfg.eval_langevin_steps, cfg.eps_langevin, rng))
 
 
 def evaluate(state, cfg):
@@ -855,47 +781,71 @@ def evaluate(state, cfg):
     agents_mean, agents_std       the simulated population itself (what the scores learn)
     value_rmse, value_rmse_paper  −critic vs the cost-to-go of α̂, vs the appendix formula
     mean_error, mean_error_mfg    |local_mean − m*|, |local_mean − m_mfg| (Euclidean)
-    Uses its own random stream (seeded by seed and step): evaluating never changes training.
     """
     pb, sol = cfg.problem, cfg.problem.solution()
-    xp = xp_of(state["x"])
-    dtype = state["x"].dtype
-    rng = make_rng((cfg.seed, state["step"], STREAM_EVAL), xp)
-    out, means = {}, {}
-    nets_ = [state["params"]["score_global"], state["params"]["score_local"]]
-    starts = [rng.standard_normal((cfg.n_samples, pb.dim), dtype=dtype) for _ in nets_]
-    fresh = sample_pools(nets_, starts, cfg.eval_langevin_steps, cfg.eps_langevin, rng)
-    for tag, p, pool in zip(("global", "local"), nets_, fresh):
-        samples = to_numpy(pool)
-        out[f"{tag}_mean"] = float(np.linalg.norm(samples.mean(axis=0))) if pb.dim > 1 else float(samples.mean())
-        out[f"{tag}_std"] = float(samples.std(axis=0).mean())
+    rng, *pools = fresh_samples(state, cfg, STREAM_EVAL)
+    samples = dict(zip(("global", "local"), map(to_numpy, pools)))
+    x_eval = sol.mean + sol.std * to_numpy(rng.standard_normal((cfg.eval_samples, pb.dim),
+                                                               dtype=state["x"].dtype)).astype(np.float64)
+    out = population_metrics(state, cfg, samples)
+    out.update(control_metrics(state, cfg, x_eval))
+    agents = to_numpy(state["x"]).astype(np.float64)
+    out["agents_mean"] = float(np.linalg.norm(agents.mean(axis=0))) if pb.dim > 1 else float(agents.mean())
+    out["agents_std"] = float(agents.std(axis=0).mean()) if agents.shape[0] > 1 else 0.0
+    out.update(value_metrics(state, cfg, x_eval))
+    out["mean_error"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean))
+    out["mean_error_mfg"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean_mfg))
+    return out
+
+
+def population_metrics(state, cfg, samples):
+    """Mean and std of each law from its samples ({"global": (k, d), "local": (k, d)},
+    NumPy), and for d = 1 from its score network's density read-out, with no sampler."""
+    pb, sol = cfg.problem, cfg.problem.solution()
+    xp, dtype = xp_of(state["x"]), state["x"].dtype
+    out = {}
+    for tag, s in samples.items():
+        p = state["params"][f"score_{tag}"]
+        out[f"{tag}_mean"] = float(np.linalg.norm(s.mean(axis=0))) if pb.dim > 1 else float(s.mean())
+        out[f"{tag}_std"] = float(s.std(axis=0).mean())
         if pb.dim == 1:
             read = density_from_score(lambda g, p=p: nets.score_forward(p, xp.asarray(g, dtype=dtype)),
-                                      *_readout_range(sol, samples), n=4001)
+                                      *_readout_range(sol, s), n=4001)
             out[f"{tag}_mean_density"], out[f"{tag}_std_density"] = read["mean"], read["std"]
         else:
             out[f"{tag}_mean_density"] = out[f"{tag}_std_density"] = math.nan
-        means[tag] = samples.mean(axis=0)
-    x_eval = sol.mean + sol.std * to_numpy(rng.standard_normal((cfg.eval_samples, pb.dim), dtype=dtype)).astype(np.float64)
-    mean_a, _, _ = nets.actor_forward(state["params"]["actor"], xp.asarray(x_eval, dtype=dtype))
-    mean_a = to_numpy(mean_a).astype(np.float64)
-    neg_v = -to_numpy(nets.critic_forward(state["params"]["critic"], xp.asarray(x_eval, dtype=dtype))).astype(np.float64)
-    rmse = lambda a, b: float(np.sqrt(np.mean((a - b) ** 2)))  # noqa: E731
-    out["control_rmse"] = rmse(mean_a, sol.control(x_eval))
-    out["control_rmse_mfg"] = rmse(mean_a, sol.control_mfg(x_eval))
-    if pb.dim == 1:
+    return out
+
+
+def control_metrics(state, cfg, x_eval):
+    """The actor's mean action at x_eval (n, d), NumPy float64, against both equilibria's
+    controls (RMSE), and for d = 1 the least-squares line through it."""
+    xp, dtype = xp_of(state["x"]), state["x"].dtype
+    sol = cfg.problem.solution()
+    mean_a = to_numpy(nets.actor_forward(state["params"]["actor"], xp.asarray(x_eval, dtype=dtype))[0])
+    mean_a = mean_a.astype(np.float64)
+    out = {"control_rmse": _rmse(mean_a, sol.control(x_eval)),
+           "control_rmse_mfg": _rmse(mean_a, sol.control_mfg(x_eval))}
+    if cfg.problem.dim == 1:
         slope, intercept = np.polyfit(x_eval[:, 0], mean_a[:, 0], 1)
         out["control_slope"], out["control_intercept"] = float(slope), float(intercept)
     else:
         out["control_slope"] = out["control_intercept"] = math.nan
-    agents = to_numpy(state["x"]).astype(np.float64)
-    out["agents_mean"] = float(np.linalg.norm(agents.mean(axis=0))) if pb.dim > 1 else float(agents.mean())
-    out["agents_std"] = float(agents.std(axis=0).mean()) if agents.shape[0] > 1 else 0.0
-    out["value_rmse"] = rmse(neg_v, sol.value(x_eval))
-    out["value_rmse_paper"] = rmse(neg_v, sol.value_paper(x_eval))
-    out["mean_error"] = float(np.linalg.norm(means["local"] - sol.mean))
-    out["mean_error_mfg"] = float(np.linalg.norm(means["local"] - sol.mean_mfg))
     return out
+
+
+def _rmse(a, b):
+    return float(np.sqrt(np.mean((a - b) ** 2)))
+
+
+def value_metrics(state, cfg, x_eval):
+    """−critic at x_eval against the cost-to-go of α̂ and against the paper's appendix
+    formula (docs/benchmark.md §2), RMSE."""
+    xp, dtype = xp_of(state["x"]), state["x"].dtype
+    sol = cfg.problem.solution()
+    neg_v = -to_numpy(nets.critic_forward(state["params"]["critic"], xp.asarray(x_eval, dtype=dtype)))
+    neg_v = neg_v.astype(np.float64)
+    return {"value_rmse": _rmse(neg_v, sol.value(x_eval)), "value_rmse_paper": _rmse(neg_v, sol.value_paper(x_eval))}
 
 
 def final_curves(state, cfg, n_grid=201):
@@ -907,20 +857,17 @@ def final_curves(state, cfg, n_grid=201):
     pb, sol = cfg.problem, cfg.problem.solution()
     if pb.dim != 1:
         raise ValueError(f"final_curves needs a 1-d problem, got dim={pb.dim}")
-    xp = xp_of(state["x"])
-    dtype = state["x"].dtype
-    rng = make_rng((cfg.seed, state["step"], STREAM_CURVES), xp)
-    out, scores = {}, {}
-    nets_ = [state["params"]["score_global"], state["params"]["score_local"]]
-    starts = [rng.standard_normal((cfg.n_samples, 1), dtype=dtype) for _ in nets_]
-    fresh = sample_pools(nets_, starts, cfg.eval_langevin_steps, cfg.eps_langevin, rng)
-    for tag, p, pool in zip(("global", "local"), nets_, fresh):
-        scores[tag] = lambda z, p=p: nets.score_forward(p, xp.asarray(z, dtype=dtype))
+    xp, dtype = xp_of(state["x"]), state["x"].dtype
+    _, *pools = fresh_samples(state, cfg, STREAM_CURVES)
+    out = {}
+    for tag, pool in zip(("global", "local"), pools):
         out[f"{tag}_samples"] = to_numpy(pool)[:, 0].astype(np.float64)
     lo, hi = _readout_range(sol, out["global_samples"], out["local_samples"], width=6.0)
     out["density_grid"] = np.linspace(lo, hi, n_grid)
     for tag in ("global", "local"):
-        out[f"{tag}_density"] = density_from_score(scores[tag], lo, hi, n_grid)["density"]
+        p = state["params"][f"score_{tag}"]
+        out[f"{tag}_density"] = density_from_score(lambda z, p=p: nets.score_forward(p, xp.asarray(z, dtype=dtype)),
+                                                   lo, hi, n_grid)["density"]
     grid = np.linspace(sol.mean - 6 * sol.std, sol.mean + 6 * sol.std, n_grid)  # same for every run
     g = xp.asarray(grid[:, None], dtype=dtype)
     out["grid"] = grid
@@ -952,6 +899,8 @@ def save_checkpoint(path, state, cfg):
             arrays[f"target/{k}"] = to_numpy(v)
     for key in STATE_ARRAYS:
         arrays[key] = to_numpy(state[key])
+    for key, value in state["field"]._asdict().items():
+        arrays[key] = to_numpy(value)
     if state["buffer"]:
         for key in state["buffer"][0]:
             arrays[f"buffer/{key}"] = to_numpy(_stack(state["buffer"], key))
@@ -1008,6 +957,7 @@ def load_checkpoint(path, xp=None):
             state["target"] = FlatParams(named("target/"))
         for key in STATE_ARRAYS:
             state[key] = xp.asarray(data[key])
+        state["field"] = MeanField(*(xp.asarray(data[key]) for key in MeanField._fields))
         keys = [k[len("buffer/"):] for k in data if k.startswith("buffer/")]
         state["buffer"] = [{k: xp.asarray(data[f"buffer/{k}"][i]) for k in keys} for i in range(meta["buffer_len"])]
     except Exception as exc:  # noqa: BLE001 — a member missing or of the wrong shape
@@ -1169,93 +1119,183 @@ class _Loop:
 
 
 # ---------------------------------------------------------------------------------------
-# The four trainers. Comments "L4–7" refer to the lines of the algorithm's box in paper.md.
+# Fast paths: the same arithmetic as the readable functions above, chosen here and only
+# here. Each names the function it equals and the test that proves it.
 # ---------------------------------------------------------------------------------------
 
-def train_ac(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
-    """IH-MFCG-AC (Algorithm 1): score updates, Langevin, one TD(0) actor–critic step.
-    With the paper preset a single agent (B = 1), no target network and no clipping."""
-    state = state if state is not None else init_state(cfg)              # L1–2
-    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
-    for n in loop.steps():                                               # L3
-        lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
-        losses = score_update(state, cfg, state["x"], lrs, rng)          # L4–7
-        langevin_refresh(state, cfg, rng)                                # L8
-        a, r, x_next = act_and_step(state, cfg, state["x"], rng)         # L9–11
-        losses.update(actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs))  # L12–17
-        state["x"] = x_next
-        loop.losses(losses)
-    return state
+_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mfcg")
+PARALLEL_MIN_WORK = 2 ** 17  # below ~this many hidden activations a thread costs more than it saves
 
 
-def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
-    """IH-MFCG-AC-B (Algorithm 2): B agents at once, a target critic copied every
-    cfg.target_every steps, clipped actor and critic gradients."""
-    state = state if state is not None else init_state(cfg)              # L1–2
-    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
-    for n in loop.steps():                                               # L3
-        lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
-        losses = score_update(state, cfg, state["x"], lrs, rng)          # L4–7
-        langevin_refresh(state, cfg, rng)                                # L8
-        a, r, x_next = act_and_step(state, cfg, state["x"], rng)         # L9–11 (vectorised)
-        losses.update(actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs))  # L12–17
-        state["x"] = x_next
-        if cfg.target_every and n % cfg.target_every == 0:               # L18
-            refresh_target(state)
-        loop.losses(losses)
-    return state
+def concurrently(calls, work):
+    """[fn(*args) for fn, *args in calls], the calls being independent: on two threads
+    when on NumPy and each call is big enough (`work` ≈ its hidden activations) for
+    NumPy's GIL-free ufuncs to overlap. The results do not depend on the choice."""
+    if len(calls) > 1 and work >= PARALLEL_MIN_WORK and get_xp() is np:
+        return list(_THREADS.map(lambda call: call[0](*call[1:]), calls))
+    return [fn(*args) for fn, *args in calls]
 
 
-def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
-    """IH-MFCG-AC-M (Algorithm 3): each step permutes the agents and runs the score,
-    actor and critic updates minibatch by minibatch; score losses use Hutchinson probes;
-    the Langevin pools are refreshed once per step when n % cfg.langevin_every == 0."""
-    state = state if state is not None else init_state(cfg)              # L1–2
-    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
-    b = cfg.minibatch
-    for n in loop.steps():                                               # L3
-        lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
-        x = state["x"][rng.permutation(cfg.batch)]                       # L4: permute
-        for j in range(cfg.batch // b):                                  # L5
-            xb = x[j * b:(j + 1) * b]                                    # (b, d)
-            losses = score_update(state, cfg, xb, lrs, rng)              # L6–9
-            if j == 0 and n % cfg.langevin_every == 0:                   # L10
-                langevin_refresh(state, cfg, rng)
-            a, r, xb_next = act_and_step(state, cfg, xb, rng)            # L11–13
-            losses.update(actor_critic_update(state, cfg, xb, a, r, xb_next, lrs))  # L14–19
-            x[j * b:(j + 1) * b] = xb_next
-            loop.losses(losses)
-        state["x"] = x
-        if cfg.target_every and n % cfg.target_every == 0:               # L21
-            refresh_target(state)
-    return state
+def langevin_score_net(p, pool, noise, eps):
+    """`langevin` specialised to a one-hidden-layer tanh score network, for speed.
+
+    The same update x ← x + (ε/2) s(x) + √ε z with s(x) = tanh(x W1 + b1) W2 + b2, over
+    the pool (k, d), one iteration per slice of `noise` (n_steps, k, d) of standard normals.
+    Preallocated buffers and in-place ufuncs (no temporaries in the loop); for d = 1 the
+    first layer is a broadcast product, not a (k,1)@(1,H) matmul. Given the normals that
+    `langevin` would draw, the result is bit-for-bit the same (tests/test_speed.py). On CuPy
+    it runs the fused kernel LANGEVIN_CUDA instead (tests/test_gpu.py). Unlike `langevin` it
+    does not check the pool is finite: that would stop the GPU at every refresh; the
+    training loop checks the pools at every evaluation and checkpoint instead.
+    """
+    check_array("pool", pool, 2)
+    xp = xp_of(pool)
+    k, d = pool.shape
+    if noise.ndim != 3 or noise.shape[1:] != pool.shape:
+        raise ValueError(f"noise must have shape (n_steps, {k}, {d}), got {tuple(noise.shape)}")
+    n_steps = noise.shape[0]
+    if xp is not np:
+        return _langevin_cuda(p, pool, noise, eps)
+    W1, b1, W2, b2 = p["W1"], p["b1"], p["W2"], p["b2"]
+    x = pool.copy()                                          # (k, d)
+    h = xp.empty((k, W1.shape[1]), dtype=pool.dtype)          # (k, H)
+    s = xp.empty((k, d), dtype=pool.dtype)                   # (k, d)
+    half, root = pool.dtype.type(0.5 * eps), pool.dtype.type(math.sqrt(eps))
+    w1 = W1[0] if d == 1 else None
+    for i in range(n_steps):
+        if d == 1:
+            xp.multiply(x, w1, out=h)                        # (k,1)·(H,) → (k,H)
+        else:
+            xp.matmul(x, W1, out=h)
+        h += b1
+        xp.tanh(h, out=h)
+        xp.matmul(h, W2, out=s)
+        s += b2
+        s *= half
+        x += s
+        x += root * noise[i]
+    return x
 
 
-def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
-    """IH-MFCG-AC-DRL (Algorithm 4): transitions of B agents go into a rollout buffer;
-    every cfg.rollout steps, GAE per agent along time, one critic step on the GAE returns
-    and PPO (clip, entropy bonus) on the whole rollout, then the buffer is cleared."""
-    state = state if state is not None else init_state(cfg)              # L1–3
-    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
-    for n in loop.steps():                                               # L4
-        lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
-        losses = score_update(state, cfg, state["x"], lrs, rng)          # L5–8
-        langevin_refresh(state, cfg, rng)                                # L9
-        a, r, x_next, logp = act_and_step(state, cfg, state["x"], rng, log_prob=True)  # L10–12
-        state["buffer"].append({"x": state["x"], "a": a, "r": r, "x_next": x_next, "logp": logp})  # L13
-        state["x"] = x_next
-        if (n + 1) % cfg.rollout == 0:                                   # L14
-            losses.update(ppo_update(state, cfg, lrs))                   # L15–20
-        loop.losses(losses)
-    return state
+# The same iterations as langevin_score_net as one CUDA kernel: a warp (32 threads) per
+# sample. Lane l owns the hidden units j = l, l + 32, ... and keeps their weights in
+# registers; each iteration it adds its units' share of s(x) = tanh(x W1 + b1) W2, and a
+# butterfly of five shuffles sums the 32 shares, so every lane of the warp holds the whole
+# s(x) and moves x the same way. d (D) and H are compile-time constants, so the loops
+# unroll. Weights are row-major as in nets (W1 (d, H), W2 (H, d)).
+LANGEVIN_CUDA = r"""
+#define HPL ((H + 31) / 32)
+extern "C" __global__ void langevin_warp(
+        const long long k, const T* __restrict__ pool, const T* __restrict__ noise,
+        const T* __restrict__ W1, const T* __restrict__ b1,
+        const T* __restrict__ W2, const T* __restrict__ b2,
+        T* __restrict__ out, const int n_steps, const T half, const T root) {
+    const long long i = ((long long)blockDim.x * blockIdx.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (i >= k) return;  /* i is the same for the 32 lanes of a warp: whole warps leave */
+    T w1[HPL][D], c1[HPL], w2[HPL][D], x[D], bias2[D];
+#pragma unroll
+    for (int u = 0; u < HPL; ++u) {
+        const int j = lane + 32 * u;
+        c1[u] = j < H ? b1[j] : (T)0;
+#pragma unroll
+        for (int a = 0; a < D; ++a) {
+            w1[u][a] = j < H ? W1[a * H + j] : (T)0;
+            w2[u][a] = j < H ? W2[j * D + a] : (T)0;  /* a missing unit adds nothing */
+        }
+    }
+#pragma unroll
+    for (int a = 0; a < D; ++a) { x[a] = pool[i * D + a]; bias2[a] = b2[a]; }
+    for (int t = 0; t < n_steps; ++t) {
+        T s[D];
+#pragma unroll
+        for (int a = 0; a < D; ++a) s[a] = (T)0;
+#pragma unroll
+        for (int u = 0; u < HPL; ++u) {
+            T z = c1[u];
+#pragma unroll
+            for (int a = 0; a < D; ++a) z += x[a] * w1[u][a];
+            const T h = tanh(z);
+#pragma unroll
+            for (int a = 0; a < D; ++a) s[a] += h * w2[u][a];
+        }
+#pragma unroll
+        for (int a = 0; a < D; ++a) {
+#pragma unroll
+            for (int offset = 16; offset > 0; offset /= 2)
+                s[a] += __shfl_xor_sync(0xffffffffu, s[a], offset);
+            x[a] += half * (s[a] + bias2[a]) + root * noise[((long long)t * k + i) * D + a];
+        }
+    }
+    if (lane == 0) {
+#pragma unroll
+        for (int a = 0; a < D; ++a) out[i * D + a] = x[a];
+    }
+}
+"""
 
 
-TRAINERS = {"ac": train_ac, "b": train_b, "m": train_m, "drl": train_drl}
+def _langevin_cuda(p, pool, noise, eps):
+    """Launch LANGEVIN_CUDA (CuPy arrays): one warp per sample; returns the new pool (k, d)."""
+    import cupy
+    k, d = pool.shape
+    dtype = np.dtype(pool.dtype)
+    H = p["W1"].shape[1]
+    if k == 0 or noise.shape[0] == 0:
+        return pool.copy()
+    kernel = cuda_kernel("langevin_warp", dtype, LANGEVIN_CUDA, (("D", d), ("H", H)))
+    c = lambda a: cupy.ascontiguousarray(a, dtype=dtype)  # noqa: E731
+    out = cupy.empty((k, d), dtype=dtype)
+    threads = 128  # four samples per block
+    kernel(((32 * k + threads - 1) // threads,), (threads,),
+           (np.int64(k), c(pool), c(noise), c(p["W1"]), c(p["b1"]), c(p["W2"]), c(p["b2"]), out,
+            np.int32(noise.shape[0]), dtype.type(0.5 * eps), dtype.type(math.sqrt(eps))))
+    return out
 
 
-def train(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
-    """Run cfg.algo's trainer from `state` (or from scratch) up to step `until` (default:
-    cfg.steps, the end of the run; the schedule always spans cfg.steps). Returns the state.
-    With `run_dir` it checkpoints to run_dir/checkpoint.npz; `on_eval(record)` is called
-    with each evaluation record, `on_step(state)` after every step (progress display)."""
-    return TRAINERS[cfg.algo](cfg, state, run_dir, on_eval, until, on_step)
+def advantages(rewards, values, next_values, gamma, lam):
+    """`gae`; on a GPU computed as gae_by_matmul, one matrix product instead of M small
+    steps (equal up to rounding: tests/test_trainers.py, tests/test_gpu.py)."""
+    return (gae if xp_of(rewards) is np else gae_by_matmul)(rewards, values, next_values, gamma, lam)
+
+
+def gae_by_matmul(rewards, values, next_values, gamma, lam):
+    """`gae` as one matrix product: Â_m = Σ_{j ≥ m} (γλ)^{j−m} δ_j, so Â = U δ with U the
+    (M, M) upper-triangular matrix U[m, j] = (γλ)^{j−m}. One operation instead of M small
+    ones, which is what a GPU wants; on a CPU it costs M times the loop's arithmetic, so
+    ppo_update uses it on CuPy only. Equal to `gae` up to rounding (tests/test_trainers.py)."""
+    xp = xp_of(rewards)
+    deltas = rewards + gamma * next_values - values
+    j = xp.arange(deltas.shape[0])                      # built on the device: no transfer
+    lag = j[None, :] - j[:, None]
+    U = xp.where(lag >= 0, (gamma * lam) ** xp.maximum(lag, 0), 0.0).astype(deltas.dtype)
+    adv = U @ deltas
+    return adv, adv + values
+
+
+# Rows per chunk of the PPO losses: on NumPy one time step (B rows), which keeps the
+# activations in cache; on CuPy 2^18 rows, so a rollout of 256 × 8192 agents is 8 chunks.
+PPO_CHUNK_ROWS = {"numpy": None, "cupy": 1 << 18}
+
+
+def chunk_rows(xp, batch):
+    """How many rows of the rollout ppo_update takes at a time (PPO_CHUNK_ROWS)."""
+    return PPO_CHUNK_ROWS[xp.__name__] or batch
+
+
+def _chunk_mean(loss_and_grad, chunks):
+    """Loss and gradients of a mean over rows, from chunks of rows (argument tuples whose
+    second item holds the chunk's rows): the chunk means weighted by their share of the
+    rows, which is the mean over all rows. The sums stay on the device."""
+    n_rows = sum(args[1].shape[0] for args in chunks)
+    total, grads = 0.0, None
+    for args in chunks:
+        w = args[1].shape[0] / n_rows
+        loss, g = loss_and_grad(*args)
+        total = total + w * loss
+        if grads is None:
+            grads = {k: w * v for k, v in g.items()}
+        else:
+            for k in grads:
+                grads[k] += w * g[k]
+    return total, grads

@@ -197,9 +197,16 @@ def critic_loss_and_grad(p, x, y):
     err = y - v
     loss = (err * err).mean()
     dv = (-2.0 / x.shape[0]) * err                          # (N,)
+    return loss, critic_backward(p, (x, h), dv)
+
+
+def critic_backward(p, cache, dv):
+    """Backpropagate dL/dV (N,) to every critic parameter; cache = (x, h), the input and
+    the hidden activations of critic_forward."""
+    x, h = cache
     dh, dW2, db2 = affine_backward(dv[:, None], h, p["W2"])
     _, dW1, db1 = affine_backward(tanh_backward(dh, h), x, p["W1"])
-    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
 
 # ---------------------------------------------------------------------------------------
@@ -245,15 +252,22 @@ def score_loss_and_grad(p, x, probes=None):
         trace = (g * c).sum(axis=1)                         # (N,)
     loss = (trace + 0.5 * (s * s).sum(axis=1)).mean()
 
-    ds = s / n                                              # (N, d)
-    da, dW2, db2 = affine_backward(ds, a, W2)
-    dz = tanh_backward(da, a) - 2.0 * a * g * c / n         # (N, H)
-    _, dW1, db1 = affine_backward(dz, x, W1)
-    if probes is None:
+    grads = score_backward(p, (x, a), s / n, -2.0 * a * g * c / n)  # ½|s|², and the trace through g
+    if probes is None:                                      # the trace through c
         gbar = sum_rows(g) / n                              # (H,) the mean over the batch
-        dW1 = dW1 + gbar * W2.T
-        dW2 = dW2 + gbar[:, None] * W1.T
+        grads["W1"] = grads["W1"] + gbar * W2.T
+        grads["W2"] = grads["W2"] + gbar[:, None] * W1.T
     else:
-        dW1 = dW1 + probes.T @ (g * u2) / n
-        dW2 = dW2 + (g * u1).T @ probes / n
-    return loss, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+        grads["W1"] = grads["W1"] + probes.T @ (g * u2) / n
+        grads["W2"] = grads["W2"] + (g * u1).T @ probes / n
+    return loss, grads
+
+
+def score_backward(p, cache, ds, dz=0.0):
+    """Backpropagate dL/ds (N, d) to every score parameter, with dz (N, H) added to the
+    gradient at the hidden pre-activation (the trace term's path through g); cache =
+    (x, a), the input and the hidden activations of score_forward."""
+    x, a = cache
+    da, dW2, db2 = affine_backward(ds, a, p["W2"])
+    _, dW1, db1 = affine_backward(tanh_backward(da, a) + dz, x, p["W1"])
+    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}

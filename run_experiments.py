@@ -37,8 +37,8 @@ if __name__ == "__main__":  # Ctrl-C while NumPy and mfcg load: one line, not a 
 
 # mfcg runs its independent pieces (the two Langevin pools, the two score networks, critic
 # and actor) on two threads itself; OpenBLAS's own worker threads would compete with those
-# for the cores (measured with `make bench` on 2 cores: B 10.7 → 18.9 steps/s, DRL 9.9 →
-# 18.5). Set before NumPy loads OpenBLAS; an explicit setting in the environment wins.
+# for the cores (README, Performance: "One BLAS thread"). Set before NumPy loads OpenBLAS;
+# an explicit setting in the environment wins.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -837,15 +837,6 @@ def bench_table(result):
 
 
 # ---------------------------------------------------------------------------------------
-# command line
-# ---------------------------------------------------------------------------------------
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        raise UsageError(message)
-
-
-# ---------------------------------------------------------------------------------------
 # The memory of the local score network (README, "Which equilibrium")
 # ---------------------------------------------------------------------------------------
 
@@ -870,7 +861,7 @@ def _fork(state):
     return {"params": {k: v.copy() for k, v in state["params"].items()},
             "adam": {k: {"t": a["t"], "m": a["m"].copy(), "v": a["v"].copy()}
                      for k, a in state["adam"].items()},
-            **{k: state[k].copy() for k in ("pool_global", "pool_local", "m", "m_tilde", "mf_grad")}}
+            **{k: state[k].copy() for k in ("pool_global", "pool_local")}}
 
 
 def score_memory(cfg, gain, warmup=20_000, reps=8, horizon=1000, gap=500, shift=0.1,
@@ -893,8 +884,7 @@ def score_memory(cfg, gain, warmup=20_000, reps=8, horizon=1000, gap=500, shift=
     def advance(st, x_in, n, run_cfg):
         rng = mfcg.make_rng((cfg.seed, n, STREAM_MEMORY_SCORES), xp)
         mfcg.score_update(st, run_cfg, x_in, lrs, rng)
-        mfcg.langevin_refresh(st, run_cfg, rng)
-        return float(st["m_tilde"][0])
+        return float(mfcg.langevin_refresh(st, run_cfg, rng).m_tilde[0])
 
     def agent_step(x, n):
         return pb.step(x, sol.control(x), mfcg.make_rng((cfg.seed, n, STREAM_MEMORY_AGENT), xp))
@@ -964,6 +954,15 @@ def cmd_memory(args):
     return 0
 
 
+# ---------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise UsageError(message)
+
+
 def build_parser():
     p = _Parser(prog="run_experiments.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -1018,8 +1017,8 @@ def keep_freed_memory():
     """Ask glibc to keep freed large buffers for reuse instead of returning them to the OS.
 
     By default every array above ~128 KiB is a fresh mmap whose pages fault in on first
-    touch; a training step allocates many 4 MiB temporaries at the paper's sizes. Measured
-    with `make bench` (2 cores): B 10.1 → 12.2 steps/s. Only this command line does this;
+    touch; a training step allocates many 4 MiB temporaries at the paper's sizes (README,
+    Performance, for what it gains). Only this command line does this;
     importing mfcg changes nothing. No effect (and no error) where glibc is absent."""
     try:
         import ctypes

@@ -30,13 +30,13 @@ def test_correction_enters_the_reward():
     """One step with the correction pays exactly −Δt·x·E[∂f/∂m̃] more than without."""
     cfg = mfcg.preset("quick", "b", batch=64, n_samples=50, steps=2, mf_correction=True)
     state = mfcg.init_state(cfg)
-    mfcg.langevin_refresh(state, cfg, mfcg.training_rng(cfg, 0))
-    expect = PB.dcost_dm_tilde(state["pool_local"], state["m_tilde"]).mean(axis=0)
-    np.testing.assert_allclose(al.to_numpy(state["mf_grad"]), al.to_numpy(expect), rtol=1e-6)
+    field = mfcg.langevin_refresh(state, cfg, mfcg.training_rng(cfg, 0))
+    expect = PB.dcost_dm_tilde(state["pool_local"], field.m_tilde).mean(axis=0)
+    np.testing.assert_allclose(al.to_numpy(field.mf_grad), al.to_numpy(expect), rtol=1e-6)
     plain = mfcg.preset("quick", "b", batch=64, n_samples=50, steps=2)
-    _, r_mf, _ = mfcg.act_and_step(state, cfg, state["x"], mfcg.training_rng(cfg, 1))
-    _, r_plain, _ = mfcg.act_and_step(state, plain, state["x"], mfcg.training_rng(plain, 1))  # same stream
-    np.testing.assert_allclose(al.to_numpy(r_mf - r_plain), al.to_numpy(-PB.dt * (state["x"] * state["mf_grad"]).sum(axis=1)),
+    _, r_mf, _ = mfcg.act_and_step(state, cfg, state["x"], field, mfcg.training_rng(cfg, 1))
+    _, r_plain, _ = mfcg.act_and_step(state, plain, state["x"], field, mfcg.training_rng(plain, 1))  # same stream
+    np.testing.assert_allclose(al.to_numpy(r_mf - r_plain), al.to_numpy(-PB.dt * (state["x"] * field.mf_grad).sum(axis=1)),
                                rtol=1e-4, atol=1e-9)
 
 

@@ -39,6 +39,7 @@ def _arrays(state):
         out.update({f"target.{k}": copy(v) for k, v in state["target"].items()})
     for key in mfcg.STATE_ARRAYS:
         out[key] = copy(state[key])
+    out.update({f"field_{k}": copy(v) for k, v in state["field"]._asdict().items()})
     for i, entry in enumerate(state["buffer"]):
         out.update({f"buffer.{i}.{k}": copy(v) for k, v in entry.items()})
     return out
@@ -75,6 +76,8 @@ def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
     (dict(eps_langevin=-1.0), "eps_langevin must be > 0"),
     (dict(ppo_clip=1.5), "ppo_clip must be in"),
     (dict(dtype="float16"), "dtype must be"),
+    (dict(algo="ac", batch=1, target_every=5), "target_every must be 0 for ac: .* no target network"),
+    (dict(algo="drl", target_every=200), "target_every must be 0 for drl"),
 ])
 def test_invalid_configs_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -146,13 +149,13 @@ def test_policy_evaluation_reaches_the_closed_form_value():
         "bs": f32([math.log(math.expm1(noise_std - cfg.std_floor))])})
     state["adam"]["actor"] = al.adam_init(state["params"]["actor"])
     actor_before = {k: al.to_numpy(v).copy() for k, v in state["params"]["actor"].items()}
-    state["m"] = state["m_tilde"] = f32([SOL.mean])
+    field = mfcg.MeanField(f32([SOL.mean]), f32([SOL.mean]), f32([0.0]))  # the means frozen at m*
     state["x"] = f32(SOL.mean + SOL.std * np.random.default_rng(1).standard_normal((cfg.batch, 1)))
     x = SOL.mean + SOL.std * np.random.default_rng(2).standard_normal((4000, 1))
     avg, count = np.zeros(len(x)), 0
     for n in range(6000):
         lrs = {"actor": 0.0, "critic": 1e-3 if n < 4000 else 1e-4}
-        a, r, x_next = mfcg.act_and_step(state, cfg, state["x"], mfcg.training_rng(cfg, n))
+        a, r, x_next = mfcg.act_and_step(state, cfg, state["x"], field, mfcg.training_rng(cfg, n))
         mfcg.actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs)
         state["x"] = x_next
         if n >= 4000 and n % 20 == 0:
