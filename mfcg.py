@@ -631,24 +631,16 @@ def _stack(buffer, key):
 # ---------------------------------------------------------------------------------------
 
 def train_ac(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
-    """IH-MFCG-AC (Algorithm 1): score updates, Langevin, one TD(0) actor–critic step.
-    With the paper preset a single agent (B = 1), no target network and no clipping."""
-    state = state if state is not None else init_state(cfg)              # L1–2
-    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
-    for n in loop.steps():                                               # L3
-        lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
-        losses = score_update(state, cfg, state["x"], lrs, rng)          # L4–7
-        state["field"] = langevin_refresh(state, cfg, rng)               # L8: m, m̃
-        a, r, x_next = act_and_step(state, cfg, state["x"], state["field"], rng)  # L9–11
-        losses.update(actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs))  # L12–17
-        state["x"] = x_next
-        loop.losses(losses)
-    return state
+    """IH-MFCG-AC (Algorithm 1). Its lines are Algorithm 2's without line 18: one agent
+    (B = 1 in the paper preset), no target network and no clipping, which is what train_b
+    does with such a Config (target_every = 0, grad_clip = 0). So train_b runs it."""
+    return train_b(cfg, state, run_dir, on_eval, until, on_step)
 
 
 def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
     """IH-MFCG-AC-B (Algorithm 2): B agents at once, a target critic copied every
-    cfg.target_every steps, clipped actor and critic gradients."""
+    cfg.target_every steps, clipped actor and critic gradients. With B = 1 and neither,
+    Algorithm 1 (train_ac)."""
     state = state if state is not None else init_state(cfg)              # L1–2
     loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
     for n in loop.steps():                                               # L3
