@@ -6,10 +6,12 @@
     python run_experiments.py reproduce --preset quick [--seeds 5] [--jobs J] [--algos b,m]
                                         [--set KEY=V1,V2,...] [--runs runs] [--out results]
     python run_experiments.py bench [--algo A] [--steps N] [--preset paper] [--out ROOT]
+    python run_experiments.py memory [--preset lean] [--seed 0] [--out DIR]
 
 `run` trains one algorithm into its own directory (config.json, history.json, metrics.json,
 curves.npz, checkpoint.npz); `report` turns any number of such directories into a table and
-figures; `reproduce` runs every algorithm × seed as independent processes, then reports.
+figures; `reproduce` runs every algorithm × seed as independent processes, then reports;
+`memory` measures how much of the group's term AC's own score network passes to its agent.
 `--set` changes one Config field of the preset (`reproduce` sweeps a list of values); the
 field and its value become part of the run's label, so `report` keeps such runs apart.
 Runs never overwrite each other: an existing directory is only continued, with --resume.
