@@ -915,6 +915,8 @@ def cmd_memory(args):
     """Measure w for AC's local score network at the schedule's rate levels and write
     memory.json and MEMORY.md: w and the settled mean μ(w) it predicts, plain and with the
     correction (μ(1 + w): the correction adds the group's whole term)."""
+    if args.reps < 2:
+        raise UsageError(f"--reps must be at least 2 (a standard error needs two forks), got {args.reps}")
     if os.path.exists(os.path.join(args.out, "memory.json")):
         raise UsageError(f"{args.out} holds a memory measurement already; choose another --out")
     cfg = mfcg.preset(args.preset, "ac", seed=args.seed)
@@ -929,7 +931,7 @@ def cmd_memory(args):
         rows.append({"gain": gain, "w": w, "w_stderr": float(np.std(ws, ddof=1) / math.sqrt(len(ws))),
                      "w_per_fork": ws, "mu_plain": sol.mean_own_influence(w),
                      "mu_mf": sol.mean_own_influence(1 + w),
-                     "s_at": {str(j): float(mean[j]) for j in (0, 10, 100, len(mean) - 1)},
+                     "s_at": {str(j): float(mean[j]) for j in (0, 10, 100, len(mean) - 1) if j < len(mean)},
                      "seconds": time.perf_counter() - t0})
         print(f"memory: gain {gain}: w = {w:.4f} ± {rows[-1]['w_stderr']:.4f}, "
               f"μ(w) = {rows[-1]['mu_plain']:.3f}", flush=True)
@@ -946,9 +948,9 @@ def cmd_memory(args):
              "| rates × | w | w, range over forks | s₀ | s₁₀ | s₁₀₀ | s at the horizon | μ(w), plain | μ(1 + w), +mf |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        s_at = [r["s_at"][k] for k in sorted(r["s_at"], key=int)]
+        s_at = [r["s_at"].get(str(j)) for j in (0, 10, 100, args.horizon - 1)]
         lines.append(f"| {r['gain']} | {r['w']:.3f} ± {r['w_stderr']:.3f} | {min(r['w_per_fork']):.3f} to "
-                     f"{max(r['w_per_fork']):.3f} | " + " | ".join(f"{v:.3f}" for v in s_at)
+                     f"{max(r['w_per_fork']):.3f} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in s_at)
                      + f" | {r['mu_plain']:.3f} | {r['mu_mf']:.3f} |")
     lines += ["", f"m* = {sol.mean:.3f}, m_mfg = {sol.mean_mfg:.3f}."]
     with open(os.path.join(args.out, "MEMORY.md"), "w") as f:

@@ -185,6 +185,8 @@ def _one_line_error(code, err, match):
     (("run", "--algo", "m", "--set", "eps_langevin=1", "--set", "eps_langevin=2"), "eps_langevin is set twice"),
     (("reproduce", "--algos", "b,sac"), "--algos b,sac: expected distinct names"),
     (("reproduce", "--set", "langevin_steps=5,5"), "a value is repeated"),
+    (("memory", "--reps", 1), "--reps must be at least 2"),
+    (("memory", "--horizon", 0), "--horizon must be a positive integer"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, match):
     _one_line_error(*cli(*args, cwd=tmp_path)[::2], match)
@@ -226,3 +228,17 @@ def test_time_to_accuracy_is_where_the_error_stays_below():
     assert rx.time_to_accuracy(history, "control_rmse", 0.3) == (6.0, 40)
     assert rx.time_to_accuracy(history, "control_rmse", 0.15) is None
     assert rx.time_to_accuracy(history[:2], "control_rmse", 0.3) == (2.5, 20)
+
+
+def test_memory_writes_its_table_and_never_overwrites_it(tmp_path):
+    """`memory` on a tiny budget: one row per rate level, w finite; a second run into the
+    same directory is refused and leaves the first measurement as it was."""
+    args = ("memory", "--warmup", 5, "--reps", 2, "--horizon", 4, "--langevin-steps", 2, "--out", "mem")
+    code, _, err = cli(*args, cwd=tmp_path)
+    assert code == 0, err
+    saved = _json(tmp_path / "mem" / "memory.json")
+    assert [r["gain"] for r in saved["rows"]] == [0.25, 1.0, 10.0]
+    assert all(np.isfinite(r["w"]) and len(r["w_per_fork"]) == 2 for r in saved["rows"])
+    before = (tmp_path / "mem" / "memory.json").read_bytes()
+    _one_line_error(*cli(*args, cwd=tmp_path)[::2], "mem holds a memory measurement already")
+    assert (tmp_path / "mem" / "memory.json").read_bytes() == before
