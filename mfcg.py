@@ -276,9 +276,9 @@ class Config:
     ent_coef: float = 0.01          # [c_ent] weight of the entropy bonus
     ppo_epochs: int = 1             # PPO updates per rollout (Algorithm 4: one)
     mf_correction: bool = False     # add x·E[∂f/∂m̃] to the running cost (see mf_correction)
-    hidden_actor: int = 64          # [Π] hidden tanh units of the actor
-    hidden_critic: int = 128        # [V] hidden tanh units of the critic
-    hidden_score: int = 128         # [Σ, Σ̃] hidden tanh units of each score network
+    hidden_actor: int = 64          # hidden tanh units of the actor Π
+    hidden_critic: int = 128        # hidden tanh units of the critic V
+    hidden_score: int = 128         # hidden tanh units of each score network Σ, Σ̃
     dtype: str = "float32"          # float32 (training) or float64
     seed: int = 0                   # initial weights and every random stream
     eval_every: int = 1000          # evaluate (and record history) every this many steps
@@ -311,10 +311,9 @@ class Config:
         for name in ["target_every", "grad_clip", "ent_coef"]:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.target_every and self.algo in ("ac", "drl"):  # nothing would read or refresh it
-            box = {"ac": "Algorithm 1 bootstraps from its critic", "drl": "Algorithm 4's GAE uses its critic"}
-            raise ValueError(f"target_every must be 0 for {self.algo}: {box[self.algo]}, it has "
-                             f"no target network (got {self.target_every})")
+        if self.target_every and self.algo == "drl":  # nothing would read it (see train_drl)
+            raise ValueError(f"target_every must be 0 for drl: Algorithm 4's GAE bootstraps with "
+                             f"the critic itself, a target would have no reader (got {self.target_every})")
         if not 0 < self.ppo_clip < 1:
             raise ValueError(f"ppo_clip must be in (0, 1), got {self.ppo_clip}")
         if not 0 <= self.gae_lambda <= 1:
@@ -379,7 +378,7 @@ def preset(name, algo, **overrides):
 # ---------------------------------------------------------------------------------------
 
 class MeanField(NamedTuple):
-    """What a Langevin refresh tells the agents (line 8): the global mean m, the local mean
+    """What a Langevin refresh tells the agents (line 8; M: 10, DRL: 9): the global mean m, the local mean
     m̃ and E_{x'∼local}[∂f/∂m̃(x', m̃)] for the mean-field correction (zero without it);
     each (d,), on the device."""
     m: object
@@ -423,7 +422,7 @@ def init_state(cfg, xp=None):
         "x": rng.standard_normal((cfg.batch, d), dtype=dtype),
         "pool_global": rng.standard_normal((cfg.n_samples, d), dtype=dtype),
         "pool_local": rng.standard_normal((cfg.n_samples, d), dtype=dtype),
-        "field": MeanField(*(xp.zeros(d, dtype=dtype) for _ in MeanField._fields)),  # the last refresh's
+        "field": MeanField(*(xp.zeros(d, dtype=dtype) for _ in MeanField._fields)),  # set by each refresh
         "buffer": [],                          # DRL rollout: one dict per stored step
         "history": [],
         "loss_log": {},                        # name → [(step, loss)] since the last evaluation
@@ -632,8 +631,9 @@ def _stack(buffer, key):
 
 def train_ac(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
     """IH-MFCG-AC (Algorithm 1). Its lines are Algorithm 2's without line 18: one agent
-    (B = 1 in the paper preset), no target network and no clipping, which is what train_b
-    does with such a Config (target_every = 0, grad_clip = 0). So train_b runs it."""
+    and no target network, with no clipping, which is what train_b does with the paper
+    preset's AC Config (batch = 1, target_every = 0, grad_clip = 0). So train_b runs it;
+    other settings (a target, clipping) then act as they do in B."""
     return train_b(cfg, state, run_dir, on_eval, until, on_step)
 
 
@@ -646,7 +646,7 @@ def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
     for n in loop.steps():                                               # L3
         lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
         losses = score_update(state, cfg, state["x"], lrs, rng)          # L4–7
-        state["field"] = langevin_refresh(state, cfg, rng)               # L8: m, m̃
+        state["field"] = langevin_refresh(state, cfg, rng)               # L8: pools on, m, m̃
         a, r, x_next = act_and_step(state, cfg, state["x"], state["field"], rng)  # L9–11
         losses.update(actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs))  # L12–17
         state["x"] = x_next
@@ -685,7 +685,9 @@ def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
 def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
     """IH-MFCG-AC-DRL (Algorithm 4): transitions of B agents go into a rollout buffer;
     every cfg.rollout steps, GAE per agent along time, one critic step on the GAE returns
-    and PPO (clip, entropy bonus) on the whole rollout, then the buffer is cleared."""
+    and PPO (clip, entropy bonus) on the whole rollout, then the buffer is cleared.
+    Algorithm 4's line 25 copies the critic into a target that none of its lines reads (its
+    GAE bootstraps with V itself), so no target is kept and Config refuses one."""
     state = state if state is not None else init_state(cfg)              # L1–3
     loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
     for n in loop.steps():                                               # L4
@@ -932,6 +934,11 @@ def load_checkpoint(path, xp=None):
                          f"moments and streams keyed by the step); it cannot be resumed")
     try:
         cfg = Config(**meta["config"])
+    except ValueError as exc:
+        raise ValueError(f"{path} holds settings this version of mfcg refuses: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 — not a config at all
+        raise ValueError(f"{path} is not a checkpoint of this project ({one_line(exc)})") from None
+    try:
         state = {"step": meta["step"], "history": meta["history"], "params": {}, "adam": {},
                  "target": None, "buffer": [],
                  "loss_log": {k: [tuple(e) for e in log] for k, log in meta["loss_log"].items()},

@@ -212,10 +212,16 @@ def saved_config(run_dir):
     try:
         with open(path) as fh:
             saved = json.load(fh)
-        return saved["preset"], saved.get("settings", {}), mfcg.Config(**saved["config"])
+        config = saved["config"]
     except FileNotFoundError:
         raise UsageError(f"{run_dir} has no config.json: not a run directory") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path} is not a run's config.json ({mfcg.one_line(exc)})") from None
+    try:
+        return saved["preset"], saved.get("settings", {}), mfcg.Config(**config)
+    except ValueError as exc:
+        raise UsageError(f"{path} holds settings this version refuses: {exc}") from None
+    except (KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{path} is not a run's config.json ({mfcg.one_line(exc)})") from None
 
 
@@ -872,15 +878,16 @@ def score_memory(cfg, gain, warmup=20_000, reps=8, horizon=1000, gap=500, shift=
     each step one score update at the agent's state, then a Langevin refresh (L4–8).
 
     The agent follows the MFCG control α̂ (so its states are those of the solution). After
-    `warmup` steps the networks have learned the agent's law; then, `reps` times, `gap`
-    steps apart, the pipeline is forked into two copies fed the same random numbers and the
-    same states, one of them shifted by `shift` from the fork on, and the difference of
-    their m̃ over `horizon` steps, per unit shift, is one step response. Rates are the
-    config's times `gain` (constant); `langevin_steps` overrides the iterations per refresh
-    after the warm-up. Returns the step responses, (reps, horizon)."""
+    `warmup` steps the networks have learned the agent's law. Then, `reps` times, the
+    pipeline runs `gap` steps and forks: the main chain goes on with the agent's states,
+    a copy with the same states shifted by `shift`, both fed the same random numbers, for
+    `horizon` steps; the difference of their m̃, per unit shift, is one step response. The
+    main chain then goes on from where it is, so the forks' windows do not overlap. Rates
+    are the config's times `gain` (constant); `langevin_steps` overrides the iterations
+    per refresh after the warm-up. Returns the step responses, (reps, horizon)."""
     pb, sol, xp = cfg.problem, mfcg.LQSolution.of(cfg.problem), mfcg.get_xp()
     lrs = {"score_global": gain * cfg.lr_global, "score_local": gain * cfg.lr_local}
-    state, n = mfcg.init_state(cfg), 0
+    state = mfcg.init_state(cfg)
     x = state["x"]
 
     def advance(st, x_in, n, run_cfg):
@@ -894,19 +901,18 @@ def score_memory(cfg, gain, warmup=20_000, reps=8, horizon=1000, gap=500, shift=
     for n in range(warmup):
         advance(state, x, n, cfg)
         x = agent_step(x, n)
-    measure_cfg = dataclasses.replace(cfg, langevin_steps=langevin_steps or cfg.langevin_steps)
+    n, after = warmup, dataclasses.replace(cfg, langevin_steps=langevin_steps or cfg.langevin_steps)
     responses = []
     for _ in range(reps):
         for _ in range(gap):
-            advance(state, x, n, cfg)
+            advance(state, x, n, after)
             x, n = agent_step(x, n), n + 1
-        base, shifted, xs = _fork(state), _fork(state), x
-        response = []
-        for j in range(horizon):
-            m0 = advance(base, xs, n + j, measure_cfg)
-            m1 = advance(shifted, xs + shift, n + j, measure_cfg)
+        shifted, response = _fork(state), []
+        for _ in range(horizon):
+            m0 = advance(state, x, n, after)
+            m1 = advance(shifted, x + shift, n, after)
             response.append((m1 - m0) / shift)
-            xs = agent_step(xs, n + j)
+            x, n = agent_step(x, n), n + 1
         responses.append(response)
     return np.array(responses)
 

@@ -339,6 +339,23 @@ def test_load_checkpoint_of_another_npz(tmp_path):
         mfcg.load_checkpoint(str(tmp_path / "z.npz"))
 
 
+def test_load_checkpoint_with_settings_this_version_refuses(tmp_path):
+    """A DRL checkpoint from a version that let DRL keep an unread target network names
+    the refused setting, not a broken file."""
+    cfg = mfcg.preset("quick", "drl", batch=4, n_samples=8, steps=2)
+    path = tmp_path / "c.npz"
+    mfcg.save_checkpoint(str(path), mfcg.init_state(cfg), cfg)
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    meta = json.loads(str(data["meta"]))
+    meta["config"]["target_every"] = 200
+    data["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **data)
+    with pytest.raises(ValueError, match=r"c.npz holds settings this version of mfcg refuses: "
+                                         r"target_every must be 0 for drl"):
+        mfcg.load_checkpoint(str(path))
+
+
 # --- 8. the smaller ones ---------------------------------------------------------------------------
 
 def test_report_counts_each_run_once_however_spelled(tmp_path, finished):

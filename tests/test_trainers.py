@@ -76,8 +76,7 @@ def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
     (dict(eps_langevin=-1.0), "eps_langevin must be > 0"),
     (dict(ppo_clip=1.5), "ppo_clip must be in"),
     (dict(dtype="float16"), "dtype must be"),
-    (dict(algo="ac", batch=1, target_every=5), "target_every must be 0 for ac: .* no target network"),
-    (dict(algo="drl", target_every=200), "target_every must be 0 for drl"),
+    (dict(algo="drl", target_every=200), "target_every must be 0 for drl: .* no reader"),
 ])
 def test_invalid_configs_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
