@@ -1118,8 +1118,10 @@ class _Loop:
 
 
 # ---------------------------------------------------------------------------------------
-# Fast paths: the same arithmetic as the readable functions above, chosen here and only
-# here. Each names the function it equals and the test that proves it.
+# Fast paths: the same arithmetic as the readable definitions above, faster. The step
+# functions call them by name (sample_pools runs langevin_score_net, ppo_update takes its
+# rollout in chunks of chunk_rows); what each does on which backend is decided here. Each
+# names the definition it equals and the test that proves it.
 # ---------------------------------------------------------------------------------------
 
 _THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mfcg")
@@ -1129,7 +1131,8 @@ PARALLEL_MIN_WORK = 2 ** 17  # below ~this many hidden activations a thread cost
 def concurrently(calls, work):
     """[fn(*args) for fn, *args in calls], the calls being independent: on two threads
     when on NumPy and each call is big enough (`work` ≈ its hidden activations) for
-    NumPy's GIL-free ufuncs to overlap. The results do not depend on the choice."""
+    NumPy's GIL-free ufuncs to overlap. The results do not depend on the choice
+    (tests/test_speed.py::test_threads_do_not_change_results)."""
     if len(calls) > 1 and work >= PARALLEL_MIN_WORK and get_xp() is np:
         return list(_THREADS.map(lambda call: call[0](*call[1:]), calls))
     return [fn(*args) for fn, *args in calls]
@@ -1278,14 +1281,17 @@ PPO_CHUNK_ROWS = {"numpy": None, "cupy": 1 << 18}
 
 
 def chunk_rows(xp, batch):
-    """How many rows of the rollout ppo_update takes at a time (PPO_CHUNK_ROWS)."""
+    """How many rows of the rollout ppo_update takes at a time (PPO_CHUNK_ROWS); any
+    choice gives the same update up to rounding (tests/test_trainers.py::
+    test_ppo_update_in_big_chunks_equals_one_time_step_per_chunk)."""
     return PPO_CHUNK_ROWS[xp.__name__] or batch
 
 
 def _chunk_mean(loss_and_grad, chunks):
     """Loss and gradients of a mean over rows, from chunks of rows (argument tuples whose
     second item holds the chunk's rows): the chunk means weighted by their share of the
-    rows, which is the mean over all rows. The sums stay on the device."""
+    rows, which is the mean over all rows (tests/test_speed.py::
+    test_chunk_mean_is_the_full_batch_mean). The sums stay on the device."""
     n_rows = sum(args[1].shape[0] for args in chunks)
     total, grads = 0.0, None
     for args in chunks:
