@@ -509,7 +509,7 @@ def langevin_refresh(state, cfg, rng):
         [state["pool_global"], state["pool_local"]], cfg.langevin_steps, cfg.eps_langevin, rng)
     m_tilde = state["pool_local"].mean(axis=0)
     mf_grad = (cfg.problem.dcost_dm_tilde(state["pool_local"], m_tilde).mean(axis=0)
-               if cfg.mf_correction else xp_of(m_tilde).zeros_like(m_tilde))
+               if cfg.mf_correction else state["field"].mf_grad)  # without it: init_state's zeros
     return MeanField(state["pool_global"].mean(axis=0), m_tilde, mf_grad)
 
 

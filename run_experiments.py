@@ -927,6 +927,7 @@ def cmd_memory(args):
         raise UsageError(f"{args.out} holds a memory measurement already; choose another --out")
     cfg = mfcg.preset(args.preset, "ac", seed=args.seed)
     gamma, sol = cfg.problem.discount, mfcg.LQSolution.of(cfg.problem)
+    iterations = args.langevin_steps or cfg.langevin_steps
     rows = []
     for gain in MEMORY_GAINS:
         t0 = time.perf_counter()
@@ -944,10 +945,10 @@ def cmd_memory(args):
     os.makedirs(args.out, exist_ok=True)
     _write_json(os.path.join(args.out, "memory.json"), {"preset": args.preset, "seed": args.seed,
         "warmup": args.warmup, "reps": args.reps, "horizon": args.horizon,
-        "langevin_steps": args.langevin_steps or cfg.langevin_steps, "rows": rows,
+        "langevin_steps": iterations, "rows": rows,
         "m_star": sol.mean, "m_mfg": sol.mean_mfg})
     lines = [f"# Memory of AC's local score network ({args.preset} preset, seed {args.seed}, "
-             f"{args.langevin_steps or cfg.langevin_steps} Langevin iterations per refresh)", "",
+             f"{iterations} Langevin iterations per refresh)", "",
              "w = Σ γʲ h_j from the mean step response s_j of m̃ to a 0.1 shift of the agent's "
              "states, per unit shift, over the forks (± its standard error; the range of w over "
              "the forks beside it); μ is the settled mean it predicts.", "",
