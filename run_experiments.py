@@ -869,6 +869,7 @@ def _fork(state):
     return {"params": {k: v.copy() for k, v in state["params"].items()},
             "adam": {k: {"t": a["t"], "m": a["m"].copy(), "v": a["v"].copy()}
                      for k, a in state["adam"].items()},
+            "field": state["field"],  # read, never written in place
             **{k: state[k].copy() for k in ("pool_global", "pool_local")}}
 
 
