@@ -1018,14 +1018,21 @@ class _Loop:
             os.makedirs(run_dir, exist_ok=True)
         self._mark = (state["step"], state["train_seconds"])  # where steps/s is measured from
         self.interrupted = False
+        self._after_step = False  # True from a step's end until the loop reads self.interrupted
+
+    def _last_step(self):
+        """The step a signal arriving now stops after: the one in progress, or, between a
+        step's end and the loop's reading of the flag (evaluation time), the one just done."""
+        return self.state["step"] + (0 if self._after_step else 1)
 
     def _on_signal(self, signum, frame):
         if self.interrupted:
-            raise KeyboardInterrupt(f"interrupted again during step {self.state['step'] + 1}: stopped "
+            where = f"after step {self.state['step']}" if self._after_step else f"during step {self.state['step'] + 1}"
+            raise KeyboardInterrupt(f"interrupted again {where}: stopped "
                                     f"at once, no checkpoint written"
                                     + (f" (the last one in {self.path} stays)" if self.path else ""))
         self.interrupted = signal.Signals(signum).name
-        print(f"{self.interrupted}: finishing step {self.state['step'] + 1}, then "
+        print(f"{self.interrupted}: stopping after step {self._last_step()}, then "
               + ("checkpointing" if self.path else "stopping") + " (Ctrl-C again to stop at once)",
               file=sys.stderr, flush=True)
 
@@ -1043,7 +1050,7 @@ class _Loop:
                 if n % cfg.eval_every == 0 or n == cfg.steps or n % cfg.checkpoint_every == 0:
                     _wait_for_device(state)  # so the steps' time includes the work they queued
                 state["train_seconds"] += time.perf_counter() - t0
-                state["step"] = n
+                state["step"], self._after_step = n, True
                 recorded = n % cfg.eval_every == 0 or n == cfg.steps
                 if recorded:
                     state["wall_seconds"] = wall0 + time.perf_counter() - start
@@ -1051,14 +1058,15 @@ class _Loop:
                 state["wall_seconds"] = wall0 + time.perf_counter() - start
                 if self.on_step:
                     self.on_step(state)
-                stop = self.interrupted or n == self.until
+                interrupted, self._after_step = self.interrupted, False  # read once: a later signal ends step n + 1
+                stop = interrupted or n == self.until
                 if self.path and (n % cfg.checkpoint_every == 0 or stop):
                     if not recorded:  # an evaluation at this step has just checked the state
                         self._check_finite()
                     save_checkpoint(self.path, state, cfg)
-                if self.interrupted:
+                if interrupted:
                     raise KeyboardInterrupt(f"interrupted after step {n}"
-                                            + ("" if self.interrupted == "SIGINT" else f" ({self.interrupted})")
+                                            + ("" if interrupted == "SIGINT" else f" ({interrupted})")
                                             + (f"; checkpoint written to {self.path}" if self.path else ""))
         finally:
             for sig, handler in previous.items():

@@ -408,7 +408,7 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert time.time() - t0 < 10 and proc.returncode == 130
-    assert "finishing step 1, then checkpointing (Ctrl-C again to stop at once)" in err
+    assert "stopping after step 1, then checkpointing (Ctrl-C again to stop at once)" in err
     assert "interrupted again during step 1: stopped at once, no checkpoint written" in err.splitlines()[-1]
     assert "Traceback" not in err and not (tmp_path / "r" / "checkpoint.npz").exists()
 

@@ -341,9 +341,11 @@ def test_quick_preset_end_to_end(algo, request):
         assert gap_mean < rec["agents_std"]
 
 
-def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path):
+def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, capsys):
     """SIGINT (Ctrl-C) mid-run: the current step completes, the checkpoint is written at
-    that step, KeyboardInterrupt propagates, and resuming gives the uninterrupted result."""
+    that step, KeyboardInterrupt propagates, and resuming gives the uninterrupted result.
+    A signal during an evaluation (after step 10's work) stops after step 10, and the
+    message says so."""
     import signal
     cfg = tiny("b", steps=20, eval_every=5, checkpoint_every=100)
     handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN under nohup, else Python's
@@ -355,6 +357,7 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path):
 
     with pytest.raises(KeyboardInterrupt, match="interrupted after step 10"):
         mfcg.train(cfg, run_dir=str(tmp_path), on_eval=interrupt)
+    assert "SIGINT: stopping after step 10, then checkpointing" in capsys.readouterr().err
     state, cfg2 = mfcg.load_checkpoint(str(tmp_path / "checkpoint.npz"))
     assert state["step"] == 10
     resumed = mfcg.train(cfg2, state)
