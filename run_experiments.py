@@ -349,10 +349,12 @@ CURVES_KEYS = ("grid", "neg_critic", "actor_mean", "global_samples", "local_samp
                "density_grid", "global_density", "local_density")
 
 
+RUN_FILES = ("config.json", "metrics.json", "history.json", "curves.npz")  # a finished run, less its checkpoint
+
+
 def load_run(path):
     """A finished run directory → dict(config, preset, metrics, history, curves)."""
-    missing = [f for f in ("config.json", "metrics.json", "history.json", "curves.npz")
-               if not os.path.exists(os.path.join(path, f))]
+    missing = [f for f in RUN_FILES if not os.path.exists(os.path.join(path, f))]
     if not os.path.isdir(path) or missing:
         why = "does not exist" if not os.path.isdir(path) else f"has no {missing[0]}"
         raise UsageError(f"{path} is not a finished run directory ({why})")
@@ -552,16 +554,35 @@ def make_figures(summary, runs, out):
     return files
 
 
-def prepare_report_dir(out):
+def prepare_report_dir(out, copies=()):
     """Create `out` for a report. A report already there (its summary.json lists its
     files) is replaced whole, so old figures never mix with new ones; other files in
-    `out` are left alone."""
+    `out` are left alone, and a folder the runs' copies would go to that holds such files
+    is refused before anything is removed."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file, not a directory")
+    listed = {os.path.normpath(f) for f in _old_report_files(out) if _stays_inside(f)}
+    for where in copies:
+        dest = os.path.join(out, where)
+        foreign = [f for f in (os.listdir(dest) if os.path.isdir(dest) else [where] if os.path.exists(dest) else [])
+                   if os.path.normpath(os.path.join(where, f)) not in listed]
+        if foreign:
+            raise UsageError(f"{dest} holds files no earlier report wrote ({foreign[0]}): report to another --out")
     os.makedirs(out, exist_ok=True)
+    for name in listed | {"RESULTS.md", "summary.json"}:
+        if os.path.isfile(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+            parent = os.path.dirname(name)
+            while parent and not os.listdir(os.path.join(out, parent)):  # the copies' emptied folders
+                os.rmdir(os.path.join(out, parent))
+                parent = os.path.dirname(parent)
+
+
+def _old_report_files(out):
+    """The files a report already in `out` lists in its summary.json ([] if none)."""
     old = os.path.join(out, "summary.json")
     if not os.path.exists(old):
-        return
+        return []
     try:
         with open(old) as fh:
             listed = json.load(fh).get("files")
@@ -569,9 +590,31 @@ def prepare_report_dir(out):
         listed = None
     if listed is None:  # a report from before summaries listed their files: its figures
         listed = [f for f in os.listdir(out) if re.fullmatch(r"(distributions|control|learning_curves)_.*\.png", f)]
-    for name in set(listed) | {"RESULTS.md", "summary.json"}:
-        if os.path.basename(name) == name and os.path.isfile(os.path.join(out, name)):
-            os.remove(os.path.join(out, name))
+    return [f for f in listed if isinstance(f, str)]
+
+
+def _stays_inside(name):
+    """A listed name is removed only if it is a relative path that stays inside the report."""
+    norm = os.path.normpath(name)
+    return not os.path.isabs(norm) and norm != os.pardir and not norm.startswith(os.pardir + os.sep)
+
+
+def run_copies(runs):
+    """Each run's files less its checkpoint, read now (the runs may be the copies an old
+    report holds, which the new one replaces), under runs/PRESET/NAME/ of the report: the
+    report's runs can be reported again, and their histories read, without the checkpoints."""
+    copies = {}
+    for r in runs:
+        where = os.path.join("runs", r["preset"], os.path.basename(os.path.normpath(r["path"])))
+        if where in copies:
+            raise UsageError(f"two runs would be kept as {where} ({copies[where][0]} and {r['path']}): "
+                             f"report them separately")
+        files = {}
+        for f in RUN_FILES:
+            with open(os.path.join(r["path"], f), "rb") as fh:
+                files[f] = fh.read()
+        copies[where] = (r["path"], files)
+    return {where: files for where, (_, files) in copies.items()}
 
 
 def cmd_report(args):
@@ -590,16 +633,24 @@ def cmd_report(args):
         raise UsageError("the runs solve different problems (LQProblem settings differ)")
     if runs[0]["config"].problem.dim != 1:
         raise UsageError("report draws 1-d figures; these runs have dim > 1")
-    prepare_report_dir(args.out)
+    copies = run_copies(runs)
+    prepare_report_dir(args.out, copies)
     summary = summarise(runs)
     with open(os.path.join(args.out, "RESULTS.md"), "w") as fh:
         fh.write(results_table(summary, runs[0]["config"].problem))
-    files = make_figures(summary, runs, args.out)
+    figures = make_figures(summary, runs, args.out)
+    kept = []
+    for where, files in copies.items():
+        os.makedirs(os.path.join(args.out, where), exist_ok=True)
+        for f, content in files.items():
+            with open(os.path.join(args.out, where, f), "wb") as fh:
+                fh.write(content)
+            kept.append(os.path.join(where, f))
     _write_json(os.path.join(args.out, "summary.json"),
                 {"presets": presets, "runs": [r["path"] for r in runs], "algorithms": summary,
-                 "files": files})
-    print(f"report: {len(runs)} runs → {args.out}/RESULTS.md, summary.json, {len(files)} figures",
-          file=sys.stderr)
+                 "files": figures + kept})
+    print(f"report: {len(runs)} runs → {args.out}/RESULTS.md, summary.json, {len(figures)} figures, "
+          f"the runs' files in {args.out}/runs/", file=sys.stderr)
     return 0
 
 

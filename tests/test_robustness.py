@@ -390,6 +390,36 @@ def test_report_out_replaces_an_old_report_whole(tmp_path, finished):
     assert not of_m & left                                      # m's old figures are gone
     assert {"RESULTS.md", "summary.json", "notes.txt"} <= left  # the new report, and the user's file
     assert any(f.startswith("distributions_b") for f in left)
+    assert os.listdir(tmp_path / "res" / "runs" / "quick") == ["b0"]  # m's copy is gone, folder and all
+
+
+def test_report_keeps_the_runs_files_and_reports_them_again(tmp_path, finished):
+    """The report holds each run's files but its checkpoint, byte for byte, under
+    runs/PRESET/NAME; a report of those copies into the same folder is the same report."""
+    for seed in (0, 1):
+        _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
+    assert cli("report", "b0", "b1", "--out", "res", cwd=tmp_path)[0] == 0
+    kept = tmp_path / "res" / "runs" / "quick"
+    assert sorted(os.listdir(kept)) == ["b0", "b1"]
+    for seed in (0, 1):
+        assert sorted(os.listdir(kept / f"b{seed}")) == sorted(rx.RUN_FILES)  # no checkpoint
+        for f in rx.RUN_FILES:
+            assert (kept / f"b{seed}" / f).read_bytes() == (tmp_path / f"b{seed}" / f).read_bytes(), f
+    table = (tmp_path / "res" / "RESULTS.md").read_text()
+    code, _, err = cli("report", "res/runs/quick/b0", "res/runs/quick/b1", "--out", "res", cwd=tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "res" / "RESULTS.md").read_text() == table
+    assert (kept / "b1" / "history.json").read_bytes() == (tmp_path / "b1" / "history.json").read_bytes()
+
+
+def test_report_never_writes_into_a_run(tmp_path, finished):
+    """--out . would put the copy of runs/quick/b0 onto the run itself: refused, the run untouched."""
+    run = _copy_run(finished / "b0", tmp_path / "runs" / "quick" / "b0")
+    before = {f: (run / f).read_bytes() for f in os.listdir(run)}
+    code, _, err = cli("report", "runs/quick/b0", "--out", ".", cwd=tmp_path)
+    assert code == 2 and "runs/quick/b0 holds files no earlier report wrote" in one_line(err)
+    assert {f: (run / f).read_bytes() for f in os.listdir(run)} == before
+    assert not (tmp_path / "RESULTS.md").exists()
 
 
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
