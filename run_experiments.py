@@ -140,6 +140,23 @@ def time_to_accuracy(history, key, threshold):
     return settled
 
 
+LATE_PART = 0.25  # the late window: the evaluations in the last quarter of a run
+
+
+def late_window(history, steps, m_star, m_mfg, part=LATE_PART):
+    """Where a run's local mean spends the last `part` of its steps: the median and the
+    quartiles over the evaluations after step (1 − part)·steps, and the share of them
+    within the distance threshold of m* and of m_mfg. A run that wanders is judged badly by
+    its last evaluation alone. With no evaluation in the window, the last one."""
+    late = [h["local_mean"] for h in history if h["step"] > (1 - part) * steps] or [history[-1]["local_mean"]]
+    late = np.array(late, dtype=float)
+    q1, median, q3 = np.percentile(late, [25, 50, 75])
+    near = ACCURACY_THRESHOLDS["mean_error"]
+    return {"median": float(median), "q1": float(q1), "q3": float(q3), "evaluations": len(late),
+            "near_m_star": float(np.mean(abs(late - m_star) < near)),
+            "near_m_mfg": float(np.mean(abs(late - m_mfg) < near))}
+
+
 def default_run_dir(root, preset, algo, seed, mf=False, settings=None):
     name = f"{file_name(run_label(algo, mf, settings))}-s{seed}"
     if len(name) > 200:  # file systems allow 255 bytes, and reproduce adds '.log'
@@ -417,6 +434,9 @@ def summarise(runs):
                 entry[f"{unit}_to_{key}"] = {"threshold": threshold, "reached": len(reached),
                                              "median": float(np.median(reached)) if reached else None,
                                              "values": values}
+        entry["late_local_mean"] = [late_window(r["history"], r["metrics"]["steps"], sol.mean, sol.mean_mfg)
+                                    for r in sorted(rs, key=lambda r: r["metrics"]["seed"])  # as "seeds"
+                                    for sol in [r["config"].problem.solution()]]
         summary[label] = entry
     return summary
 
@@ -456,7 +476,20 @@ def results_table(summary, problem):
             f"which the distance to m* stays below {ACCURACY_THRESHOLDS['mean_error']}, to the end "
             f"of the run, over the runs that got there (how many, of all, in brackets); checked at "
             f"every evaluation.")
-    return "# Results\n\n" + head + "\n\n" + "\n".join(lines) + "\n"
+    near = ACCURACY_THRESHOLDS["mean_error"]
+    late = ["", f"## The last {LATE_PART:.0%} of each run", "",
+            f"Where the local mean spends the late window, the evaluations after step "
+            f"{1 - LATE_PART:.2f} × steps: its median and interquartile range per run (in seed "
+            f"order), and the share of those evaluations within {near} of m* and of m_mfg (mean over "
+            f"runs). A run that wanders is judged badly by its last evaluation alone.", "",
+            f"| algorithm | median local mean [IQR], per run | within {near} of m* | within {near} of m_mfg |",
+            "|---|---|---|---|"]
+    for label, e in summary.items():
+        ws = e["late_local_mean"]
+        per_run = "; ".join(f"{w['median']:.3f} [{w['q1']:.3f}, {w['q3']:.3f}]" for w in ws)
+        late.append(f"| {label} | {per_run} | {np.mean([w['near_m_star'] for w in ws]):.2f} | "
+                    f"{np.mean([w['near_m_mfg'] for w in ws]):.2f} |")
+    return "# Results\n\n" + head + "\n\n" + "\n".join(lines + late) + "\n"
 
 
 def _band(ax, x, ys, label, spread="std", **kw):

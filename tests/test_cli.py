@@ -57,6 +57,10 @@ def test_run_then_report_end_to_end(tmp_path):
     row = next(line for line in table.splitlines() if line.startswith("| b |"))
     assert f"{np.mean([m['mean_error'] for m in runs_b]):.3f} ± {np.std([m['mean_error'] for m in runs_b], ddof=1):.3f}" in row
     assert summary["m"]["n_runs"] == 1
+    # the late window of a 20-step run is its last evaluation, step 20; per run in seed order
+    lasts = [_json(tmp_path / "runs" / "quick" / f"b-s{s}" / "history.json")[-1]["local_mean"] for s in (0, 1)]
+    late_row = [line for line in table.splitlines() if line.startswith("| b |")][1]
+    assert late_row.startswith("| b | " + "; ".join(f"{v:.3f} [{v:.3f}, {v:.3f}]" for v in lasts) + " |")
 
 
 def test_resume_after_stop_gives_the_uninterrupted_metrics(tmp_path):
@@ -228,6 +232,22 @@ def test_time_to_accuracy_is_where_the_error_stays_below():
     assert rx.time_to_accuracy(history, "control_rmse", 0.3) == (6.0, 40)
     assert rx.time_to_accuracy(history, "control_rmse", 0.15) is None
     assert rx.time_to_accuracy(history[:2], "control_rmse", 0.3) == (2.5, 20)
+
+
+def test_late_window_is_the_last_quarter_of_the_run():
+    """Steps 10…100 of a 100-step run: the window is steps 80, 90, 100 (after 75), where the
+    local mean is 0.2, 0.3 and 0.9; the earlier 5.0s are left out. Within 0.1: 0.2 of m*
+    = 0.25 and 0.3 of it too; none of m_mfg = 0.7 (0.9 is 0.2 away). With no evaluation in
+    the window, the last one stands for it."""
+    import run_experiments as rx
+    means = [5.0] * 7 + [0.2, 0.3, 0.9]
+    history = [{"step": 10 * (i + 1), "local_mean": m} for i, m in enumerate(means)]
+    w = rx.late_window(history, 100, m_star=0.25, m_mfg=0.7)
+    assert w["evaluations"] == 3 and w["median"] == pytest.approx(0.3)
+    assert (w["q1"], w["q3"]) == (pytest.approx(0.25), pytest.approx(0.6))
+    assert w["near_m_star"] == pytest.approx(2 / 3) and w["near_m_mfg"] == 0.0
+    w = rx.late_window(history[:2], 100, m_star=0.25, m_mfg=0.7)
+    assert w["evaluations"] == 1 and w["median"] == 5.0
 
 
 def test_memory_writes_its_table_and_never_overwrites_it(tmp_path):
