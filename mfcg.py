@@ -1018,21 +1018,23 @@ class _Loop:
             os.makedirs(run_dir, exist_ok=True)
         self._mark = (state["step"], state["train_seconds"])  # where steps/s is measured from
         self.interrupted = False
-        self._after_step = False  # True from a step's end until the loop reads self.interrupted
-
-    def _last_step(self):
-        """The step a signal arriving now stops after: the one in progress, or, between a
-        step's end and the loop's reading of the flag (evaluation time), the one just done."""
-        return self.state["step"] + (0 if self._after_step else 1)
+        self._phase = "step"  # "step" until a step ends, "after" until the loop reads the
+        # flag, then "stopping" (writing the stop's checkpoint) or "step" again
 
     def _on_signal(self, signum, frame):
+        step, phase = self.state["step"], self._phase
+        if phase == "stopping" and not self.path:  # nothing to write: the stop is immediate
+            phase = "after"
         if self.interrupted:
-            where = f"after step {self.state['step']}" if self._after_step else f"during step {self.state['step'] + 1}"
-            raise KeyboardInterrupt(f"interrupted again {where}: stopped "
-                                    f"at once, no checkpoint written"
-                                    + (f" (the last one in {self.path} stays)" if self.path else ""))
+            where = {"step": f"during step {step + 1}: stopped at once, no checkpoint written",
+                     "after": f"after step {step}: stopped at once, no checkpoint written",
+                     "stopping": f"while checkpointing step {step}: stopped at once"}[phase]
+            kept = (f" ({self.path} holds step {step}'s checkpoint, or the one before if its write had "
+                    f"not finished)" if phase == "stopping" else f" (the last one in {self.path} stays)")
+            raise KeyboardInterrupt(f"interrupted again {where}" + (kept if self.path else ""))
         self.interrupted = signal.Signals(signum).name
-        print(f"{self.interrupted}: stopping after step {self._last_step()}, then "
+        last = min(step + 1 if phase == "step" else step, self.until)
+        print(f"{self.interrupted}: stopping after step {last}, then "
               + ("checkpointing" if self.path else "stopping") + " (Ctrl-C again to stop at once)",
               file=sys.stderr, flush=True)
 
@@ -1050,7 +1052,7 @@ class _Loop:
                 if n % cfg.eval_every == 0 or n == cfg.steps or n % cfg.checkpoint_every == 0:
                     _wait_for_device(state)  # so the steps' time includes the work they queued
                 state["train_seconds"] += time.perf_counter() - t0
-                state["step"], self._after_step = n, True
+                state["step"], self._phase = n, "after"
                 recorded = n % cfg.eval_every == 0 or n == cfg.steps
                 if recorded:
                     state["wall_seconds"] = wall0 + time.perf_counter() - start
@@ -1058,7 +1060,8 @@ class _Loop:
                 state["wall_seconds"] = wall0 + time.perf_counter() - start
                 if self.on_step:
                     self.on_step(state)
-                interrupted, self._after_step = self.interrupted, False  # read once: a later signal ends step n + 1
+                interrupted = self.interrupted  # read once: a signal from here on ends step n + 1
+                self._phase = "stopping" if interrupted else "step"
                 stop = interrupted or n == self.until
                 if self.path and (n % cfg.checkpoint_every == 0 or stop):
                     if not recorded:  # an evaluation at this step has just checked the state

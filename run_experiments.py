@@ -166,11 +166,16 @@ def default_run_dir(root, preset, algo, seed, mf=False, settings=None):
 
 
 def _write_json(path, obj):
-    """Write JSON atomically: a temporary file, renamed over `path`; removed on failure."""
+    """Write JSON atomically (see _write_bytes)."""
+    _write_bytes(path, json.dumps(obj, indent=1).encode())
+
+
+def _write_bytes(path, content):
+    """Write a file atomically: a temporary file, renamed over `path`; removed on failure."""
     tmp = f"{path}.tmp"
     try:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=1)
+        with open(tmp, "wb") as fh:
+            fh.write(content)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -234,6 +239,9 @@ def saved_config(run_dir):
         raise UsageError(f"{run_dir} has no config.json: not a run directory") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{path} is not a run's config.json ({mfcg.one_line(exc)})") from None
+    if saved.get("preset") not in mfcg.PRESETS:
+        raise UsageError(f"{path} names no preset of this version ({saved.get('preset')!r}; "
+                         f"expected one of {', '.join(mfcg.PRESETS)})")
     try:
         return saved["preset"], saved.get("settings", {}), mfcg.Config(**config)
     except ValueError as exc:
@@ -361,7 +369,7 @@ def cmd_run(args):
 
 # What report reads from a run's files; a file without them is refused by name.
 METRICS_KEYS = ("label", "seed", "steps", "wall_seconds", "steps_per_second") + TABLE_METRICS
-HISTORY_KEYS = ("step", "wall_seconds", "mean_error", "control_rmse", "value_rmse")
+HISTORY_KEYS = ("step", "wall_seconds", "mean_error", "control_rmse", "value_rmse", "local_mean")
 CURVES_KEYS = ("grid", "neg_critic", "actor_mean", "global_samples", "local_samples",
                "density_grid", "global_density", "local_density")
 
@@ -587,28 +595,42 @@ def make_figures(summary, runs, out):
     return files
 
 
-def prepare_report_dir(out, copies=()):
-    """Create `out` for a report. A report already there (its summary.json lists its
-    files) is replaced whole, so old figures never mix with new ones; other files in
-    `out` are left alone, and a folder the runs' copies would go to that holds such files
-    is refused before anything is removed."""
+def write_report_dir(out, copies, write_report):
+    """Write a report into `out`: the runs' copies first (each file written whole and
+    renamed into place), then `write_report(out)` (table and figures), which returns the
+    names it wrote; the caller writes summary.json last, listing all of them (until then the
+    old one, listing the copies, stays). A report already there (its
+    summary.json lists its files) is replaced whole, so old figures never mix with new
+    ones; other files are left alone. Nothing is removed or written before every check
+    passed: a copy's folder must hold only what an earlier report wrote, reached without a
+    symbolic link, and the earlier report's copies of runs this one leaves out are refused,
+    since they may be the only record of those runs. Returns the names of the copies."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file, not a directory")
-    listed = {os.path.normpath(f) for f in _old_report_files(out) if _stays_inside(f)}
+    listed = {os.path.normpath(f) for f in _old_report_files(out) if _stays_inside(out, f)}
+    kept = {os.path.normpath(os.path.join(where, f)): content
+            for where, files in copies.items() for f, content in files.items()}
+    dropped = sorted(f for f in listed if f.startswith("runs" + os.sep) and f not in kept
+                     and os.path.exists(os.path.join(out, f)))
+    if dropped:
+        raise UsageError(f"{out} holds an earlier report's copy of a run this one leaves out "
+                         f"({os.path.dirname(dropped[0])}): report it too, or report to another --out")
     for where in copies:
         dest = os.path.join(out, where)
+        if not _stays_inside(out, where):
+            raise UsageError(f"{dest} is reached through a symbolic link: report to another --out")
         foreign = [f for f in (os.listdir(dest) if os.path.isdir(dest) else [where] if os.path.exists(dest) else [])
                    if os.path.normpath(os.path.join(where, f)) not in listed]
         if foreign:
             raise UsageError(f"{dest} holds files no earlier report wrote ({foreign[0]}): report to another --out")
     os.makedirs(out, exist_ok=True)
-    for name in listed | {"RESULTS.md", "summary.json"}:
+    for name, content in kept.items():
+        os.makedirs(os.path.join(out, os.path.dirname(name)), exist_ok=True)
+        _write_bytes(os.path.join(out, name), content)
+    for name in (listed - set(kept) - {"summary.json"}) | {"RESULTS.md"}:
         if os.path.isfile(os.path.join(out, name)):
             os.remove(os.path.join(out, name))
-            parent = os.path.dirname(name)
-            while parent and not os.listdir(os.path.join(out, parent)):  # the copies' emptied folders
-                os.rmdir(os.path.join(out, parent))
-                parent = os.path.dirname(parent)
+    return write_report(out), sorted(kept)  # the old summary.json stays until the new one replaces it
 
 
 def _old_report_files(out):
@@ -621,33 +643,35 @@ def _old_report_files(out):
             listed = json.load(fh).get("files")
     except (OSError, ValueError, AttributeError):
         listed = None
-    if listed is None:  # a report from before summaries listed their files: its figures
+    if not isinstance(listed, list):  # a report from before summaries listed their files: its figures
         listed = [f for f in os.listdir(out) if re.fullmatch(r"(distributions|control|learning_curves)_.*\.png", f)]
     return [f for f in listed if isinstance(f, str)]
 
 
-def _stays_inside(name):
-    """A listed name is removed only if it is a relative path that stays inside the report."""
+def _stays_inside(out, name):
+    """A name is written or removed only if it is a relative path that stays inside `out`
+    without passing through a symbolic link."""
     norm = os.path.normpath(name)
-    return not os.path.isabs(norm) and norm != os.pardir and not norm.startswith(os.pardir + os.sep)
+    if os.path.isabs(norm) or norm == os.pardir or norm.startswith(os.pardir + os.sep):
+        return False
+    return os.path.realpath(os.path.join(out, norm)) == os.path.join(os.path.realpath(out), norm)
 
 
 def run_copies(runs):
     """Each run's files less its checkpoint, read now (the runs may be the copies an old
-    report holds, which the new one replaces), under runs/PRESET/NAME/ of the report: the
+    report holds, which the new one rewrites), as {runs/PRESET/NAME: {file: bytes}}: the
     report's runs can be reported again, and their histories read, without the checkpoints."""
-    copies = {}
+    copies, origin = {}, {}
     for r in runs:
-        where = os.path.join("runs", r["preset"], os.path.basename(os.path.normpath(r["path"])))
+        where = os.path.join("runs", r["preset"], os.path.basename(os.path.realpath(r["path"])))
         if where in copies:
-            raise UsageError(f"two runs would be kept as {where} ({copies[where][0]} and {r['path']}): "
+            raise UsageError(f"two runs would be kept as {where} ({origin[where]} and {r['path']}): "
                              f"report them separately")
-        files = {}
+        copies[where], origin[where] = {}, r["path"]
         for f in RUN_FILES:
             with open(os.path.join(r["path"], f), "rb") as fh:
-                files[f] = fh.read()
-        copies[where] = (r["path"], files)
-    return {where: files for where, (_, files) in copies.items()}
+                copies[where][f] = fh.read()
+    return copies
 
 
 def cmd_report(args):
@@ -667,18 +691,15 @@ def cmd_report(args):
     if runs[0]["config"].problem.dim != 1:
         raise UsageError("report draws 1-d figures; these runs have dim > 1")
     copies = run_copies(runs)
-    prepare_report_dir(args.out, copies)
-    summary = summarise(runs)
-    with open(os.path.join(args.out, "RESULTS.md"), "w") as fh:
-        fh.write(results_table(summary, runs[0]["config"].problem))
-    figures = make_figures(summary, runs, args.out)
-    kept = []
-    for where, files in copies.items():
-        os.makedirs(os.path.join(args.out, where), exist_ok=True)
-        for f, content in files.items():
-            with open(os.path.join(args.out, where, f), "wb") as fh:
-                fh.write(content)
-            kept.append(os.path.join(where, f))
+    summary = summarise(runs)  # every reading and computing before anything in --out changes
+    table = results_table(summary, runs[0]["config"].problem)
+
+    def table_and_figures(out):
+        with open(os.path.join(out, "RESULTS.md"), "w") as fh:
+            fh.write(table)
+        return make_figures(summary, runs, out)
+
+    figures, kept = write_report_dir(args.out, copies, table_and_figures)
     _write_json(os.path.join(args.out, "summary.json"),
                 {"presets": presets, "runs": [r["path"] for r in runs], "algorithms": summary,
                  "files": figures + kept})

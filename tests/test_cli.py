@@ -40,7 +40,7 @@ def test_run_then_report_end_to_end(tmp_path):
     assert metrics["steps"] == 20 and metrics["seed"] == 0
     assert metrics["backend"] == al.backend_name()  # the subprocess chooses as this one does
     assert metrics["mean_error"] == _json(run_dir / "history.json")[-1]["mean_error"]
-    code, _, err = cli("report", "runs/quick/b-s0", "runs/quick/b-s1", "runs/quick/m-s0",
+    code, _, err = cli("report", "runs/quick/b-s1", "runs/quick/b-s0", "runs/quick/m-s0",  # seeds reversed
                        "--out", "res", cwd=tmp_path)
     assert code == 0, err
     res = tmp_path / "res"
@@ -235,13 +235,14 @@ def test_time_to_accuracy_is_where_the_error_stays_below():
 
 
 def test_late_window_is_the_last_quarter_of_the_run():
-    """Steps 10…100 of a 100-step run: the window is steps 80, 90, 100 (after 75), where the
-    local mean is 0.2, 0.3 and 0.9; the earlier 5.0s are left out. Within 0.1: 0.2 of m*
-    = 0.25 and 0.3 of it too; none of m_mfg = 0.7 (0.9 is 0.2 away). With no evaluation in
-    the window, the last one stands for it."""
+    """A 100-step run evaluated unevenly: the window is the steps after 75 (80, 90, 100),
+    where the local mean is 0.2, 0.3 and 0.9; step 75 itself and the earlier 5.0s are left
+    out. Within 0.1: 0.2 and 0.3 of m* = 0.25; none of m_mfg = 0.7 (0.9 is 0.2 away). With
+    no evaluation in the window, the last one stands for it."""
     import run_experiments as rx
+    steps = [10, 20, 30, 40, 50, 74, 75, 80, 90, 100]
     means = [5.0] * 7 + [0.2, 0.3, 0.9]
-    history = [{"step": 10 * (i + 1), "local_mean": m} for i, m in enumerate(means)]
+    history = [{"step": n, "local_mean": m} for n, m in zip(steps, means)]
     w = rx.late_window(history, 100, m_star=0.25, m_mfg=0.7)
     assert w["evaluations"] == 3 and w["median"] == pytest.approx(0.3)
     assert (w["q1"], w["q3"]) == (pytest.approx(0.25), pytest.approx(0.6))

@@ -385,12 +385,17 @@ def test_report_out_replaces_an_old_report_whole(tmp_path, finished):
     assert cli("report", "b0", "m0", "--out", "res", cwd=tmp_path)[0] == 0
     of_m = {f for f in os.listdir(tmp_path / "res") if f.startswith(("distributions_m", "control_m"))}
     assert len(of_m) == 2
+    before = {f: (tmp_path / "res" / f).read_bytes() for f in os.listdir(tmp_path / "res") if f.endswith((".md", ".json"))}
+    code, _, err = cli("report", "b0", "--out", "res", cwd=tmp_path)  # m0's copy may be its only record
+    assert code == 2 and "res holds an earlier report's copy of a run this one leaves out (runs/quick/m0)" in one_line(err)
+    assert {f: (tmp_path / "res" / f).read_bytes() for f in before} == before
+    import shutil
+    shutil.rmtree(tmp_path / "res" / "runs" / "quick" / "m0")   # the user lets it go
     assert cli("report", "b0", "--out", "res", cwd=tmp_path)[0] == 0
     left = set(os.listdir(tmp_path / "res"))
     assert not of_m & left                                      # m's old figures are gone
     assert {"RESULTS.md", "summary.json", "notes.txt"} <= left  # the new report, and the user's file
     assert any(f.startswith("distributions_b") for f in left)
-    assert os.listdir(tmp_path / "res" / "runs" / "quick") == ["b0"]  # m's copy is gone, folder and all
 
 
 def test_report_keeps_the_runs_files_and_reports_them_again(tmp_path, finished):
@@ -410,6 +415,54 @@ def test_report_keeps_the_runs_files_and_reports_them_again(tmp_path, finished):
     assert code == 0, err
     assert (tmp_path / "res" / "RESULTS.md").read_text() == table
     assert (kept / "b1" / "history.json").read_bytes() == (tmp_path / "b1" / "history.json").read_bytes()
+
+
+def test_report_interrupted_while_drawing_keeps_the_runs_copies(tmp_path, finished, monkeypatch):
+    """The copies, once the only record of their runs, are reported back into their own
+    folder and the figures fail: the copies are still whole, and a new report works."""
+    for seed in (0, 1):
+        _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
+    monkeypatch.chdir(tmp_path)
+    assert rx.main(["report", "b0", "b1", "--out", "res"]) == 0
+    originals = {f: (tmp_path / "b1" / f).read_bytes() for f in rx.RUN_FILES}
+    import shutil
+    for seed in (0, 1):
+        shutil.rmtree(tmp_path / f"b{seed}")
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt("interrupted while drawing")
+    copies = ["res/runs/quick/b0", "res/runs/quick/b1"]
+    monkeypatch.setattr(rx, "make_figures", fail)
+    assert rx.main(["report", *copies, "--out", "res"]) == 130  # main's one line for Ctrl-C
+    assert {f: (tmp_path / "res/runs/quick/b1" / f).read_bytes() for f in rx.RUN_FILES} == originals
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert rx.main(["report", *copies, "--out", "res"]) == 0
+
+
+def test_report_never_follows_a_link_into_a_run(tmp_path, finished):
+    """An old report's copy replaced by a link to the run itself: refused, the run untouched."""
+    run = _copy_run(finished / "b0", tmp_path / "b0")
+    assert cli("report", "b0", "--out", "res", cwd=tmp_path)[0] == 0
+    import shutil
+    shutil.rmtree(tmp_path / "res" / "runs" / "quick" / "b0")
+    os.symlink(run, tmp_path / "res" / "runs" / "quick" / "b0")
+    before = {f: (run / f).read_bytes() for f in os.listdir(run)}
+    code, _, err = cli("report", "b0", "--out", "res", cwd=tmp_path)
+    assert code == 2 and "is reached through a symbolic link" in one_line(err)
+    assert {f: (run / f).read_bytes() for f in os.listdir(run)} == before
+
+
+def test_a_run_naming_no_preset_is_one_line(tmp_path, finished):
+    """A config.json whose preset is not a name (it becomes a folder of the report's copies)."""
+    run = _copy_run(finished / "b0", tmp_path / "b0")
+    saved = json.loads((run / "config.json").read_text())
+    for preset in ("../../elsewhere", 1):
+        saved["preset"] = preset
+        (run / "config.json").write_text(json.dumps(saved))
+        code, _, err = cli("report", "b0", "--out", "res", cwd=tmp_path)
+        assert code == 2 and "b0/config.json names no preset of this version" in one_line(err)
+    assert not (tmp_path / "res").exists() and not (tmp_path / "elsewhere").exists()
 
 
 def test_report_never_writes_into_a_run(tmp_path, finished):

@@ -367,6 +367,31 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, caps
     assert signal.getsignal(signal.SIGINT) == handler_before  # handler restored
 
 
+def test_ctrl_c_while_checkpointing_says_what_it_stops(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C as the last step's checkpoint is written: the run has ended there, and the
+    message says so. A second Ctrl-C while the stop's checkpoint is written: stopped at
+    once, and the message says the checkpoint holds that step (written first here)."""
+    import signal
+    cfg = tiny("b", steps=20, eval_every=5, checkpoint_every=100)
+    real = mfcg.save_checkpoint
+
+    def save_then_interrupt(path, state, cfg):
+        real(path, state, cfg)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(mfcg, "save_checkpoint", save_then_interrupt)
+    assert mfcg.train(cfg, run_dir=str(tmp_path / "a"))["step"] == 20
+    assert "SIGINT: stopping after step 20, then checkpointing" in capsys.readouterr().err
+
+    def interrupt(record):
+        if record["step"] == 10:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt, match="interrupted again while checkpointing step 10: stopped at once"):
+        mfcg.train(cfg, run_dir=str(tmp_path / "b"), on_eval=interrupt)
+    assert mfcg.load_checkpoint(str(tmp_path / "b" / "checkpoint.npz"))[0]["step"] == 10
+
+
 # --- the pieces the GPU path reshaped -----------------------------------------------------------
 
 def test_gae_by_matmul_is_gae():
