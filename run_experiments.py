@@ -598,13 +598,13 @@ def make_figures(summary, runs, out):
 def write_report_dir(out, copies, write_report):
     """Write a report into `out`: the runs' copies first (each file written whole and
     renamed into place), then `write_report(out)` (table and figures), which returns the
-    names it wrote; the caller writes summary.json last, listing all of them (until then the
-    old one, listing the copies, stays). A report already there (its
-    summary.json lists its files) is replaced whole, so old figures never mix with new
-    ones; other files are left alone. Nothing is removed or written before every check
-    passed: a copy's folder must hold only what an earlier report wrote, reached without a
-    symbolic link, and the earlier report's copies of runs this one leaves out are refused,
-    since they may be the only record of those runs. Returns the names of the copies."""
+    names it wrote; the caller writes summary.json last, listing all of them (until then
+    the old one, listing the copies, stays). A report already there (its summary.json
+    lists its files) is replaced whole, so old figures never mix with new ones; other
+    files are left alone. Nothing is removed or written before every check passed: a
+    copy's folder must hold only what an earlier report wrote, reached without a symbolic
+    link, and the earlier report's copies of runs this one leaves out are refused, since
+    they may be the only record of those runs. Returns (figures, copies): the names."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file, not a directory")
     listed = {os.path.normpath(f) for f in _old_report_files(out) if _stays_inside(out, f)}
