@@ -619,8 +619,10 @@ def write_report_dir(out, copies, write_report):
         dest = os.path.join(out, where)
         if not _stays_inside(out, where):
             raise UsageError(f"{dest} is reached through a symbolic link: report to another --out")
-        foreign = [f for f in (os.listdir(dest) if os.path.isdir(dest) else [where] if os.path.exists(dest) else [])
-                   if os.path.normpath(os.path.join(where, f)) not in listed]
+        if os.path.exists(dest) and not os.path.isdir(dest):
+            raise UsageError(f"{dest} is a file: report to another --out")
+        there = os.listdir(dest) if os.path.isdir(dest) else []
+        foreign = [f for f in there if os.path.normpath(os.path.join(where, f)) not in listed]
         if foreign:
             raise UsageError(f"{dest} holds files no earlier report wrote ({foreign[0]}): report to another --out")
     os.makedirs(out, exist_ok=True)
