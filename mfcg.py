@@ -244,7 +244,7 @@ class LQSolution:
 # ---------------------------------------------------------------------------------------
 
 ALGOS = ("ac", "b", "m", "drl")
-PRESETS = ("quick", "paper", "lean")
+PRESETS = ("quick", "paper", "lean", "robust")
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,13 @@ class Config:
     ppo_clip: float = 0.2           # [ε_clip] PPO's clip range 1 ± ε_clip
     gae_lambda: float = 0.95        # [λ] GAE's trace decay
     ent_coef: float = 0.01          # [c_ent] weight of the entropy bonus
-    ppo_epochs: int = 1             # PPO updates per rollout (Algorithm 4: one)
+    ppo_epochs: int = 1             # PPO passes over each rollout (Algorithm 4: one)
+    ppo_minibatches: int = 1        # random minibatches per pass, an actor and a critic step
+                                    # on each (Algorithm 4: 1, the whole rollout at once)
+    adv_norm: bool = False          # normalise each minibatch's advantages to mean 0, std 1
+    score_warmup: int = 0           # Adam steps fitting both score networks to the initial
+                                    # law N(0, I) before step 0 (the paper: none, 0)
+    score_warmup_lr: float = 1e-3   # the warm start's learning rate
     mf_correction: bool = False     # add x·E[∂f/∂m̃] to the running cost (see mf_correction)
     hidden_actor: int = 64          # hidden tanh units of the actor Π
     hidden_critic: int = 128        # hidden tanh units of the critic V
@@ -296,7 +302,7 @@ class Config:
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
         positive_ints = ["steps", "batch", "minibatch", "n_samples", "langevin_steps",
-                         "langevin_every", "rollout", "ppo_epochs", "hidden_actor",
+                         "langevin_every", "rollout", "ppo_epochs", "ppo_minibatches", "hidden_actor",
                          "hidden_critic", "hidden_score", "eval_every", "eval_samples",
                          "eval_langevin_steps", "checkpoint_every"]
         for name in positive_ints:
@@ -305,10 +311,11 @@ class Config:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
             if value >= 2 ** 31:  # sizes and counts reach the CUDA kernels as 32-bit ints
                 raise ValueError(f"{name} must be below 2**31, got {value!r}")
-        for name in ["eps_langevin", "lr_actor", "lr_critic", "lr_global", "lr_local", "std_floor"]:
+        for name in ["eps_langevin", "lr_actor", "lr_critic", "lr_global", "lr_local", "std_floor",
+                     "score_warmup_lr"]:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ["target_every", "grad_clip", "ent_coef"]:
+        for name in ["target_every", "grad_clip", "ent_coef", "score_warmup"]:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.target_every and self.algo == "drl":  # nothing would read it (see train_drl)
@@ -322,6 +329,9 @@ class Config:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.algo == "drl" and self.ppo_minibatches > self.rollout * self.batch:
+            raise ValueError(f"ppo_minibatches ({self.ppo_minibatches}) must be at most the rollout's "
+                             f"rollout × batch = {self.rollout * self.batch} transitions")
         if self.algo == "m" and self.batch % self.minibatch:
             raise ValueError(f"batch ({self.batch}) must be divisible by minibatch ({self.minibatch})")
 
@@ -363,14 +373,23 @@ LEAN_LANGEVIN_STEPS = 10
 LEAN = {algo: replace(cfg, langevin_steps=LEAN_LANGEVIN_STEPS) for algo, cfg in PAPER.items()}
 
 
+# The robust preset: the quick one with the fewest further changes that make the learners
+# settle on every seed; each change's ablation is in docs/robust.md. At the paper's scale:
+# --set batch=8192 (M: and minibatch=1024).
+ROBUST_SCORE_WARMUP = 300        # the score networks start at the score of N(0, I)
+ROBUST_PPO = dict(ppo_epochs=10, ppo_minibatches=8, adv_norm=True)  # DRL: the usual PPO
+ROBUST = {algo: replace(cfg, score_warmup=ROBUST_SCORE_WARMUP) for algo, cfg in QUICK.items()}
+ROBUST["drl"] = replace(ROBUST["drl"], **ROBUST_PPO, steps=6000)
+
+
 def preset(name, algo, **overrides):
-    """The named settings for one algorithm (PAPER, QUICK or LEAN), with any field
+    """The named settings for one algorithm (PAPER, QUICK, LEAN or ROBUST), with any field
     overridden."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {PRESETS}, got {name!r}")
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
-    return replace({"paper": PAPER, "quick": QUICK, "lean": LEAN}[name][algo], **overrides)
+    return replace({"paper": PAPER, "quick": QUICK, "lean": LEAN, "robust": ROBUST}[name][algo], **overrides)
 
 
 # ---------------------------------------------------------------------------------------
@@ -390,7 +409,7 @@ NETWORKS = ("actor", "critic", "score_global", "score_local")
 TIMING_KEYS = ("steps_per_second", "wall_seconds")  # history fields that vary run to run
 STATE_ARRAYS = ("x", "pool_global", "pool_local")   # with the MeanField's, in a checkpoint
 # The purposes a run draws random numbers for: the third element of a stream's key.
-STREAM_TRAIN, STREAM_INIT, STREAM_EVAL, STREAM_CURVES = 0, 1, 7, 11
+STREAM_TRAIN, STREAM_INIT, STREAM_WARMUP, STREAM_EVAL, STREAM_CURVES = 0, 1, 3, 7, 11
 
 
 def training_rng(cfg, n):
@@ -429,7 +448,30 @@ def init_state(cfg, xp=None):
         "wall_seconds": 0.0,                   # wall-clock time in training loops (with evals)
         "train_seconds": 0.0,                  # time in training steps alone (for steps/s)
     }
+    if cfg.score_warmup:
+        warm_start_scores(state, cfg)
     return state
+
+
+def warm_start_scores(state, cfg):
+    """Fit both score networks to the score of the initial law N(0, I), s(x) = −x, before
+    training: cfg.score_warmup Adam steps (rate cfg.score_warmup_lr, an Adam state of its
+    own that training does not inherit) on the exact score-matching loss at k fresh
+    N(0, I) draws each, on their own random stream.
+
+    Why: the agents and both Langevin pools start from N(0, I), but a randomly initialised
+    score network can point outward on both sides; at the global network's slow rate it
+    is not corrected in time, its persistent pool drifts away, and the agents pay for a
+    global mean that no population has. Starting each network at the score of the law its
+    pool already holds removes that transient and nothing else (docs/robust.md)."""
+    xp, d, dtype = xp_of(state["x"]), cfg.problem.dim, state["x"].dtype
+    rng = make_rng((cfg.seed, 0, STREAM_WARMUP), xp)
+    for name in ("score_global", "score_local"):
+        params, adam = state["params"][name], adam_init(state["params"][name])
+        for _ in range(cfg.score_warmup):
+            x = rng.standard_normal((cfg.n_samples, d), dtype=dtype)      # (k, d) ~ N(0, I)
+            _, grads = nets.score_loss_and_grad(params, x)
+            adam_step(params, grads, adam, cfg.score_warmup_lr)
 
 
 # ---------------------------------------------------------------------------------------
@@ -584,39 +626,55 @@ def gae(rewards, values, next_values, gamma, lam):
     return adv, adv + values
 
 
-def ppo_update(state, cfg, lrs):
-    """Algorithm 4, lines 15–20: GAE over the stored rollout with the current critic, one
-    critic step on the GAE returns, cfg.ppo_epochs PPO steps (clip, entropy bonus), and the
-    buffer cleared. Every loss is a mean over the M·B transitions, computed chunk by chunk
-    (chunk_rows, _chunk_mean) and combined on the device. V(x_{m+1}) is the next V(x_m), so
-    the critic is evaluated once per stored state plus the last next state; log π_old was
-    kept when the actions were drawn."""
+def ppo_update(state, cfg, lrs, rng):
+    """Algorithm 4, lines 15–20: GAE over the stored rollout with the current critic, then
+    PPO on its M·B transitions, and the buffer cleared. Algorithm 4 as written takes one
+    actor step (clip, entropy bonus) and one critic step on the GAE returns per rollout;
+    with cfg.ppo_epochs passes of cfg.ppo_minibatches random minibatches each, it takes one
+    of each per minibatch (the usual PPO), drawing the minibatches from `rng`. With
+    cfg.adv_norm each minibatch's advantages are shifted and scaled to mean 0, std 1.
+    Every loss is a mean over a minibatch's rows, computed chunk by chunk (chunk_rows,
+    _chunk_mean) and combined on the device. V(x_{m+1}) is the next V(x_m), so the critic
+    is evaluated once per stored state plus the last next state; log π_old was kept when
+    the actions were drawn. Returns the losses averaged over the steps taken."""
     buf = state["buffer"]
     critic, actor = state["params"]["critic"], state["params"]["actor"]
     xp = xp_of(buf[0]["x"])
     M, B, d = len(buf), buf[0]["x"].shape[0], buf[0]["x"].shape[1]
-    X, A = _stack(buf, "x").reshape(M * B, d), _stack(buf, "a").reshape(M * B, d)  # rows: time, then agent
-    logp_old = _stack(buf, "logp").reshape(M * B)                           # ψ_old = ψ_n
+    n_rows, k = M * B, cfg.ppo_minibatches
+    X, A = _stack(buf, "x").reshape(n_rows, d), _stack(buf, "a").reshape(n_rows, d)  # rows: time, then agent
+    logp_old = _stack(buf, "logp").reshape(n_rows)                         # ψ_old = ψ_n
     rows = chunk_rows(xp, B)
-    chunks = [slice(i, min(i + rows, M * B)) for i in range(0, M * B, rows)]
+    chunks = [slice(i, min(i + rows, n_rows)) for i in range(0, n_rows, rows)]
     values = xp.concatenate([nets.critic_forward(critic, X[c]) for c in chunks]).reshape(M, B)
     last = nets.critic_forward(critic, buf[-1]["x_next"])                   # V(X_M)
     next_values = xp.concatenate([values[1:], last[None]])                  # (M, B)
     adv, returns = advantages(_stack(buf, "r"), values, next_values, cfg.problem.discount, cfg.gae_lambda)
-    adv, returns = adv.reshape(M * B), returns.reshape(M * B)
-    critic_args = [(critic, X[c], returns[c]) for c in chunks]
-    actor_args = [(actor, X[c], A[c], adv[c], logp_old[c], cfg.ppo_clip, cfg.ent_coef, cfg.std_floor)
-                  for c in chunks]
-    (loss_v, g_v), (loss_pi, g_pi) = concurrently(
-        [(_chunk_mean, nets.critic_loss_and_grad, critic_args),
-         (_chunk_mean, nets.ppo_loss_and_grad, actor_args)], work=M * B * cfg.hidden_critic)
-    for epoch in range(cfg.ppo_epochs):
-        if epoch > 0:
-            loss_pi, g_pi = _chunk_mean(nets.ppo_loss_and_grad, actor_args)
-        _adam_step(state, "actor", g_pi, lrs["actor"], cfg.grad_clip)
-    _adam_step(state, "critic", g_v, lrs["critic"], cfg.grad_clip)
+    adv, returns = adv.reshape(n_rows), returns.reshape(n_rows)
+    totals = {"critic": 0.0, "actor": 0.0}
+    for _ in range(cfg.ppo_epochs):
+        order = rng.permutation(n_rows) if k > 1 else None
+        for j in range(k):
+            if order is None:                                               # the whole rollout
+                Xb, Ab, adv_b, ret_b, logp_b = X, A, adv, returns, logp_old
+            else:
+                idx = order[j * n_rows // k:(j + 1) * n_rows // k]
+                Xb, Ab, adv_b, ret_b, logp_b = X[idx], A[idx], adv[idx], returns[idx], logp_old[idx]
+            if cfg.adv_norm:
+                adv_b = (adv_b - adv_b.mean()) / (adv_b.std() + 1e-8)
+            n = Xb.shape[0]
+            parts = [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
+            critic_args = [(critic, Xb[c], ret_b[c]) for c in parts]
+            actor_args = [(actor, Xb[c], Ab[c], adv_b[c], logp_b[c], cfg.ppo_clip, cfg.ent_coef, cfg.std_floor)
+                          for c in parts]
+            (loss_v, g_v), (loss_pi, g_pi) = concurrently(
+                [(_chunk_mean, nets.critic_loss_and_grad, critic_args),
+                 (_chunk_mean, nets.ppo_loss_and_grad, actor_args)], work=n * cfg.hidden_critic)
+            _adam_step(state, "actor", g_pi, lrs["actor"], cfg.grad_clip)
+            _adam_step(state, "critic", g_v, lrs["critic"], cfg.grad_clip)
+            totals["critic"], totals["actor"] = totals["critic"] + loss_v, totals["actor"] + loss_pi
     state["buffer"] = []
-    return {"critic": loss_v, "actor": loss_pi}
+    return {name: total / (cfg.ppo_epochs * k) for name, total in totals.items()}
 
 
 def _stack(buffer, key):
@@ -699,7 +757,7 @@ def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=N
         state["buffer"].append({"x": state["x"], "a": a, "r": r, "x_next": x_next, "logp": logp})  # L13
         state["x"] = x_next
         if (n + 1) % cfg.rollout == 0:                                   # L14
-            losses.update(ppo_update(state, cfg, lrs))                   # L15–20
+            losses.update(ppo_update(state, cfg, lrs, rng))              # L15–20
         loop.losses(losses)
     return state
 
@@ -773,6 +831,8 @@ def evaluate(state, cfg):
     control_slope, _intercept     least-squares line through the actor mean (d = 1; α̂ is
                                   −2Γ2 x + 2Γ2 m*); nan for d > 1
     agents_mean, agents_std       the simulated population itself (what the scores learn)
+    pool_global_/pool_local_mean, _std  the persistent training pools: their means are the m
+                                  and m̃ the agents pay for, so a runaway pool shows here first
     value_rmse, value_rmse_paper  −critic vs the cost-to-go of α̂, vs the appendix formula
     mean_error, mean_error_mfg    |local_mean − m*|, |local_mean − m_mfg| (Euclidean)
     """
@@ -786,6 +846,10 @@ def evaluate(state, cfg):
     agents = to_numpy(state["x"]).astype(np.float64)
     out["agents_mean"] = float(np.linalg.norm(agents.mean(axis=0))) if pb.dim > 1 else float(agents.mean())
     out["agents_std"] = float(agents.std(axis=0).mean()) if agents.shape[0] > 1 else 0.0
+    for tag in ("global", "local"):  # the training pools: their means are the m, m̃ agents pay for
+        pool = to_numpy(state[f"pool_{tag}"]).astype(np.float64)
+        out[f"pool_{tag}_mean"] = float(np.linalg.norm(pool.mean(axis=0))) if pb.dim > 1 else float(pool.mean())
+        out[f"pool_{tag}_std"] = float(pool.std(axis=0).mean())
     out.update(value_metrics(state, cfg, x_eval))
     out["mean_error"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean))
     out["mean_error_mfg"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean_mfg))

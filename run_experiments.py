@@ -157,6 +157,36 @@ def late_window(history, steps, m_star, m_mfg, part=LATE_PART):
             "near_m_mfg": float(np.mean(abs(late - m_mfg) < near))}
 
 
+# A run has settled at an equilibrium when, at every evaluation of its late window, its
+# local mean is within SETTLED["distance"] of that equilibrium's mean and its control
+# within SETTLED["control"] (RMSE) of that equilibrium's control: m* and α̂ for the
+# cooperative MFCG solution, m_mfg and −2Γ2(x − m_mfg) for the Nash one.
+SETTLED = {"distance": 0.05, "control": 0.1}
+EQUILIBRIA = {"m*": ("mean_error", "control_rmse"), "m_mfg": ("mean_error_mfg", "control_rmse_mfg")}
+
+
+def settled(history, steps, at, part=LATE_PART):
+    """Whether a run settled at equilibrium `at` ("m*" or "m_mfg"; see SETTLED): every
+    evaluation after step (1 − part)·steps within both thresholds (with none there, the
+    last evaluation)."""
+    distance, control = EQUILIBRIA[at]
+    late = [h for h in history if h["step"] > (1 - part) * steps] or history[-1:]
+    return all(h[distance] < SETTLED["distance"] and h[control] < SETTLED["control"] for h in late)
+
+
+def settled_from(history, at):
+    """The step from which a run stays within both of SETTLED's thresholds of `at` to the
+    end (None if its last evaluation is not)."""
+    distance, control = EQUILIBRIA[at]
+    step = None
+    for h in history:
+        if not (h[distance] < SETTLED["distance"] and h[control] < SETTLED["control"]):
+            step = None
+        elif step is None:
+            step = h["step"]
+    return step
+
+
 def default_run_dir(root, preset, algo, seed, mf=False, settings=None):
     name = f"{file_name(run_label(algo, mf, settings))}-s{seed}"
     if len(name) > 200:  # file systems allow 255 bytes, and reproduce adds '.log'
@@ -442,6 +472,10 @@ def summarise(runs):
                 entry[f"{unit}_to_{key}"] = {"threshold": threshold, "reached": len(reached),
                                              "median": float(np.median(reached)) if reached else None,
                                              "values": values}
+        by_seed = sorted(rs, key=lambda r: r["metrics"]["seed"])  # in the order of "seeds"
+        for at in EQUILIBRIA:
+            entry[f"settled_{at}"] = [settled(r["history"], r["metrics"]["steps"], at) for r in by_seed]
+            entry[f"settled_from_{at}"] = [settled_from(r["history"], at) for r in by_seed]
         entry["late_local_mean"] = [late_window(r["history"], r["metrics"]["steps"], sol.mean, sol.mean_mfg)
                                     for r in sorted(rs, key=lambda r: r["metrics"]["seed"])  # as "seeds"
                                     for sol in [r["config"].problem.solution()]]
@@ -497,6 +531,24 @@ def results_table(summary, problem):
         per_run = "; ".join(f"{w['median']:.3f} [{w['q1']:.3f}, {w['q3']:.3f}]" for w in ws)
         late.append(f"| {label} | {per_run} | {np.mean([w['near_m_star'] for w in ws]):.2f} | "
                     f"{np.mean([w['near_m_mfg'] for w in ws]):.2f} |")
+    late += ["", "## Settled", "",
+             f"A run has settled at an equilibrium when at every evaluation of its last "
+             f"{LATE_PART:.0%} the local mean is within {SETTLED['distance']} of that equilibrium's "
+             f"mean and the actor's mean within {SETTLED['control']} (RMSE) of its control: m* and "
+             f"α̂ for the cooperative solution, m_mfg and the Nash control for the non-cooperative "
+             f"one. Runs settled of all, the seeds that did not, and the median step (over the "
+             f"settled runs) from which both stay within their thresholds to the end.", "",
+             "| algorithm | settled at m* | not settled (seeds) | from step | settled at m_mfg "
+             "| not settled (seeds) | from step |", "|---" * 7 + "|"]
+    for label, e in summary.items():
+        cells = []
+        for at in EQUILIBRIA:
+            ok = e[f"settled_{at}"]
+            missed = [seed for seed, good in zip(e["seeds"], ok) if not good]
+            steps = [n for n, good in zip(e[f"settled_from_{at}"], ok) if good and n is not None]
+            cells += [f"{sum(ok)}/{len(ok)}", ", ".join(map(str, missed)) or "–",
+                      f"{np.median(steps):.0f}" if steps else "–"]
+        late.append(f"| {label} | " + " | ".join(cells) + " |")
     return "# Results\n\n" + head + "\n\n" + "\n".join(lines + late) + "\n"
 
 

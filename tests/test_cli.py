@@ -251,6 +251,23 @@ def test_late_window_is_the_last_quarter_of_the_run():
     assert w["evaluations"] == 1 and w["median"] == 5.0
 
 
+def test_settled_means_every_late_evaluation_within_both_thresholds():
+    """A 100-step run: the late window is steps 80, 90, 100. At m* it is within 0.05 and
+    its control within 0.1 at all three: settled, from step 80 (step 70 misses on the
+    control; the first crossing at step 20 is a transient). One late control error of 0.1
+    (not below) unsettles it. At m_mfg the same run is never within reach."""
+    import run_experiments as rx
+    rows = [(20, 0.01, 0.05), (40, 0.2, 0.05), (70, 0.01, 0.3), (80, 0.04, 0.09), (90, 0.0, 0.0),
+            (100, 0.049, 0.099)]
+    history = [{"step": n, "mean_error": d, "control_rmse": c, "mean_error_mfg": 0.47,
+                "control_rmse_mfg": 0.6} for n, d, c in rows]
+    assert rx.settled(history, 100, "m*") and rx.settled_from(history, "m*") == 80
+    assert not rx.settled(history, 100, "m_mfg") and rx.settled_from(history, "m_mfg") is None
+    history[-2]["control_rmse"] = 0.1
+    assert not rx.settled(history, 100, "m*") and rx.settled_from(history, "m*") == 100
+    assert rx.settled(history[:2], 100, "m*") is False  # no late evaluation: the last one
+
+
 def test_memory_writes_its_table_and_never_overwrites_it(tmp_path):
     """`memory` on a tiny budget: one row per rate level, w finite; a second run into the
     same directory is refused and leaves the first measurement as it was."""

@@ -2,6 +2,7 @@
 read-out, which networks each step changes, bit-for-bit resume, non-finite detection."""
 import math
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -77,6 +78,12 @@ def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
     (dict(ppo_clip=1.5), "ppo_clip must be in"),
     (dict(dtype="float16"), "dtype must be"),
     (dict(algo="drl", target_every=200), "target_every must be 0 for drl: .* no reader"),
+    (dict(ppo_minibatches=0), "ppo_minibatches must be a positive integer"),
+    (dict(algo="drl", target_every=0, rollout=2, batch=3, ppo_minibatches=7),
+     r"ppo_minibatches \(7\) must be at most the rollout's rollout × batch = 6"),
+    (dict(score_warmup=-1), "score_warmup must be >= 0"),
+    (dict(score_warmup_lr=0.0), "score_warmup_lr must be > 0"),
+    (dict(adv_norm="yes"), "adv_norm must be true or false"),
 ])
 def test_invalid_configs_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -93,6 +100,19 @@ def test_unknown_preset_or_algo():
 def test_config_round_trips_through_its_dict():
     cfg = tiny("m", dim=2, seed=5)
     assert mfcg.Config(**cfg.to_dict()) == cfg
+
+
+def test_the_robust_switches_are_off_in_the_paper_presets():
+    """The paper, lean and quick presets keep Algorithm 4's one PPO step per rollout and no
+    warm start; the robust preset is quick plus exactly the changes it lists."""
+    for algo in mfcg.ALGOS:
+        for name in ("paper", "lean", "quick"):
+            c = preset(name, algo)
+            assert (c.score_warmup, c.ppo_epochs, c.ppo_minibatches, c.adv_norm) == (0, 1, 1, False)
+        quick, robust = preset("quick", algo).to_dict(), preset("robust", algo).to_dict()
+        changed = {k for k in robust if robust[k] != quick[k]}
+        ppo = {"ppo_epochs", "ppo_minibatches", "adv_norm", "steps"} if algo == "drl" else set()
+        assert changed == {"score_warmup"} | ppo, changed
 
 
 # --- GAE -------------------------------------------------------------------------------------
@@ -231,6 +251,84 @@ def test_one_step_changes_exactly_the_right_networks(algo):
         s3 = _arrays(state)
         assert {"actor", "critic"} <= _nets_changed(s2, s3)
         assert state["buffer"] == []
+
+
+# --- the robust preset's switches -----------------------------------------------------------
+
+def test_warm_start_fits_both_score_networks_to_the_initial_law():
+    """After the warm start the law each score network describes (its density read-out,
+    no sampler) is N(0, 1) to within 0.05 in mean and 5 % in std, the law both pools start
+    from; freshly initialised it is far from it (the negative control: seed 0's networks
+    describe laws centred at −4.3 and −2.5). Nothing else in the initial state changes, and
+    training starts with fresh Adam moments."""
+    cfg = tiny("b", hidden_score=32, n_samples=256, score_warmup=300)
+    cold, warm = mfcg.init_state(replace(cfg, score_warmup=0)), mfcg.init_state(cfg)
+    for name in ("score_global", "score_local"):
+        law = [mfcg.density_from_score(lambda x, p=s["params"][name]: nets.score_forward(p, x.astype(np.float32)),
+                                       -8.0, 8.0) for s in (cold, warm)]
+        assert abs(law[1]["mean"]) < 0.05 and abs(law[1]["std"] - 1.0) < 0.05, (name, law[1])
+        assert abs(law[0]["mean"]) > 1.0 or abs(law[0]["std"] - 1.0) > 0.5, (name, law[0])
+        assert warm["adam"][name]["t"] == 0 and not np.any(al.to_numpy(warm["adam"][name]["m"]))
+    a, b = _arrays(cold), _arrays(warm)
+    assert {k.split(".")[0] for k in _changed(a, b)} == {"score_global", "score_local"}
+
+
+def _spy_on_ppo(monkeypatch):
+    """Record the rows and advantages of every call of nets.ppo_loss_and_grad."""
+    calls, real = [], nets.ppo_loss_and_grad
+
+    def spy(p, x, a, adv, *rest):
+        calls.append((np.array(x, copy=True), np.array(adv, copy=True)))
+        return real(p, x, a, adv, *rest)
+    monkeypatch.setattr(nets, "ppo_loss_and_grad", spy)
+    return calls
+
+
+def test_ppo_takes_an_actor_and_a_critic_step_per_minibatch_and_each_pass_sees_every_row(monkeypatch):
+    """3 passes of 4 minibatches over a rollout of 4 steps × 6 agents: 12 actor and 12
+    critic steps; each pass is a reshuffle of the 24 transitions into 4 × 6. Algorithm 4
+    as written (1 pass, 1 minibatch): one step of each on all 24 rows in stored order."""
+    calls = _spy_on_ppo(monkeypatch)
+    cfg = tiny("drl", rollout=4, batch=6, steps=4, ppo_epochs=3, ppo_minibatches=4)
+    state = mfcg.train(cfg)
+    assert (state["adam"]["actor"]["t"], state["adam"]["critic"]["t"]) == (12, 12)
+    rows = [np.concatenate([x for x, _ in calls[i:i + 4]])[:, 0] for i in range(0, 12, 4)]
+    assert all(len(x) == 6 for x, _ in calls) and len(set(rows[0])) == 24
+    assert all(sorted(r) == sorted(rows[0]) for r in rows) and not np.array_equal(rows[0], rows[1])
+    calls.clear()
+    state = mfcg.train(replace(cfg, ppo_epochs=1, ppo_minibatches=1))
+    assert (state["adam"]["actor"]["t"], state["adam"]["critic"]["t"]) == (1, 1)
+    stored = np.concatenate([x for x, _ in calls])[:, 0]   # one time step per chunk on NumPy
+    np.testing.assert_array_equal(np.sort(stored), np.sort(rows[0]))
+
+
+def test_advantage_normalisation_is_per_minibatch(monkeypatch):
+    """With adv_norm every minibatch's advantages have mean 0 and std 1; without it they
+    keep the scale of the rewards (Δt-sized: far from std 1). A minibatch of 16 of the
+    32 transitions reaches the loss in two chunks of one time step (8 agents) on NumPy."""
+    calls = _spy_on_ppo(monkeypatch)
+    cfg = tiny("drl", rollout=4, batch=8, steps=4, ppo_minibatches=2, adv_norm=True, dtype="float64")
+    minibatches = lambda: [np.concatenate([calls[i][1], calls[i + 1][1]]) for i in range(0, len(calls), 2)]  # noqa: E731
+    mfcg.train(cfg)
+    assert len(calls) == 4
+    for adv in minibatches():
+        assert abs(adv.mean()) < 1e-12 and adv.std() == pytest.approx(1.0, rel=1e-6)
+    calls.clear()
+    mfcg.train(replace(cfg, adv_norm=False))
+    assert all(abs(adv.std() - 1.0) > 0.5 for adv in minibatches())
+
+
+def test_history_records_the_training_pools_the_agents_pay_for():
+    """Each evaluation records the persistent pools' means (the m and m̃ of the last
+    refresh, which the agents paid for) and stds."""
+    cfg = tiny("b", steps=10, eval_every=10)
+    state = mfcg.train(cfg)
+    rec = state["history"][-1]
+    field = state["field"]
+    for tag, paid in (("global", field.m), ("local", field.m_tilde)):
+        pool = al.to_numpy(state[f"pool_{tag}"]).astype(np.float64)
+        assert rec[f"pool_{tag}_mean"] == pytest.approx(float(al.to_numpy(paid)[0]), rel=1e-5)
+        assert rec[f"pool_{tag}_std"] == pytest.approx(pool.std(), rel=1e-12)
 
 
 # --- resume, dimensions, non-finite values -------------------------------------------------------
