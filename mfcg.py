@@ -271,7 +271,7 @@ class Config:
     target_every: int = 200         # hard copy critic → target when n % this == 0; 0: no target
     grad_clip: float = 1.0          # global-norm clip of actor and critic gradients; 0: off
     rollout: int = 256              # [M] DRL rollout length
-    ppo_clip: float = 0.2           # [ε_clip] PPO's clip range 1 ± ε_clip
+    ppo_clip: float = 0.2           # [ε_clip] PPO's clip range 1 ± ε_clip; 0: no clipping
     gae_lambda: float = 0.95        # [λ] GAE's trace decay
     ent_coef: float = 0.01          # [c_ent] weight of the entropy bonus
     ppo_epochs: int = 1             # PPO passes over each rollout (Algorithm 4: one)
@@ -321,8 +321,8 @@ class Config:
         if self.target_every and self.algo == "drl":  # nothing would read it (see train_drl)
             raise ValueError(f"target_every must be 0 for drl: Algorithm 4's GAE bootstraps with "
                              f"the critic itself, a target would have no reader (got {self.target_every})")
-        if not 0 < self.ppo_clip < 1:
-            raise ValueError(f"ppo_clip must be in (0, 1), got {self.ppo_clip}")
+        if not 0 <= self.ppo_clip < 1:
+            raise ValueError(f"ppo_clip must be in [0, 1) (0: no clipping), got {self.ppo_clip}")
         if not 0 <= self.gae_lambda <= 1:
             raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
         if self.seed < 0:
@@ -651,6 +651,7 @@ def ppo_update(state, cfg, lrs, rng):
     next_values = xp.concatenate([values[1:], last[None]])                  # (M, B)
     adv, returns = advantages(_stack(buf, "r"), values, next_values, cfg.problem.discount, cfg.gae_lambda)
     adv, returns = adv.reshape(n_rows), returns.reshape(n_rows)
+    clip = cfg.ppo_clip or math.inf                   # no clipping: ρ·A, the importance-weighted gradient
     totals = {"critic": 0.0, "actor": 0.0}
     for _ in range(cfg.ppo_epochs):
         order = rng.permutation(n_rows) if k > 1 else None
@@ -665,7 +666,7 @@ def ppo_update(state, cfg, lrs, rng):
             n = Xb.shape[0]
             parts = [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
             critic_args = [(critic, Xb[c], ret_b[c]) for c in parts]
-            actor_args = [(actor, Xb[c], Ab[c], adv_b[c], logp_b[c], cfg.ppo_clip, cfg.ent_coef, cfg.std_floor)
+            actor_args = [(actor, Xb[c], Ab[c], adv_b[c], logp_b[c], clip, cfg.ent_coef, cfg.std_floor)
                           for c in parts]
             (loss_v, g_v), (loss_pi, g_pi) = concurrently(
                 [(_chunk_mean, nets.critic_loss_and_grad, critic_args),

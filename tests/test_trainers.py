@@ -274,12 +274,12 @@ def test_warm_start_fits_both_score_networks_to_the_initial_law():
 
 
 def _spy_on_ppo(monkeypatch):
-    """Record the rows and advantages of every call of nets.ppo_loss_and_grad."""
+    """Record the rows, advantages and clip range of every call of nets.ppo_loss_and_grad."""
     calls, real = [], nets.ppo_loss_and_grad
 
-    def spy(p, x, a, adv, *rest):
-        calls.append((np.array(x, copy=True), np.array(adv, copy=True)))
-        return real(p, x, a, adv, *rest)
+    def spy(p, x, a, adv, logp_old, clip, *rest):
+        calls.append((np.array(x, copy=True), np.array(adv, copy=True), clip))
+        return real(p, x, a, adv, logp_old, clip, *rest)
     monkeypatch.setattr(nets, "ppo_loss_and_grad", spy)
     return calls
 
@@ -292,13 +292,13 @@ def test_ppo_takes_an_actor_and_a_critic_step_per_minibatch_and_each_pass_sees_e
     cfg = tiny("drl", rollout=4, batch=6, steps=4, ppo_epochs=3, ppo_minibatches=4)
     state = mfcg.train(cfg)
     assert (state["adam"]["actor"]["t"], state["adam"]["critic"]["t"]) == (12, 12)
-    rows = [np.concatenate([x for x, _ in calls[i:i + 4]])[:, 0] for i in range(0, 12, 4)]
-    assert all(len(x) == 6 for x, _ in calls) and len(set(rows[0])) == 24
+    rows = [np.concatenate([x for x, _, _ in calls[i:i + 4]])[:, 0] for i in range(0, 12, 4)]
+    assert all(len(x) == 6 for x, _, _ in calls) and len(set(rows[0])) == 24
     assert all(sorted(r) == sorted(rows[0]) for r in rows) and not np.array_equal(rows[0], rows[1])
     calls.clear()
     state = mfcg.train(replace(cfg, ppo_epochs=1, ppo_minibatches=1))
     assert (state["adam"]["actor"]["t"], state["adam"]["critic"]["t"]) == (1, 1)
-    stored = np.concatenate([x for x, _ in calls])[:, 0]   # one time step per chunk on NumPy
+    stored = np.concatenate([x for x, _, _ in calls])[:, 0]   # one time step per chunk on NumPy
     np.testing.assert_array_equal(np.sort(stored), np.sort(rows[0]))
 
 
@@ -316,6 +316,22 @@ def test_advantage_normalisation_is_per_minibatch(monkeypatch):
     calls.clear()
     mfcg.train(replace(cfg, adv_norm=False))
     assert all(abs(adv.std() - 1.0) > 0.5 for adv in minibatches())
+
+
+def test_ppo_clip_zero_switches_clipping_off(monkeypatch):
+    """ppo_clip = 0 hands the surrogate an infinite clip range, so no ratio is ever
+    clipped (the importance-weighted policy gradient); the paper's 0.2 is handed on as is."""
+    calls = _spy_on_ppo(monkeypatch)
+    for clip, handed in ((0.0, math.inf), (0.2, 0.2)):
+        calls.clear()
+        mfcg.train(tiny("drl", rollout=4, steps=4, ppo_clip=clip))
+        assert calls and all(c == handed for _, _, c in calls)
+    mean, std, _ = nets.actor_forward(nets.init_actor(1, 1, np.random.default_rng(0), 8, xp=np), np.zeros((4, 1)))
+    a, adv = mean + 3.0 * std, np.ones(4)   # log π(a) ≈ −5.4 − log σ against log π_old = −9: ρ ≫ 1.2
+    p = nets.init_actor(1, 1, np.random.default_rng(0), 8, xp=np)
+    _, g_clipped = nets.ppo_loss_and_grad(p, np.zeros((4, 1)), a, adv, np.full(4, -9.0), 0.2, 0.0)
+    _, g_free = nets.ppo_loss_and_grad(p, np.zeros((4, 1)), a, adv, np.full(4, -9.0), math.inf, 0.0)
+    assert not np.any(g_clipped["Wm"]) and np.any(g_free["Wm"])
 
 
 def test_history_records_the_training_pools_the_agents_pay_for():
