@@ -116,7 +116,7 @@ def affine_forward(x, W, b):
 def sum_rows(a):
     """Σₙ a[n] for a (N, O) → (O,). On NumPy a.sum(axis=0). On CuPy the product 1ᵀa with a
     vector of ones: cuBLAS does this faster than CuPy's reduction over the batch axis
-    (README, GPU)."""
+    (docs/gpu.md)."""
     xp = xp_of(a)
     if xp is np:
         return a.sum(axis=0)

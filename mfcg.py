@@ -350,7 +350,7 @@ PAPER = {
 }
 
 # The quick preset: the same algorithms at about a minute a run on a 2-core CPU. Each
-# change's evidence is in the README ("What it took to settle").
+# change's evidence is in docs/findings.md, "What it took to settle".
 QUICK_CHANGES = dict(
     batch=1024, minibatch=256,     # an eighth of the agents
     langevin_steps=10,             # the chains are persistent: each refresh continues the last
@@ -368,7 +368,7 @@ QUICK = {
 }
 
 # The lean preset: the paper's, with LEAN_LANGEVIN_STEPS Langevin iterations per refresh
-# instead of 200 (persistent chains; README, "Langevin iterations per refresh").
+# instead of 200 (persistent chains; docs/performance.md, "Langevin iterations per refresh").
 LEAN_LANGEVIN_STEPS = 10
 LEAN = {algo: replace(cfg, langevin_steps=LEAN_LANGEVIN_STEPS) for algo, cfg in PAPER.items()}
 

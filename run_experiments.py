@@ -39,7 +39,7 @@ if __name__ == "__main__":  # Ctrl-C while NumPy and mfcg load: one line, not a 
 
 # mfcg runs its independent pieces (the two Langevin pools, the two score networks, critic
 # and actor) on two threads itself; OpenBLAS's own worker threads would compete with those
-# for the cores (README, Performance: "One BLAS thread"). Set before NumPy loads OpenBLAS;
+# for the cores (docs/performance.md, "Why the CPU code is arranged as it is"). Set before NumPy loads OpenBLAS;
 # an explicit setting in the environment wins.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -512,7 +512,7 @@ def results_table(summary, problem):
             f"'dist. to m*' is |local mean − m*|; the local mean and std come from fresh "
             f"Langevin samples of the local score network. Control and value errors are RMSEs "
             f"over x drawn from the limiting law; 'value err (appendix)' compares with the "
-            f"paper's appendix formula, which is not the cost-to-go (see README). Time to "
+            f"paper's appendix formula, which is not the cost-to-go (docs/findings.md). Time to "
             f"accuracy: median wall-clock seconds and step from which the control error stays "
             f"below {ACCURACY_THRESHOLDS['control_rmse']} (a zero control scores 0.385), and from "
             f"which the distance to m* stays below {ACCURACY_THRESHOLDS['mean_error']}, to the end "
@@ -1004,7 +1004,7 @@ def bench_table(result):
 
 
 # ---------------------------------------------------------------------------------------
-# The memory of the local score network (README, "Which equilibrium")
+# The memory of the local score network (docs/findings.md, "Which equilibrium")
 # ---------------------------------------------------------------------------------------
 
 STREAM_MEMORY_SCORES, STREAM_MEMORY_AGENT = 21, 22  # random-stream purposes of `memory`
@@ -1188,8 +1188,8 @@ def keep_freed_memory():
     """Ask glibc to keep freed large buffers for reuse instead of returning them to the OS.
 
     By default every array above ~128 KiB is a fresh mmap whose pages fault in on first
-    touch; a training step allocates many 4 MiB temporaries at the paper's sizes (README,
-    Performance, for what it gains). Only this command line does this;
+    touch; a training step allocates many 4 MiB temporaries at the paper's sizes
+    (docs/performance.md, for what it gains). Only this command line does this;
     importing mfcg changes nothing. No effect (and no error) where glibc is absent."""
     try:
         import ctypes

@@ -64,7 +64,7 @@ def tiny_run(tmp_path, *extra, out="r", steps=10):
 @pytest.mark.parametrize("resume", [False, True])
 def test_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path, resume):
     """kill -9 after config.json is written but before any checkpoint: the same command (with
-    or without --resume, as the README's Slurm script does) starts the run from step 0."""
+    or without --resume, as the Slurm script of docs/running.md does) starts the run from step 0."""
     args = ["run", "--algo", "b", "--steps", 5000, "--out", "r", *TINY[:-2], "--set", "checkpoint_every=5000"]
     proc = start(*args, cwd=tmp_path)
     wait_for(lambda: holder(tmp_path / "r") is not None and (tmp_path / "r" / "config.json").exists())
