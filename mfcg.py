@@ -831,6 +831,9 @@ def evaluate(state, cfg):
     control_rmse_mfg              actor mean vs the non-cooperative control
     control_slope, _intercept     least-squares line through the actor mean (d = 1; α̂ is
                                   −2Γ2 x + 2Γ2 m*); nan for d > 1
+    control_rmse_at_mfg,          the same against the non-cooperative control, over that
+    control_slope_at_mfg          equilibrium's own limiting law N(m_mfg, std²), where a
+                                  population at m_mfg lives (the same draws shifted)
     agents_mean, agents_std       the simulated population itself (what the scores learn)
     pool_global_/pool_local_mean, _std  the persistent training pools: their means are the m
                                   and m̃ the agents pay for, so a runaway pool shows here first
@@ -840,10 +843,11 @@ def evaluate(state, cfg):
     pb, sol = cfg.problem, cfg.problem.solution()
     rng, *pools = fresh_samples(state, cfg, STREAM_EVAL)
     samples = dict(zip(("global", "local"), map(to_numpy, pools)))
-    x_eval = sol.mean + sol.std * to_numpy(rng.standard_normal((cfg.eval_samples, pb.dim),
-                                                               dtype=state["x"].dtype)).astype(np.float64)
+    z = to_numpy(rng.standard_normal((cfg.eval_samples, pb.dim), dtype=state["x"].dtype)).astype(np.float64)
+    x_eval = sol.mean + sol.std * z                      # (n, d) ~ the MFCG limiting law
     out = population_metrics(state, cfg, samples)
     out.update(control_metrics(state, cfg, x_eval))
+    out.update(nash_control_metrics(state, cfg, sol.mean_mfg + sol.std * z))
     agents = to_numpy(state["x"]).astype(np.float64)
     out["agents_mean"] = float(np.linalg.norm(agents.mean(axis=0))) if pb.dim > 1 else float(agents.mean())
     out["agents_std"] = float(agents.std(axis=0).mean()) if agents.shape[0] > 1 else 0.0
@@ -891,6 +895,21 @@ def control_metrics(state, cfg, x_eval):
     else:
         out["control_slope"] = out["control_intercept"] = math.nan
     return out
+
+
+def nash_control_metrics(state, cfg, x_nash):
+    """The actor's mean action against the non-cooperative control −2Γ2(x − m_mfg) over
+    x_nash (n, d) ~ that equilibrium's limiting law: its RMSE, and for d = 1 the slope of
+    the least-squares line. A population at m_mfg lives there, 1.5 std away from the MFCG
+    law that control_rmse_mfg is measured over, where its actor has seen few states."""
+    sol = cfg.problem.solution()
+    if not math.isfinite(sol.mean_mfg):
+        return {"control_rmse_at_mfg": math.nan, "control_slope_at_mfg": math.nan}
+    xp, dtype = xp_of(state["x"]), state["x"].dtype
+    mean_a = to_numpy(nets.actor_forward(state["params"]["actor"], xp.asarray(x_nash, dtype=dtype))[0])
+    mean_a = mean_a.astype(np.float64)
+    slope = float(np.polyfit(x_nash[:, 0], mean_a[:, 0], 1)[0]) if cfg.problem.dim == 1 else math.nan
+    return {"control_rmse_at_mfg": _rmse(mean_a, sol.control_mfg(x_nash)), "control_slope_at_mfg": slope}
 
 
 def _rmse(a, b):

@@ -162,14 +162,17 @@ def late_window(history, steps, m_star, m_mfg, part=LATE_PART):
 # within SETTLED["control"] (RMSE) of that equilibrium's control: m* and α̂ for the
 # cooperative MFCG solution, m_mfg and −2Γ2(x − m_mfg) for the Nash one.
 SETTLED = {"distance": 0.05, "control": 0.1}
-EQUILIBRIA = {"m*": ("mean_error", "control_rmse"), "m_mfg": ("mean_error_mfg", "control_rmse_mfg")}
+# Each control error is measured over its own equilibrium's limiting law (mfcg.evaluate).
+EQUILIBRIA = {"m*": ("mean_error", "control_rmse"), "m_mfg": ("mean_error_mfg", "control_rmse_at_mfg")}
 
 
 def settled(history, steps, at, part=LATE_PART):
     """Whether a run settled at equilibrium `at` ("m*" or "m_mfg"; see SETTLED): every
     evaluation after step (1 − part)·steps within both thresholds (with none there, the
-    last evaluation)."""
+    last evaluation). None for a history that does not record the control error it needs."""
     distance, control = EQUILIBRIA[at]
+    if any(control not in h for h in history):
+        return None
     late = [h for h in history if h["step"] > (1 - part) * steps] or history[-1:]
     return all(h[distance] < SETTLED["distance"] and h[control] < SETTLED["control"] for h in late)
 
@@ -178,6 +181,8 @@ def settled_from(history, at):
     """The step from which a run stays within both of SETTLED's thresholds of `at` to the
     end (None if its last evaluation is not)."""
     distance, control = EQUILIBRIA[at]
+    if any(control not in h for h in history):
+        return None
     step = None
     for h in history:
         if not (h[distance] < SETTLED["distance"] and h[control] < SETTLED["control"]):
@@ -536,14 +541,19 @@ def results_table(summary, problem):
              f"{LATE_PART:.0%} the local mean is within {SETTLED['distance']} of that equilibrium's "
              f"mean and the actor's mean within {SETTLED['control']} (RMSE) of its control: m* and "
              f"α̂ for the cooperative solution, m_mfg and the Nash control for the non-cooperative "
-             f"one. Runs settled of all, the seeds that did not, and the median step (over the "
-             f"settled runs) from which both stay within their thresholds to the end.", "",
+             f"one, each control error over its own equilibrium's limiting law. Runs settled of "
+             f"all, the seeds that did not, and the median step (over the settled runs) from which "
+             f"both stay within their thresholds to the end; n/a where a run's history does not "
+             f"record the control error over the Nash law.", "",
              "| algorithm | settled at m* | not settled (seeds) | from step | settled at m_mfg "
              "| not settled (seeds) | from step |", "|---" * 7 + "|"]
     for label, e in summary.items():
         cells = []
         for at in EQUILIBRIA:
             ok = e[f"settled_{at}"]
+            if None in ok:  # made before the control error this needs was recorded
+                cells += ["n/a"] * 3
+                continue
             missed = [seed for seed, good in zip(e["seeds"], ok) if not good]
             steps = [n for n, good in zip(e[f"settled_from_{at}"], ok) if good and n is not None]
             cells += [f"{sum(ok)}/{len(ok)}", ", ".join(map(str, missed)) or "–",

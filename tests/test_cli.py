@@ -260,12 +260,14 @@ def test_settled_means_every_late_evaluation_within_both_thresholds():
     rows = [(20, 0.01, 0.05), (40, 0.2, 0.05), (70, 0.01, 0.3), (80, 0.04, 0.09), (90, 0.0, 0.0),
             (100, 0.049, 0.099)]
     history = [{"step": n, "mean_error": d, "control_rmse": c, "mean_error_mfg": 0.47,
-                "control_rmse_mfg": 0.6} for n, d, c in rows]
+                "control_rmse_at_mfg": 0.6} for n, d, c in rows]
     assert rx.settled(history, 100, "m*") and rx.settled_from(history, "m*") == 80
     assert not rx.settled(history, 100, "m_mfg") and rx.settled_from(history, "m_mfg") is None
     history[-2]["control_rmse"] = 0.1
     assert not rx.settled(history, 100, "m*") and rx.settled_from(history, "m*") == 100
     assert rx.settled(history[:2], 100, "m*") is False  # no late evaluation: the last one
+    del history[0]["control_rmse_at_mfg"]                # a run made before it was recorded
+    assert rx.settled(history, 100, "m_mfg") is None and rx.settled_from(history, "m_mfg") is None
 
 
 def test_memory_writes_its_table_and_never_overwrites_it(tmp_path):

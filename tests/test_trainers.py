@@ -334,6 +334,24 @@ def test_ppo_clip_zero_switches_clipping_off(monkeypatch):
     assert not np.any(g_clipped["Wm"]) and np.any(g_free["Wm"])
 
 
+def test_the_nash_control_error_is_measured_over_the_nash_law(monkeypatch):
+    """An actor whose mean is exactly the non-cooperative control scores 0 over that
+    equilibrium's own law, with slope −2Γ2; the MFCG control is off by the constant
+    2Γ2|m_mfg − m*| = 0.562 there. Over N(m_mfg, std²): the shifted draws' mean is near m_mfg."""
+    cfg = tiny("b", eval_samples=4096)
+    state = mfcg.init_state(cfg)
+    seen = []
+    for control, expected in ((SOL.control_mfg, 0.0), (SOL.control, 2 * SOL.gamma2 * (SOL.mean_mfg - SOL.mean))):
+        def exact(p, x, std_floor=None, control=control):
+            seen.append(np.asarray(x, dtype=np.float64))
+            return control(np.asarray(x, dtype=np.float64)), None, None
+        monkeypatch.setattr(nets, "actor_forward", exact)
+        rec = mfcg.evaluate(state, cfg)
+        assert rec["control_rmse_at_mfg"] == pytest.approx(expected, abs=1e-5)
+        assert rec["control_slope_at_mfg"] == pytest.approx(-2 * SOL.gamma2, rel=1e-5)
+    assert abs(seen[1].mean() - SOL.mean_mfg) < 0.03 and abs(seen[1].std() - SOL.std) < 0.02
+
+
 def test_history_records_the_training_pools_the_agents_pay_for():
     """Each evaluation records the persistent pools' means (the m and m̃ of the last
     refresh, which the agents paid for) and stds."""
