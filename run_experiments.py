@@ -16,17 +16,9 @@ figures; `reproduce` runs every algorithm × seed as independent processes, then
 field and its value become part of the run's label, so `report` keeps such runs apart.
 Runs never overwrite each other: an existing directory is only continued, with --resume.
 """
-import argparse
-import dataclasses
-import itertools
-import json
-import math
 import os
-import re
 import signal
-import subprocess
 import sys
-import time
 
 
 def _interrupted_while_loading(signum, frame):
@@ -34,8 +26,17 @@ def _interrupted_while_loading(signum, frame):
     os._exit(130)
 
 
-if __name__ == "__main__":  # Ctrl-C while NumPy and mfcg load: one line, not a traceback
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line, not a traceback
     signal.signal(signal.SIGINT, _interrupted_while_loading)
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
 
 # mfcg runs its independent pieces (the two Langevin pools, the two score networks, critic
 # and actor) on two threads itself; OpenBLAS's own worker threads would compete with those

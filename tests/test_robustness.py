@@ -238,8 +238,19 @@ def test_running_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_ctrl_c_while_loading_is_not_a_traceback(tmp_path):
+    """The signal lands once NumPy's library is mapped into the process (so after the
+    handler is installed, during or just after the imports of NumPy and mfcg), however
+    long the interpreter took to start on a busy machine."""
     proc = start("run", "--algo", "b", "--out", "r", cwd=tmp_path)
-    time.sleep(0.15)  # during the imports of NumPy and mfcg, or (on a fast machine) just after
+    maps, deadline = f"/proc/{proc.pid}/maps", time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if not os.path.exists(maps):  # not Linux: the interpreter's start-up is quick enough
+            time.sleep(0.15)
+            break
+        with open(maps) as fh:
+            if "numpy" in fh.read():
+                break
+        time.sleep(0.002)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err
