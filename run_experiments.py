@@ -750,6 +750,9 @@ def cmd_report(args):
     if len(presets) > 1 and not args.allow_mixed_presets:
         raise UsageError(f"the runs mix presets ({', '.join(presets)}); pass "
                          f"--allow-mixed-presets to report them together")
+    if len(presets) > 1:  # the same algorithm under two presets is two rows: 'b [quick]', 'b [robust]'
+        for r in runs:
+            r["label"] = f"{r['label']} [{r['preset']}]"
     problems = {r["config"].problem for r in runs}
     if len(problems) > 1:
         raise UsageError("the runs solve different problems (LQProblem settings differ)")

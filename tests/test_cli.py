@@ -218,6 +218,7 @@ def test_report_refuses_mixed_presets_unless_asked(tmp_path):
     _one_line_error(*cli("report", "quick", "paper", "--out", "res", cwd=tmp_path)[::2], "the runs mix presets")
     code, _, err = cli("report", "quick", "paper", "--out", "res", "--allow-mixed-presets", cwd=tmp_path)
     assert code == 0, err
+    assert set(_json(tmp_path / "res" / "summary.json")["algorithms"]) == {"m [quick]", "m [paper]"}
 
 
 def test_time_to_accuracy_is_where_the_error_stays_below():
