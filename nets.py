@@ -9,6 +9,8 @@ H hidden width.
                                               → std  = softplus(h Ws + bs) + floor (N,k)
     critic   x (N,d) → tanh(x W1 + b1) (N,H) → W2, b2 → V (N,)
     score    x (N,d) → tanh(x W1 + b1) (N,H) → W2, b2 → s (N,d)   (s ≈ ∇ₓ log p)
+
+All three share the hidden layer h = tanh(x W1 + b1): hidden_forward, hidden_backward.
 """
 import math
 
@@ -75,14 +77,34 @@ def _check_rows(name, a, n, ndim=1, cols=None):
 
 
 # ---------------------------------------------------------------------------------------
+# The hidden layer every network starts with: h = tanh(x W1 + b1)
+# ---------------------------------------------------------------------------------------
+
+def hidden_forward(p, x):
+    """Check x (N,d) against W1 (d,H), then return h = tanh(x W1 + b1), shape (N,H)."""
+    _check_x(p, x)
+    return tanh_forward(affine_forward(x, p["W1"], p["b1"]))  # (N, H)
+
+
+def hidden_backward(p, x, h, dh, dz=None):
+    """Backpropagate dL/dh (N,H) through h = hidden_forward(p, x); return dW1 (d,H), db1 (H,).
+    dz (N,H), when given, is an extra gradient at the pre-activation z = x W1 + b1, added
+    after the tanh (the score-matching trace reaches z through g = 1 − h², not through h)."""
+    dpre = tanh_backward(dh, h)                             # dL/dz = dL/dh ⊙ (1 − h²)  (N, H)
+    if dz is not None:
+        dpre = dpre + dz                                    # (N, H)
+    _, dW1, db1 = affine_backward(dpre, x, p["W1"])         # dW1 = xᵀ dL/dz, db1 = Σₙ dL/dz
+    return dW1, db1
+
+
+# ---------------------------------------------------------------------------------------
 # Actor: a diagonal Gaussian policy
 # ---------------------------------------------------------------------------------------
 
 def actor_forward(p, x, std_floor=STD_FLOOR):
     """Return mean (N,k), std (N,k) and the cache the backward pass needs.
     std = softplus(h Ws + bs) + std_floor; the floor is a constant (no gradient)."""
-    _check_x(p, x)
-    h = tanh_forward(affine_forward(x, p["W1"], p["b1"]))  # (N, H)
+    h = hidden_forward(p, x)                                # (N, H)
     mean = affine_forward(h, p["Wm"], p["bm"])              # (N, k)
     zs = affine_forward(h, p["Ws"], p["bs"])                # (N, k)
     std = softplus_forward(zs) + std_floor                  # (N, k)
@@ -95,8 +117,7 @@ def actor_backward(p, cache, dmean, dstd):
     dzs = softplus_backward(dstd, zs)                       # (N, k)
     dh_m, dWm, dbm = affine_backward(dmean, h, p["Wm"])
     dh_s, dWs, dbs = affine_backward(dzs, h, p["Ws"])
-    dz1 = tanh_backward(dh_m + dh_s, h)                     # (N, H)
-    _, dW1, db1 = affine_backward(dz1, x, p["W1"])
+    dW1, db1 = hidden_backward(p, x, h, dh_m + dh_s)        # the two heads' dL/dh add up
     return {"W1": dW1, "b1": db1, "Wm": dWm, "bm": dbm, "Ws": dWs, "bs": dbs}
 
 
@@ -179,8 +200,7 @@ def ppo_loss_and_grad(p, x, a, adv, logp_old, clip, ent_coef, std_floor=STD_FLOO
 
 def critic_forward(p, x):
     """V(x), shape (N,)."""
-    _check_x(p, x)
-    h = tanh_forward(affine_forward(x, p["W1"], p["b1"]))  # (N, H)
+    h = hidden_forward(p, x)                                # (N, H)
     return affine_forward(h, p["W2"], p["b2"])[:, 0]
 
 
@@ -189,10 +209,9 @@ def critic_loss_and_grad(p, x, y):
 
         dL/dVₙ = −2 (yₙ − V(xₙ)) / N
     """
-    _check_x(p, x)
+    h = hidden_forward(p, x)                                # (N, H)
     _check_rows("y", y, x.shape[0])
     y = y.astype(x.dtype, copy=False)
-    h = tanh_forward(affine_forward(x, p["W1"], p["b1"]))  # (N, H)
     v = affine_forward(h, p["W2"], p["b2"])[:, 0]          # (N,)
     err = y - v
     loss = (err * err).mean()
@@ -205,7 +224,7 @@ def critic_backward(p, cache, dv):
     the hidden activations of critic_forward."""
     x, h = cache
     dh, dW2, db2 = affine_backward(dv[:, None], h, p["W2"])
-    _, dW1, db1 = affine_backward(tanh_backward(dh, h), x, p["W1"])
+    dW1, db1 = hidden_backward(p, x, h, dh)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
 
@@ -215,8 +234,7 @@ def critic_backward(p, cache, dv):
 
 def score_forward(p, x):
     """s(x), shape (N,d)."""
-    _check_x(p, x)
-    h = tanh_forward(affine_forward(x, p["W1"], p["b1"]))  # (N, H)
+    h = hidden_forward(p, x)                                # (N, H)
     return affine_forward(h, p["W2"], p["b2"])
 
 
@@ -225,49 +243,76 @@ def score_loss_and_grad(p, x, probes=None):
 
     Derivation, with z = x W1 + b1, a = tanh z, g = 1 − a², s = a W2 + b2:
       Jacobian   ∂sₖ/∂xᵢ = Σⱼ W1[i,j] gⱼ W2[j,k]
-      exact      tr ∇ₓs  = Σⱼ gⱼ cⱼ,          cⱼ = Σᵢ W1[i,j] W2[j,i]        (c (H,), shared)
-      Hutchinson uᵀ∇ₓs u = Σⱼ gⱼ cₙⱼ,  cₙⱼ = (u W1)ₙⱼ (u W2ᵀ)ₙⱼ   (probe u (N,d), c (N,H))
-    Both are T = (1/N) Σₙⱼ gₙⱼ cₙⱼ, so one backward pass serves both. Second-order terms:
+    The trace term is exact (probes None: exact_trace_forward, below) or Hutchinson's
+    estimate with probes u (hutchinson_trace_forward, below). Both are
+    T = (1/N) Σₙⱼ gₙⱼ cₙⱼ, so one backward pass serves both. Second-order terms:
       through g:  ∂gⱼ/∂zⱼ = −2 aⱼ gⱼ            ⇒  dz += −2 a g c / N
-      through c (exact):       ∂cⱼ/∂W1[i,j] = W2[j,i], ∂cⱼ/∂W2[j,i] = W1[i,j]
-                               ⇒ dW1 += ḡ ⊙ W2ᵀ,  dW2 += ḡ ⊙ W1ᵀ,  ḡⱼ = (1/N) Σₙ gₙⱼ
-      through c (Hutchinson):  dW1 += uᵀ (g ⊙ (u W2ᵀ)) / N,  dW2 += (g ⊙ (u W1))ᵀ u / N
+      through c:  exact_trace_backward or hutchinson_trace_backward, below
     The ½|s|² term backpropagates as usual with ds = s / N.
     Cost O(N·H·d): no loop over dimensions. `probes` (N,d): Gaussian or Rademacher.
     """
-    _check_x(p, x)
+    a = hidden_forward(p, x)                                # (N, H)
     n = x.shape[0]
-    W1, W2 = p["W1"], p["W2"]
-    a = tanh_forward(affine_forward(x, W1, p["b1"]))       # (N, H)
     g = 1.0 - a * a                                         # (N, H)
-    s = affine_forward(a, W2, p["b2"])                      # (N, d)
+    s = affine_forward(a, p["W2"], p["b2"])                 # (N, d)
     if probes is None:
-        c = (W1 * W2.T).sum(axis=0)                         # (H,)
-        trace = g @ c                                       # (N,)
+        trace, c, cache = exact_trace_forward(p, g)         # trace (N,), c (H,)
+        trace_backward = exact_trace_backward
     else:
         _check_rows("probes", probes, n, 2, x.shape[1])
-        u1 = matmul(probes, W1)                             # (N, H)
-        u2 = matmul(probes, W2.T)                           # (N, H)
-        c = u1 * u2                                         # (N, H)
-        trace = (g * c).sum(axis=1)                         # (N,)
+        trace, c, cache = hutchinson_trace_forward(p, g, probes)  # trace (N,), c (N, H)
+        trace_backward = hutchinson_trace_backward
     loss = (trace + 0.5 * (s * s).sum(axis=1)).mean()
 
     grads = score_backward(p, (x, a), s / n, -2.0 * a * g * c / n)  # ½|s|², and the trace through g
-    if probes is None:                                      # the trace through c
-        gbar = sum_rows(g) / n                              # (H,) the mean over the batch
-        grads["W1"] = grads["W1"] + gbar * W2.T
-        grads["W2"] = grads["W2"] + gbar[:, None] * W1.T
-    else:
-        grads["W1"] = grads["W1"] + probes.T @ (g * u2) / n
-        grads["W2"] = grads["W2"] + (g * u1).T @ probes / n
+    dW1, dW2 = trace_backward(p, cache)                     # the trace through c
+    grads["W1"] = grads["W1"] + dW1
+    grads["W2"] = grads["W2"] + dW2
     return loss, grads
 
 
-def score_backward(p, cache, ds, dz=0.0):
-    """Backpropagate dL/ds (N, d) to every score parameter, with dz (N, H) added to the
-    gradient at the hidden pre-activation (the trace term's path through g); cache =
+def exact_trace_forward(p, g):
+    """The exact trace of ∇ₓs per sample, from g = 1 − a² (N,H):
+      exact      tr ∇ₓs  = Σⱼ gⱼ cⱼ,          cⱼ = Σᵢ W1[i,j] W2[j,i]        (c (H,), shared)
+    Returns the trace (N,), c (H,) and exact_trace_backward's cache (g)."""
+    c = (p["W1"] * p["W2"].T).sum(axis=0)                   # (H,)
+    return g @ c, c, g                                      # (N,), (H,), (N, H)
+
+
+def exact_trace_backward(p, g):
+    """The exact trace's path through c, as the extra dW1 (d,H), dW2 (H,d):
+      through c (exact):       ∂cⱼ/∂W1[i,j] = W2[j,i], ∂cⱼ/∂W2[j,i] = W1[i,j]
+                               ⇒ dW1 += ḡ ⊙ W2ᵀ,  dW2 += ḡ ⊙ W1ᵀ,  ḡⱼ = (1/N) Σₙ gₙⱼ
+    """
+    gbar = sum_rows(g) / g.shape[0]                         # (H,) the mean over the batch
+    return gbar * p["W2"].T, gbar[:, None] * p["W1"].T      # (d, H), (H, d)
+
+
+def hutchinson_trace_forward(p, g, u):
+    """Hutchinson's estimate of the trace per sample, from g = 1 − a² (N,H) and probes u (N,d):
+      Hutchinson uᵀ∇ₓs u = Σⱼ gⱼ cₙⱼ,  cₙⱼ = (u W1)ₙⱼ (u W2ᵀ)ₙⱼ   (probe u (N,d), c (N,H))
+    Returns the estimate (N,), c (N,H) and hutchinson_trace_backward's cache."""
+    u1 = matmul(u, p["W1"])                                 # (N, H)
+    u2 = matmul(u, p["W2"].T)                               # (N, H)
+    c = u1 * u2                                             # (N, H)
+    return (g * c).sum(axis=1), c, (g, u, u1, u2)           # (N,), (N, H), cache
+
+
+def hutchinson_trace_backward(p, cache):
+    """Hutchinson's path through c, as the extra dW1 (d,H), dW2 (H,d) (p is not needed: the
+    cache holds the probes' products with the weights):
+      through c (Hutchinson):  dW1 += uᵀ (g ⊙ (u W2ᵀ)) / N,  dW2 += (g ⊙ (u W1))ᵀ u / N
+    """
+    g, u, u1, u2 = cache
+    n = g.shape[0]
+    return u.T @ (g * u2) / n, (g * u1).T @ u / n           # (d, H), (H, d)
+
+
+def score_backward(p, cache, ds, dz=None):
+    """Backpropagate dL/ds (N, d) to every score parameter, with dz (N, H), when given, added
+    to the gradient at the hidden pre-activation (the trace term's path through g); cache =
     (x, a), the input and the hidden activations of score_forward."""
     x, a = cache
     da, dW2, db2 = affine_backward(ds, a, p["W2"])
-    _, dW1, db1 = affine_backward(tanh_backward(da, a) + dz, x, p["W1"])
+    dW1, db1 = hidden_backward(p, x, a, da, dz)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}

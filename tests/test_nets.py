@@ -1,5 +1,32 @@
 """Every hand-derived gradient in nets.py against float64 central differences, on shapes,
-seeds and values drawn by hypothesis; plus the score-matching trace and Hutchinson checks."""
+seeds and values drawn by hypothesis; plus the score-matching trace and Hutchinson checks.
+
+The recipe of a gradient check, as every test_*_gradient below follows it:
+  1. Parameters and inputs in float64 (init_* with dtype=np.float64, inputs drawn from a
+     NumPy Generator). numerical_grad refuses anything else: in float32 the differences
+     below would be round-off.
+  2. The numerical gradient: central differences (L(θ + h eᵢ) − L(θ − h eᵢ)) / 2h, one
+     entry of one parameter at a time (autograd_lite.numerical_grad), h = FD_STEP = 1e-6.
+  3. The comparison (assert_grads_match, tests/helpers.py): for every parameter,
+        max |analytic − numerical| ≤ GRAD_ATOL + GRAD_RTOL · max |numerical|
+     with GRAD_RTOL = 1e-6, GRAD_ATOL = 1e-9. Why these: the truncation error of central
+     differences is ~h² ≈ 1e-12, the round-off ~1e-16/h ≈ 1e-10 of the loss's scale, so a
+     correct gradient misses by far less than 1e-6 of its largest entry, while a wrong term
+     (a sign, a factor, a missing path) misses by a sizeable part of it. The bound scales
+     with the largest entry, not each entry, since small entries carry the same absolute
+     round-off; GRAD_ATOL is for gradients that are all zero or nearly.
+  4. The negative control: test_a_wrong_gradient_fails_the_check moves one analytic entry
+     by 100 times the tolerance and expects assert_grads_match to raise, so a pass means
+     something.
+  5. What hypothesis draws (the named strategies below): the state dimension d (dims) and
+     action dimension k (acts), the hidden width H (hiddens), the batch N (batches, or
+     few_rows where the check loops over rows), the seed of the Generator behind every
+     weight and input (seeds), the actor's std floor (floors), and per test the PPO clip
+     (clips), the entropy weight (ent_coefs) and the kind of Hutchinson probe
+     (probe_kinds). 30 examples per test (tests/conftest.py; the same ones every run under
+     CI). Where a loss has a kink (PPO at ρ = 1 ± clip) assume() discards the draws near it:
+     there central differences are not the derivative.
+"""
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -15,6 +42,10 @@ hiddens = st.integers(1, 16)
 batches = st.integers(1, 32)
 seeds = st.integers(0, 2**32 - 1)
 floors = st.sampled_from([nets.STD_FLOOR, 0.5])  # the paper's floor and the quick preset's
+few_rows = st.integers(1, 6)          # batches for the per-row loop of the Jacobian-trace check
+clips = st.floats(0.05, 0.5)          # PPO clip c: ratios are clipped to [1 − c, 1 + c]
+ent_coefs = st.floats(0.0, 0.1)       # PPO entropy weight
+probe_kinds = st.sampled_from(["gaussian", "rademacher"])  # Hutchinson probes u, E[u uᵀ] = I
 
 
 def _actor_case(d, k, hidden, n, seed):
@@ -34,7 +65,7 @@ def test_actor_loss_gradient(d, k, hidden, n, seed, floor):
     assert_grads_match(grads, num)
 
 
-@given(dims, acts, hiddens, batches, seeds, st.floats(0.05, 0.5), st.floats(0.0, 0.1), floors)
+@given(dims, acts, hiddens, batches, seeds, clips, ent_coefs, floors)
 def test_ppo_loss_gradient(d, k, hidden, n, seed, clip, ent_coef, floor):
     rng, p, x, a, adv = _actor_case(d, k, hidden, n, seed)
     # old log-probs spread so that ratios fall on both sides of the clip range
@@ -85,13 +116,33 @@ def test_score_loss_gradient_exact_trace(d, hidden, n, seed):
     assert_grads_match(grads, num)
 
 
-@given(dims, hiddens, batches, seeds, st.sampled_from(["gaussian", "rademacher"]))
+@given(dims, hiddens, batches, seeds, probe_kinds)
 def test_score_loss_gradient_hutchinson(d, hidden, n, seed, kind):
     rng, p, x = _score_case(d, hidden, n, seed)
     z = rng.standard_normal((n, d)) if kind == "gaussian" else rng.choice([-1.0, 1.0], (n, d))
     _, grads = nets.score_loss_and_grad(p, x, probes=z)
     num = numerical_grad(lambda q: nets.score_loss_and_grad(q, x, probes=z)[0], p, FD_STEP)
     assert_grads_match(grads, num)
+
+
+@pytest.mark.parametrize("net", ["actor", "critic", "score"])
+def test_a_wrong_gradient_fails_the_check(net):
+    """The negative control: the correct gradient passes the check, and the same gradient
+    with one W1 entry moved by 1e-4 of W1's largest numerical entry (100 × GRAD_RTOL) fails."""
+    _, pa, x, a, adv = _actor_case(2, 1, 4, 8, 11)
+    y = np.random.default_rng(12).normal(size=8)
+    pc = nets.init_critic(2, np.random.default_rng(13), hidden=4, dtype=np.float64, xp=np)
+    _, ps, _ = _score_case(2, 4, 8, 14)
+    loss_and_grad, p = {"actor": (lambda q: nets.actor_loss_and_grad(q, x, a, adv), pa),
+                        "critic": (lambda q: nets.critic_loss_and_grad(q, x, y), pc),
+                        "score": (lambda q: nets.score_loss_and_grad(q, x), ps)}[net]
+    _, grads = loss_and_grad(p)
+    num = numerical_grad(lambda q: loss_and_grad(q)[0], p, FD_STEP)
+    assert_grads_match(grads, num)
+    wrong = {k: g.copy() for k, g in grads.items()}
+    wrong["W1"][0, 0] += 1e-4 * np.max(np.abs(num["W1"]))
+    with pytest.raises(AssertionError, match="W1"):
+        assert_grads_match(wrong, num)
 
 
 def _trace_term(p, x, probes=None):
@@ -105,7 +156,7 @@ def _trace_term(p, x, probes=None):
     return np.array(out)
 
 
-@given(dims, hiddens, st.integers(1, 6), seeds)
+@given(dims, hiddens, few_rows, seeds)
 def test_exact_trace_is_the_jacobian_trace(d, hidden, n, seed):
     """The closed-form trace equals the trace of the Jacobian ∇ₓs found by differencing s."""
     _, p, x = _score_case(d, hidden, n, seed)
