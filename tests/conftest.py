@@ -20,3 +20,26 @@ def quick_m_runs():
     True: state}); about 50 s each, trained once and shared by the tests that read them."""
     import mfcg
     return {mf: mfcg.train(mfcg.preset("quick", "m", seed=0, mf_correction=mf)) for mf in (False, True)}
+
+
+@pytest.fixture(scope="session")
+def robust_run():
+    """robust_run(name, until) → (state, saved config.json, committed history): the run
+    docs/results/robust/runs/robust/NAME retrained from its saved config up to step `until`,
+    once per session (the tests of the robust preset and of the correction share them)."""
+    import json
+    import mfcg
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "docs", "results", "robust", "runs", "robust")
+    cache = {}
+
+    def get(name, until):
+        if (name, until) not in cache:
+            with open(os.path.join(root, name, "config.json")) as fh:
+                saved = json.load(fh)
+            with open(os.path.join(root, name, "history.json")) as fh:
+                history = json.load(fh)
+            state = mfcg.train(mfcg.Config(**saved["config"]), until=until)
+            cache[(name, until)] = (state, saved, history)
+        return cache[(name, until)]
+    return get

@@ -438,39 +438,26 @@ def test_evaluation_does_not_touch_the_training_stream():
 
 # --- end to end on the quick preset -----------------------------------------------------------
 
-@pytest.mark.parametrize("algo", ["ac", "b", "m", "drl"])
-def test_quick_preset_end_to_end(algo, request):
-    """One full quick run per algorithm, seed 0 (15–70 s each; M's is shared with
-    test_mf_correction). What held on every seed measured (0–4, make reproduce, with the
-    random streams before and after they were keyed by seed and step):
-    - B and M settle at the non-cooperative equilibrium: population mean within 0.05 of
-      m_mfg, fitted slope −1.14 to −1.40 (α̂: −1.19), control error against the MFG control
-      0.02–0.16;
-    - AC and DRL do not settle in this budget, but their controls restore (slope < 0;
-      flipping the actor's advantage sign gives a positive slope and a diverging population);
-    - the local score network tracks the simulated population (B, M: mean within 0.03,
-      std within 6 %; DRL, whose population is broad, within half a std); for AC's single
-      agent the local Langevin pool follows the agent.
-    """
+@pytest.mark.parametrize("algo", ["ac", "drl"])
+def test_quick_preset_end_to_end(algo):
+    """One full quick run of the two learners that do not settle in the quick preset's
+    budget, seed 0. What held on every seed measured (0–4, make reproduce): their controls
+    restore (slope < 0; flipping the actor's advantage sign gives a positive slope and a
+    diverging population); DRL's local score network tracks its broad population (mean
+    within half a std); for AC's single agent the local Langevin pool follows the agent.
+    B and M, which settle, are tested on the robust preset (tests/test_robust.py), which is
+    theirs plus the score networks' warm start."""
     cfg = preset("quick", algo, seed=0)
-    state = request.getfixturevalue("quick_m_runs")[False] if algo == "m" else mfcg.train(cfg)
+    state = mfcg.train(cfg)
     rec = state["history"][-1]
     assert rec["step"] == cfg.steps and len(state["history"]) == cfg.steps // cfg.eval_every
     assert all(math.isfinite(v) for v in rec.values()), rec
     if algo == "ac":
         assert rec["control_slope"] < 0.0
         assert abs(rec["local_mean"] - rec["agents_mean"]) < 0.5
-        return
-    gap_mean = abs(rec["local_mean_density"] - rec["agents_mean"])
-    if algo in ("b", "m"):
-        assert abs(rec["agents_mean"] - SOL.mean_mfg) < 0.1, rec["agents_mean"]
-        assert -1.6 < rec["control_slope"] < -0.9, rec["control_slope"]
-        assert rec["control_rmse_mfg"] < 0.25, rec["control_rmse_mfg"]
-        assert gap_mean < 0.1
-        assert abs(rec["local_std_density"] / rec["agents_std"] - 1) < 0.15
     else:
         assert rec["control_slope"] < -0.05
-        assert gap_mean < rec["agents_std"]
+        assert abs(rec["local_mean_density"] - rec["agents_mean"]) < rec["agents_std"]
 
 
 def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, capsys):
