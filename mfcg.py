@@ -11,56 +11,28 @@ Euler–Maruyama with step Δt; the reward is −f Δt and the discount γ = e^{
 
 Read in order: the problem → its closed form → Config and the presets → the training
 state → the step functions (score update, Langevin refresh, acting, actor–critic and PPO
-updates) → the four trainers → evaluation against the closed form → checkpoints → the
-training loop's bookkeeping → fast paths (the same arithmetic, faster; each names the
-readable function it equals and the test that proves it).
+updates) → the four trainers → evaluation against the closed form. Two modules hold what
+is not the algorithm: fastpaths.py the same arithmetic, faster (Config.readable turns it
+off), and rundir.py checkpoints and the training loop's bookkeeping.
 """
-import contextlib
-import json
 import math
-import os
-import signal
-import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
 
 import nets
-from autograd_lite import (FlatParams, adam_init, adam_step, check_array, cuda_kernel, get_xp,
-                           lr_factor, make_rng, to_numpy, xp_of)
+import rundir
+from autograd_lite import (adam_init, adam_update, check_array, clip_grad_norm, get_xp, lr_factor,
+                           to_numpy, xp_of)
+from fastpaths import (FlatParams, adam_step, chunk_mean, chunk_rows, concurrently, gae_by_matmul,
+                       in_chunks, langevin_score_net, make_rng)
+from rundir import Loop, check_config, check_problem
 
 
 # ---------------------------------------------------------------------------------------
 # The LQ problem
 # ---------------------------------------------------------------------------------------
-
-def check_field_types(obj):
-    """Raise ValueError naming the first field of a dataclass whose value is not of its
-    default's type: booleans only from booleans, integers only from integers (not from
-    booleans or floats), numbers from integers or floats and finite, strings from strings.
-    So mf_correction="False" or seed=1.5 are refused rather than silently misread."""
-    for name, f in obj.__dataclass_fields__.items():
-        kind, value = type(f.default), getattr(obj, name)
-        if kind is bool:
-            ok, want = isinstance(value, (bool, np.bool_)), "true or false (a bool)"
-        elif kind is int:
-            ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-            want = "an integer"
-        elif kind is float:
-            ok = (isinstance(value, (int, float, np.integer, np.floating))
-                  and not isinstance(value, (bool, np.bool_)) and math.isfinite(value))
-            want = "a finite number"
-        elif kind is str:
-            ok, want = isinstance(value, str), "a string"
-        else:
-            continue
-        if not ok:
-            raise ValueError(f"{name} must be {want}, got {value!r}")
-
 
 @dataclass(frozen=True)
 class LQProblem:
@@ -79,20 +51,7 @@ class LQProblem:
     dim: int = 1
 
     def __post_init__(self):
-        check_field_types(self)
-        checks = [
-            (self.beta > 0, f"beta must be > 0, got {self.beta}"),
-            (self.sigma >= 0, f"sigma must be >= 0, got {self.sigma}"),
-            (self.dt > 0, f"dt must be > 0, got {self.dt}"),
-            (isinstance(self.dim, (int, np.integer)) and self.dim >= 1,
-             f"dim must be an integer >= 1, got {self.dim!r}"),
-            (self.K > 0, f"K = c1 + c3 + c1_tilde must be > 0 for the closed form, got {self.K}"),
-            (self.D != 0, "D = c1(1 - c2) + c1_tilde(1 - c2_tilde)^2 + c3 + c5_tilde must be "
-                          "nonzero for the closed form, got 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check_problem(self)   # every field's type and range, and a closed form (rundir)
 
     @property
     def K(self):
@@ -252,7 +211,12 @@ class Config:
     """Everything a training run needs; saved with every run and checkpoint.
 
     Paper symbols in brackets; the defaults are Algorithm 2's (B) at the paper's settings.
-    `preset(name, algo)` gives the named settings of each algorithm."""
+    `preset(name, algo)` gives the named settings of each algorithm.
+
+    `readable` is a field, not an environment variable, because the two arithmetics agree
+    only up to rounding where clipping or PPO sum in another order: the run's config.json
+    and checkpoints record which one made its numbers, a resume keeps it, and
+    `--set readable=true` reaches it from the command line."""
     algo: str = "b"                 # which algorithm: ac, b, m or drl (Algorithms 1–4)
     steps: int = 200_000            # [N] training steps
     batch: int = 8192               # [B] agents simulated in parallel (AC: 1)
@@ -291,6 +255,9 @@ class Config:
     eval_samples: int = 2048        # points x ~ limiting law for control/value errors
     eval_langevin_steps: int = 200  # Langevin iterations from N(0, 1) for evaluation samples
     checkpoint_every: int = 10_000  # write the checkpoint every this many steps (with run_dir)
+    readable: bool = False          # train with the readable definitions instead of fastpaths.py:
+                                    # langevin, clip_grad_norm and adam_update on plain dicts,
+                                    # the loop gae, PPO on all rows at once, no threads
     problem: LQProblem = field(default_factory=LQProblem)  # the benchmark's coefficients
 
     def __post_init__(self):
@@ -298,42 +265,7 @@ class Config:
             object.__setattr__(self, "problem", LQProblem(**self.problem))
         if not isinstance(self.problem, LQProblem):
             raise ValueError(f"problem must be an LQProblem, got {type(self.problem).__name__}")
-        check_field_types(self)
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
-        positive_ints = ["steps", "batch", "minibatch", "n_samples", "langevin_steps",
-                         "langevin_every", "rollout", "ppo_epochs", "ppo_minibatches", "hidden_actor",
-                         "hidden_critic", "hidden_score", "eval_every", "eval_samples",
-                         "eval_langevin_steps", "checkpoint_every"]
-        for name in positive_ints:
-            value = getattr(self, name)
-            if value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-            if value >= 2 ** 31:  # sizes and counts reach the CUDA kernels as 32-bit ints
-                raise ValueError(f"{name} must be below 2**31, got {value!r}")
-        for name in ["eps_langevin", "lr_actor", "lr_critic", "lr_global", "lr_local", "std_floor",
-                     "score_warmup_lr"]:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ["target_every", "grad_clip", "ent_coef", "score_warmup"]:
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.target_every and self.algo == "drl":  # nothing would read it (see train_drl)
-            raise ValueError(f"target_every must be 0 for drl: Algorithm 4's GAE bootstraps with "
-                             f"the critic itself, a target would have no reader (got {self.target_every})")
-        if not 0 <= self.ppo_clip < 1:
-            raise ValueError(f"ppo_clip must be in [0, 1) (0: no clipping), got {self.ppo_clip}")
-        if not 0 <= self.gae_lambda <= 1:
-            raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if self.algo == "drl" and self.ppo_minibatches > self.rollout * self.batch:
-            raise ValueError(f"ppo_minibatches ({self.ppo_minibatches}) must be at most the rollout's "
-                             f"rollout × batch = {self.rollout * self.batch} transitions")
-        if self.algo == "m" and self.batch % self.minibatch:
-            raise ValueError(f"batch ({self.batch}) must be divisible by minibatch ({self.minibatch})")
+        check_config(self, ALGOS)   # every field's type and range (rundir)
 
     def to_dict(self):
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -405,9 +337,7 @@ class MeanField(NamedTuple):
     mf_grad: object
 
 
-NETWORKS = ("actor", "critic", "score_global", "score_local")
 TIMING_KEYS = ("steps_per_second", "wall_seconds")  # history fields that vary run to run
-STATE_ARRAYS = ("x", "pool_global", "pool_local")   # with the MeanField's, in a checkpoint
 # The purposes a run draws random numbers for: the third element of a stream's key.
 STREAM_TRAIN, STREAM_INIT, STREAM_WARMUP, STREAM_EVAL, STREAM_CURVES = 0, 1, 3, 7, 11
 
@@ -415,29 +345,31 @@ STREAM_TRAIN, STREAM_INIT, STREAM_WARMUP, STREAM_EVAL, STREAM_CURVES = 0, 1, 3, 
 def training_rng(cfg, n):
     """The random stream of training step n, keyed by (seed, n): every number a step draws
     comes from it, so a checkpoint taken between steps holds the random state exactly by
-    holding n, on NumPy and on CuPy alike (autograd_lite.make_rng)."""
+    holding n, on NumPy and on CuPy alike (fastpaths.make_rng)."""
     return make_rng((cfg.seed, n, STREAM_TRAIN), get_xp())
 
 
 def init_state(cfg, xp=None):
     """Networks, Adam states, target critic, agents X₀ ~ N(0, I), both Langevin pools from
-    N(0, I) and the step counter n = 0 (Algorithms 1–4, lines 1–3). Each network's
-    parameters, and its Adam moments, live in one flat buffer (autograd_lite.FlatParams)."""
+    N(0, I) and the step counter n = 0 (Algorithms 1–4, lines 1–3). Each network is a
+    plain dict of arrays with cfg.readable, else a fastpaths.FlatParams: the same arrays as
+    views into one buffer, which its Adam moments share the layout of."""
     xp = xp or get_xp()
     d, dtype = cfg.problem.dim, np.dtype(cfg.dtype)
     host = np.random.default_rng(cfg.seed)  # initial weights: identical on every backend
+    network = (lambda p: {k: v.copy() for k, v in p.items()}) if cfg.readable else FlatParams
     params = {
-        "actor": FlatParams(nets.init_actor(d, d, host, cfg.hidden_actor, dtype, xp)),
-        "critic": FlatParams(nets.init_critic(d, host, cfg.hidden_critic, dtype, xp)),
-        "score_global": FlatParams(nets.init_score(d, host, cfg.hidden_score, dtype, xp)),
-        "score_local": FlatParams(nets.init_score(d, host, cfg.hidden_score, dtype, xp)),
+        "actor": network(nets.init_actor(d, d, host, cfg.hidden_actor, dtype, xp)),
+        "critic": network(nets.init_critic(d, host, cfg.hidden_critic, dtype, xp)),
+        "score_global": network(nets.init_score(d, host, cfg.hidden_score, dtype, xp)),
+        "score_local": network(nets.init_score(d, host, cfg.hidden_score, dtype, xp)),
     }
     rng = make_rng((cfg.seed, 0, STREAM_INIT), xp)
     state = {
         "step": 0,
         "params": params,
         "adam": {k: adam_init(v) for k, v in params.items()},
-        "target": params["critic"].copy() if cfg.target_every else None,
+        "target": network(params["critic"]) if cfg.target_every else None,
         "x": rng.standard_normal((cfg.batch, d), dtype=dtype),
         "pool_global": rng.standard_normal((cfg.n_samples, d), dtype=dtype),
         "pool_local": rng.standard_normal((cfg.n_samples, d), dtype=dtype),
@@ -471,7 +403,7 @@ def warm_start_scores(state, cfg):
         for _ in range(cfg.score_warmup):
             x = rng.standard_normal((cfg.n_samples, d), dtype=dtype)      # (k, d) ~ N(0, I)
             _, grads = nets.score_loss_and_grad(params, x)
-            adam_step(params, grads, adam, cfg.score_warmup_lr)
+            clip_and_adam(cfg, params, grads, adam, cfg.score_warmup_lr)
 
 
 # ---------------------------------------------------------------------------------------
@@ -485,9 +417,16 @@ def learning_rates(cfg, n):
             "score_global": f * cfg.lr_global, "score_local": f * cfg.lr_local}
 
 
-def _adam_step(state, name, grads, lr, max_norm=0.0):
-    """Clip (when max_norm > 0) and Adam on one network, all on the device (adam_step)."""
-    adam_step(state["params"][name], grads, state["adam"][name], lr, max_norm)
+def clip_and_adam(cfg, params, grads, adam, lr, max_norm=0.0):
+    """Clip the gradients to global norm max_norm (when > 0), then one Adam step, in place
+    on one network's params and its Adam state: clip_grad_norm and adam_update with
+    cfg.readable, else fastpaths.adam_step, the same update of the network's one buffer
+    on the device (equal up to the order the norm's squares are summed)."""
+    if not cfg.readable:
+        return adam_step(params, grads, adam, lr, max_norm)
+    if max_norm:
+        clip_grad_norm(grads, max_norm)
+    adam_update(params, grads, adam, lr)
 
 
 def score_update(state, cfg, x, lrs, rng):
@@ -499,19 +438,20 @@ def score_update(state, cfg, x, lrs, rng):
     names = ("score_global", "score_local")
     probes = [rng.standard_normal(x.shape, dtype=x.dtype) if cfg.hutchinson else None
               for _ in names]                                 # drawn first: a fixed stream order
-    results = concurrently([(nets.score_loss_and_grad, state["params"][name], x, z)
-                            for name, z in zip(names, probes)], work=x.shape[0] * cfg.hidden_score)
+    results = concurrently([(nets.score_loss_and_grad, state["params"][name], x, z) for name, z in
+                            zip(names, probes)], work=x.shape[0] * cfg.hidden_score, in_order=cfg.readable)
     losses = {}
     for name, (loss, grads) in zip(names, results):
         losses[name] = loss
-        _adam_step(state, name, grads, lrs[name])
+        clip_and_adam(cfg, state["params"][name], grads, state["adam"][name], lrs[name])
     return losses
 
 
-def langevin(score_fn, pool, n_steps, eps, rng):
-    """Unadjusted Langevin dynamics from `pool` (k, d); returns the new pool (k, d).
+def langevin(score_fn, pool, noise, eps):
+    """Unadjusted Langevin dynamics from `pool` (k, d), one iteration per slice of `noise`
+    (n_steps, k, d), standard normals; returns the new pool (k, d).
 
-        x ← x + (ε/2) s(x) + √ε z,   z ~ N(0, I),   repeated n_steps times
+        x ← x + (ε/2) s(x) + √ε z,   z = noise[i] ~ N(0, I),   i = 0 … n_steps − 1
 
     Chains are persistent: pass the returned pool back in to continue them. On a Gaussian
     target of variance v the chain's stationary variance is v / (1 − ε/(4v)), not v: the
@@ -519,25 +459,30 @@ def langevin(score_fn, pool, n_steps, eps, rng):
     before or after the iterations (a diverging score network shows up here).
     """
     check_array("pool", pool, 2)
+    if noise.ndim != 3 or noise.shape[1:] != pool.shape:
+        raise ValueError(f"noise must have shape (n_steps, {pool.shape[0]}, {pool.shape[1]}), got {noise.shape}")
     xp = xp_of(pool)
     if not bool(xp.isfinite(pool).all()):
         raise ValueError("langevin: the starting pool contains non-finite values")
     half, root = 0.5 * eps, math.sqrt(eps)
     x = pool
-    for _ in range(n_steps):
-        x = x + half * score_fn(x) + root * rng.standard_normal(x.shape, dtype=x.dtype)
+    for z in noise:
+        x = x + half * score_fn(x) + root * z
     if not bool(xp.isfinite(x).all()):
-        raise ValueError(f"langevin: the pool became non-finite within {n_steps} steps "
+        raise ValueError(f"langevin: the pool became non-finite within {len(noise)} steps "
                          f"(eps={eps}); the score function diverges")
     return x
 
 
-def sample_pools(params, pools, n_steps, eps, rng):
+def sample_pools(params, pools, n_steps, eps, rng, readable=False):
     """Continue each pool's Langevin chain under its own score network: `langevin` with
     s = nets.score_forward(p, ·), n_steps iterations; returns the new pools. The normals
-    are drawn first, pool by pool, from `rng`; the chains then run as langevin_score_net
-    (Fast paths), which is `langevin` bit for bit given those normals."""
+    are drawn first, pool by pool, from `rng`; without `readable` the chains then run as
+    fastpaths.langevin_score_net, which is `langevin` bit for bit given those normals."""
     noises = [rng.standard_normal((n_steps,) + pool.shape, dtype=pool.dtype) for pool in pools]
+    if readable:
+        return [langevin(lambda x, p=p: nets.score_forward(p, x), pool, z, eps)
+                for p, pool, z in zip(params, pools, noises)]
     return concurrently([(langevin_score_net, p, pool, z, eps) for p, pool, z in zip(params, pools, noises)],
                         work=n_steps * pools[0].size * params[0]["W1"].shape[1])
 
@@ -548,7 +493,7 @@ def langevin_refresh(state, cfg, rng):
     pay for: m, m̃ the pools' means (Algorithms 1–4, line 8/9/10)."""
     state["pool_global"], state["pool_local"] = sample_pools(
         [state["params"]["score_global"], state["params"]["score_local"]],
-        [state["pool_global"], state["pool_local"]], cfg.langevin_steps, cfg.eps_langevin, rng)
+        [state["pool_global"], state["pool_local"]], cfg.langevin_steps, cfg.eps_langevin, rng, cfg.readable)
     m_tilde = state["pool_local"].mean(axis=0)
     mf_grad = (cfg.problem.dcost_dm_tilde(state["pool_local"], m_tilde).mean(axis=0)
                if cfg.mf_correction else state["field"].mf_grad)  # without it: init_state's zeros
@@ -596,15 +541,17 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
     delta = y - nets.critic_forward(critic, x)                               # (B,)
     (loss_v, g_v), (loss_pi, g_pi) = concurrently(
         [(nets.critic_loss_and_grad, critic, x, y),
-         (nets.actor_loss_and_grad, actor, x, a, delta, cfg.std_floor)], work=x.shape[0] * cfg.hidden_critic)
-    _adam_step(state, "critic", g_v, lrs["critic"], cfg.grad_clip)
-    _adam_step(state, "actor", g_pi, lrs["actor"], cfg.grad_clip)
+         (nets.actor_loss_and_grad, actor, x, a, delta, cfg.std_floor)],
+        work=x.shape[0] * cfg.hidden_critic, in_order=cfg.readable)
+    clip_and_adam(cfg, critic, g_v, state["adam"]["critic"], lrs["critic"], cfg.grad_clip)
+    clip_and_adam(cfg, actor, g_pi, state["adam"]["actor"], lrs["actor"], cfg.grad_clip)
     return {"critic": loss_v, "actor": loss_pi}
 
 
 def refresh_target(state):
-    """T ← V: copy the critic's flat buffer into the target's (Algorithm 2, line 18)."""
-    xp_of(state["target"].flat).copyto(state["target"].flat, state["params"]["critic"].flat)
+    """T ← V: copy the critic's arrays into the target's (Algorithm 2, line 18)."""
+    for k, v in state["params"]["critic"].items():
+        state["target"][k][...] = v
 
 
 def gae(rewards, values, next_values, gamma, lam):
@@ -633,10 +580,11 @@ def ppo_update(state, cfg, lrs, rng):
     with cfg.ppo_epochs passes of cfg.ppo_minibatches random minibatches each, it takes one
     of each per minibatch (the usual PPO), drawing the minibatches from `rng`. With
     cfg.adv_norm each minibatch's advantages are shifted and scaled to mean 0, std 1.
-    Every loss is a mean over a minibatch's rows, computed chunk by chunk (chunk_rows,
-    _chunk_mean) and combined on the device. V(x_{m+1}) is the next V(x_m), so the critic
-    is evaluated once per stored state plus the last next state; log π_old was kept when
-    the actions were drawn. Returns the losses averaged over the steps taken."""
+    V(x_{m+1}) is the next V(x_m), so the critic is evaluated once per stored state plus
+    the last next state; log π_old was kept when the actions were drawn. Returns the
+    losses averaged over the steps taken. With cfg.readable every loss is one call on all
+    its rows; else (fastpaths) a mean over chunks of chunk_rows rows, combined on the
+    device, and on a GPU GAE is one matrix product (gae_by_matmul)."""
     buf = state["buffer"]
     critic, actor = state["params"]["critic"], state["params"]["actor"]
     xp = xp_of(buf[0]["x"])
@@ -644,11 +592,11 @@ def ppo_update(state, cfg, lrs, rng):
     n_rows, k = M * B, cfg.ppo_minibatches
     X, A = _stack(buf, "x").reshape(n_rows, d), _stack(buf, "a").reshape(n_rows, d)  # rows: time, then agent
     logp_old = _stack(buf, "logp").reshape(n_rows)                         # ψ_old = ψ_n
-    rows = chunk_rows(xp, B)
-    chunks = [slice(i, min(i + rows, n_rows)) for i in range(0, n_rows, rows)]
-    values = xp.concatenate([nets.critic_forward(critic, X[c]) for c in chunks]).reshape(M, B)
+    rows = n_rows if cfg.readable else chunk_rows(xp, B)                   # rows per call
+    values = in_chunks(nets.critic_forward, (critic, X), rows).reshape(M, B)
     last = nets.critic_forward(critic, buf[-1]["x_next"])                   # V(X_M)
     next_values = xp.concatenate([values[1:], last[None]])                  # (M, B)
+    advantages = gae if cfg.readable or xp is np else gae_by_matmul
     adv, returns = advantages(_stack(buf, "r"), values, next_values, cfg.problem.discount, cfg.gae_lambda)
     adv, returns = adv.reshape(n_rows), returns.reshape(n_rows)
     clip = cfg.ppo_clip or math.inf                   # no clipping: ρ·A, the importance-weighted gradient
@@ -663,16 +611,13 @@ def ppo_update(state, cfg, lrs, rng):
                 Xb, Ab, adv_b, ret_b, logp_b = X[idx], A[idx], adv[idx], returns[idx], logp_old[idx]
             if cfg.adv_norm:
                 adv_b = (adv_b - adv_b.mean()) / (adv_b.std() + 1e-8)
-            n = Xb.shape[0]
-            parts = [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
-            critic_args = [(critic, Xb[c], ret_b[c]) for c in parts]
-            actor_args = [(actor, Xb[c], Ab[c], adv_b[c], logp_b[c], clip, cfg.ent_coef, cfg.std_floor)
-                          for c in parts]
             (loss_v, g_v), (loss_pi, g_pi) = concurrently(
-                [(_chunk_mean, nets.critic_loss_and_grad, critic_args),
-                 (_chunk_mean, nets.ppo_loss_and_grad, actor_args)], work=n * cfg.hidden_critic)
-            _adam_step(state, "actor", g_pi, lrs["actor"], cfg.grad_clip)
-            _adam_step(state, "critic", g_v, lrs["critic"], cfg.grad_clip)
+                [(chunk_mean, nets.critic_loss_and_grad, (critic, Xb, ret_b), rows),
+                 (chunk_mean, nets.ppo_loss_and_grad,
+                  (actor, Xb, Ab, adv_b, logp_b, clip, cfg.ent_coef, cfg.std_floor), rows)],
+                work=Xb.shape[0] * cfg.hidden_critic, in_order=cfg.readable)
+            clip_and_adam(cfg, actor, g_pi, state["adam"]["actor"], lrs["actor"], cfg.grad_clip)
+            clip_and_adam(cfg, critic, g_v, state["adam"]["critic"], lrs["critic"], cfg.grad_clip)
             totals["critic"], totals["actor"] = totals["critic"] + loss_v, totals["actor"] + loss_pi
     state["buffer"] = []
     return {name: total / (cfg.ppo_epochs * k) for name, total in totals.items()}
@@ -701,7 +646,7 @@ def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
     cfg.target_every steps, clipped actor and critic gradients. With B = 1 and neither,
     Algorithm 1 (train_ac)."""
     state = state if state is not None else init_state(cfg)              # L1–2
-    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
+    loop = Loop(state, cfg, evaluate, run_dir, on_eval, until, on_step)   # evaluates, checkpoints
     for n in loop.steps():                                               # L3
         lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
         losses = score_update(state, cfg, state["x"], lrs, rng)          # L4–7
@@ -721,7 +666,7 @@ def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
     the Langevin pools are refreshed once per step when n % cfg.langevin_every == 0, and
     between refreshes the agents pay for the last refresh's means."""
     state = state if state is not None else init_state(cfg)              # L1–2
-    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
+    loop = Loop(state, cfg, evaluate, run_dir, on_eval, until, on_step)   # evaluates, checkpoints
     b = cfg.minibatch
     for n in loop.steps():                                               # L3
         lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
@@ -748,7 +693,7 @@ def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=N
     Algorithm 4's line 25 copies the critic into a target that none of its lines reads (its
     GAE bootstraps with V itself), so no target is kept and Config refuses one."""
     state = state if state is not None else init_state(cfg)              # L1–3
-    loop = _Loop(state, cfg, run_dir, on_eval, until, on_step)
+    loop = Loop(state, cfg, evaluate, run_dir, on_eval, until, on_step)   # evaluates, checkpoints
     for n in loop.steps():                                               # L4
         lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
         losses = score_update(state, cfg, state["x"], lrs, rng)          # L5–8
@@ -772,6 +717,16 @@ def train(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None)
     With `run_dir` it checkpoints to run_dir/checkpoint.npz; `on_eval(record)` is called
     with each evaluation record, `on_step(state)` after every step (progress display)."""
     return TRAINERS[cfg.algo](cfg, state, run_dir, on_eval, until, on_step)
+
+
+def load_checkpoint(path, xp=None):
+    """The (state, cfg) of a checkpoint that train(..., run_dir=...) wrote (rundir), from
+    which train(cfg, state) resumes bit for bit. A file that is not one raises ValueError,
+    in one line."""
+    return rundir.load_checkpoint(path, Config, MeanField, xp)
+
+
+save_checkpoint = rundir.save_checkpoint  # save_checkpoint(path, state, cfg): what the loop writes
 
 
 # ---------------------------------------------------------------------------------------
@@ -798,7 +753,7 @@ def density_from_score(score_fn, lo, hi, n=2001):
     return {"grid": grid, "density": p, "mean": float(mean), "std": float(math.sqrt(var))}
 
 
-def _readout_range(sol, *sample_sets, width=10.0):
+def readout_range(sol, *sample_sets, width=10.0):
     """Grid limits for the 1-d density read-out: the limiting law's m* ± width·std, widened
     to cover every sample set's central 99 % plus half its width, so a population far from
     m* is not cut off."""
@@ -819,7 +774,7 @@ def fresh_samples(state, cfg, purpose):
     rng = make_rng((cfg.seed, state["step"], purpose), xp)
     nets_ = [state["params"]["score_global"], state["params"]["score_local"]]
     starts = [rng.standard_normal((cfg.n_samples, cfg.problem.dim), dtype=dtype) for _ in nets_]
-    return (rng, *sample_pools(nets_, starts, cfg.eval_langevin_steps, cfg.eps_langevin, rng))
+    return (rng, *sample_pools(nets_, starts, cfg.eval_langevin_steps, cfg.eps_langevin, rng, cfg.readable))
 
 
 def evaluate(state, cfg):
@@ -846,8 +801,7 @@ def evaluate(state, cfg):
     z = to_numpy(rng.standard_normal((cfg.eval_samples, pb.dim), dtype=state["x"].dtype)).astype(np.float64)
     x_eval = sol.mean + sol.std * z                      # (n, d) ~ the MFCG limiting law
     out = population_metrics(state, cfg, samples)
-    out.update(control_metrics(state, cfg, x_eval))
-    out.update(nash_control_metrics(state, cfg, sol.mean_mfg + sol.std * z))
+    out.update(control_metrics(state, cfg, x_eval, sol.mean_mfg + sol.std * z))
     agents = to_numpy(state["x"]).astype(np.float64)
     out["agents_mean"] = float(np.linalg.norm(agents.mean(axis=0))) if pb.dim > 1 else float(agents.mean())
     out["agents_std"] = float(agents.std(axis=0).mean()) if agents.shape[0] > 1 else 0.0
@@ -873,529 +827,46 @@ def population_metrics(state, cfg, samples):
         out[f"{tag}_std"] = float(s.std(axis=0).mean())
         if pb.dim == 1:
             read = density_from_score(lambda g, p=p: nets.score_forward(p, xp.asarray(g, dtype=dtype)),
-                                      *_readout_range(sol, s), n=4001)
+                                      *readout_range(sol, s), n=4001)
             out[f"{tag}_mean_density"], out[f"{tag}_std_density"] = read["mean"], read["std"]
         else:
             out[f"{tag}_mean_density"] = out[f"{tag}_std_density"] = math.nan
     return out
 
 
-def control_metrics(state, cfg, x_eval):
-    """The actor's mean action at x_eval (n, d), NumPy float64, against both equilibria's
-    controls (RMSE), and for d = 1 the least-squares line through it."""
-    xp, dtype = xp_of(state["x"]), state["x"].dtype
-    sol = cfg.problem.solution()
-    mean_a = to_numpy(nets.actor_forward(state["params"]["actor"], xp.asarray(x_eval, dtype=dtype))[0])
-    mean_a = mean_a.astype(np.float64)
-    out = {"control_rmse": _rmse(mean_a, sol.control(x_eval)),
-           "control_rmse_mfg": _rmse(mean_a, sol.control_mfg(x_eval))}
-    if cfg.problem.dim == 1:
-        slope, intercept = np.polyfit(x_eval[:, 0], mean_a[:, 0], 1)
-        out["control_slope"], out["control_intercept"] = float(slope), float(intercept)
-    else:
-        out["control_slope"] = out["control_intercept"] = math.nan
-    return out
-
-
-def nash_control_metrics(state, cfg, x_nash):
-    """The actor's mean action against the non-cooperative control −2Γ2(x − m_mfg) over
-    x_nash (n, d) ~ that equilibrium's limiting law: its RMSE, and for d = 1 the slope of
-    the least-squares line. A population at m_mfg lives there, 1.5 std away from the MFCG
-    law that control_rmse_mfg is measured over, where its actor has seen few states."""
-    sol = cfg.problem.solution()
+def control_metrics(state, cfg, x_eval, x_nash):
+    """The actor's mean action against the equilibria's controls, RMSE, with (d = 1) the
+    least-squares line through it: over x_eval (n, d) ~ the MFCG limiting law against α̂
+    and the non-cooperative control −2Γ2(x − m_mfg); over x_nash ~ that equilibrium's own
+    law N(m_mfg, std²) against the latter. A population at m_mfg lives there, 1.5 std
+    away from the MFCG law, where its actor has seen few states."""
+    sol, one_d = cfg.problem.solution(), cfg.problem.dim == 1
+    mean_action = lambda x: _at(state, lambda z: nets.actor_forward(state["params"]["actor"], z)[0], x)  # noqa: E731
+    a = mean_action(x_eval)
+    slope, intercept = np.polyfit(x_eval[:, 0], a[:, 0], 1) if one_d else (math.nan, math.nan)
+    out = {"control_rmse": _rmse(a, sol.control(x_eval)), "control_rmse_mfg": _rmse(a, sol.control_mfg(x_eval)),
+           "control_slope": float(slope), "control_intercept": float(intercept)}
     if not math.isfinite(sol.mean_mfg):
-        return {"control_rmse_at_mfg": math.nan, "control_slope_at_mfg": math.nan}
-    xp, dtype = xp_of(state["x"]), state["x"].dtype
-    mean_a = to_numpy(nets.actor_forward(state["params"]["actor"], xp.asarray(x_nash, dtype=dtype))[0])
-    mean_a = mean_a.astype(np.float64)
-    slope = float(np.polyfit(x_nash[:, 0], mean_a[:, 0], 1)[0]) if cfg.problem.dim == 1 else math.nan
-    return {"control_rmse_at_mfg": _rmse(mean_a, sol.control_mfg(x_nash)), "control_slope_at_mfg": slope}
-
-
-def _rmse(a, b):
-    return float(np.sqrt(np.mean((a - b) ** 2)))
+        return {**out, "control_rmse_at_mfg": math.nan, "control_slope_at_mfg": math.nan}
+    a = mean_action(x_nash)
+    out["control_rmse_at_mfg"] = _rmse(a, sol.control_mfg(x_nash))
+    out["control_slope_at_mfg"] = float(np.polyfit(x_nash[:, 0], a[:, 0], 1)[0]) if one_d else math.nan
+    return out
 
 
 def value_metrics(state, cfg, x_eval):
     """−critic at x_eval against the cost-to-go of α̂ and against the paper's appendix
     formula (docs/benchmark.md §2), RMSE."""
-    xp, dtype = xp_of(state["x"]), state["x"].dtype
     sol = cfg.problem.solution()
-    neg_v = -to_numpy(nets.critic_forward(state["params"]["critic"], xp.asarray(x_eval, dtype=dtype)))
-    neg_v = neg_v.astype(np.float64)
+    neg_v = -_at(state, lambda z: nets.critic_forward(state["params"]["critic"], z), x_eval)
     return {"value_rmse": _rmse(neg_v, sol.value(x_eval)), "value_rmse_paper": _rmse(neg_v, sol.value_paper(x_eval))}
 
 
-def final_curves(state, cfg, n_grid=201):
-    """The arrays the report's figures need, as NumPy float64 (d = 1 only):
-    grid (n_grid,), m* ± 6 std of the limiting law (the same for every run, so seeds can be
-    averaged), with neg_critic and actor_mean on it; global_/local_samples (k,), fresh
-    Langevin samples as in `evaluate`; density_grid (n_grid,), that range widened to cover
-    the samples, with global_/local_density from the score read-out."""
-    pb, sol = cfg.problem, cfg.problem.solution()
-    if pb.dim != 1:
-        raise ValueError(f"final_curves needs a 1-d problem, got dim={pb.dim}")
-    xp, dtype = xp_of(state["x"]), state["x"].dtype
-    _, *pools = fresh_samples(state, cfg, STREAM_CURVES)
-    out = {}
-    for tag, pool in zip(("global", "local"), pools):
-        out[f"{tag}_samples"] = to_numpy(pool)[:, 0].astype(np.float64)
-    lo, hi = _readout_range(sol, out["global_samples"], out["local_samples"], width=6.0)
-    out["density_grid"] = np.linspace(lo, hi, n_grid)
-    for tag in ("global", "local"):
-        p = state["params"][f"score_{tag}"]
-        out[f"{tag}_density"] = density_from_score(lambda z, p=p: nets.score_forward(p, xp.asarray(z, dtype=dtype)),
-                                                   lo, hi, n_grid)["density"]
-    grid = np.linspace(sol.mean - 6 * sol.std, sol.mean + 6 * sol.std, n_grid)  # same for every run
-    g = xp.asarray(grid[:, None], dtype=dtype)
-    out["grid"] = grid
-    out["neg_critic"] = -to_numpy(nets.critic_forward(state["params"]["critic"], g)).astype(np.float64)
-    out["actor_mean"] = to_numpy(nets.actor_forward(state["params"]["actor"], g)[0][:, 0]).astype(np.float64)
-    return out
+def _at(state, fn, x):
+    """fn(x) for x (n, d), NumPy float64, computed in the training dtype on the state's
+    device; returned as NumPy float64."""
+    return to_numpy(fn(xp_of(state["x"]).asarray(x, dtype=state["x"].dtype))).astype(np.float64)
 
 
-# ---------------------------------------------------------------------------------------
-# Checkpoints: one .npz, written atomically, that resumes a run bit-for-bit (both backends)
-# ---------------------------------------------------------------------------------------
-
-CHECKPOINT_FORMAT = 2  # 1: per-array Adam moments and a saved NumPy generator state
-
-
-def save_checkpoint(path, state, cfg):
-    """Write every array of the state, the step, the history and the config to `path` (an
-    .npz), via a temporary file and an atomic rename. No random-generator state: the
-    streams are keyed by (seed, step) (training_rng), so the step is all they need."""
-    arrays = {}
-    for net, params in state["params"].items():
-        for k, v in params.items():
-            arrays[f"params/{net}/{k}"] = to_numpy(v)
-        for moment in ("m", "v"):
-            arrays[f"adam/{net}/{moment}"] = to_numpy(state["adam"][net][moment])
-        arrays[f"adam/{net}/t"] = np.array(state["adam"][net]["t"])
-    if state["target"] is not None:
-        for k, v in state["target"].items():
-            arrays[f"target/{k}"] = to_numpy(v)
-    for key in STATE_ARRAYS:
-        arrays[key] = to_numpy(state[key])
-    for key, value in state["field"]._asdict().items():
-        arrays[key] = to_numpy(value)
-    if state["buffer"]:
-        for key in state["buffer"][0]:
-            arrays[f"buffer/{key}"] = to_numpy(_stack(state["buffer"], key))
-    meta = {"format": CHECKPOINT_FORMAT, "step": state["step"], "config": cfg.to_dict(),
-            "history": state["history"], "buffer_len": len(state["buffer"]),
-            "loss_log": _read_loss_log(state["loss_log"]),
-            "wall_seconds": state["wall_seconds"], "train_seconds": state["train_seconds"]}
-    arrays["meta"] = np.array(json.dumps(meta))
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:  # a full disk, a signal: the last good checkpoint is untouched
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def load_checkpoint(path, xp=None):
-    """Read a checkpoint written by save_checkpoint → (state, cfg). Raises ValueError, in
-    one line, for a file that is not one (empty, truncated, corrupted, or another .npz)."""
-    xp = xp or get_xp()
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}  # reading every member checks its CRC
-        meta = json.loads(str(data.pop("meta")))
-        if not isinstance(meta, dict):
-            raise TypeError(f"its meta is a {type(meta).__name__}, not a dict")
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # noqa: BLE001 — zip, npy, pickle, JSON and key errors alike
-        raise ValueError(f"{path} is not a checkpoint of this project ({one_line(exc)})") from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} was written by an older version of mfcg (format "
-                         f"{meta.get('format', 1)}, this one reads {CHECKPOINT_FORMAT}: flat Adam "
-                         f"moments and streams keyed by the step); it cannot be resumed")
-    try:
-        cfg = Config(**meta["config"])
-    except ValueError as exc:
-        raise ValueError(f"{path} holds settings this version of mfcg refuses: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 — not a config at all
-        raise ValueError(f"{path} is not a checkpoint of this project ({one_line(exc)})") from None
-    try:
-        state = {"step": meta["step"], "history": meta["history"], "params": {}, "adam": {},
-                 "target": None, "buffer": [],
-                 "loss_log": {k: [tuple(e) for e in log] for k, log in meta["loss_log"].items()},
-                 "wall_seconds": meta["wall_seconds"],
-                 "train_seconds": meta["train_seconds"]}
-
-        def named(prefix):  # the arrays saved under prefix, in the order they were saved
-            return {k[len(prefix):]: xp.asarray(v) for k, v in data.items() if k.startswith(prefix)}
-
-        for net in NETWORKS:
-            state["params"][net] = FlatParams(named(f"params/{net}/"))
-            state["adam"][net] = {"t": int(data[f"adam/{net}/t"]),
-                                  "m": xp.asarray(data[f"adam/{net}/m"]), "v": xp.asarray(data[f"adam/{net}/v"])}
-        if cfg.target_every:
-            state["target"] = FlatParams(named("target/"))
-        for key in STATE_ARRAYS:
-            state[key] = xp.asarray(data[key])
-        state["field"] = MeanField(*(xp.asarray(data[key]) for key in MeanField._fields))
-        keys = [k[len("buffer/"):] for k in data if k.startswith("buffer/")]
-        state["buffer"] = [{k: xp.asarray(data[f"buffer/{k}"][i]) for k in keys} for i in range(meta["buffer_len"])]
-    except Exception as exc:  # noqa: BLE001 — a member missing or of the wrong shape
-        raise ValueError(f"{path} is not a checkpoint of this project ({one_line(exc)})") from None
-    return state, cfg
-
-
-def one_line(exc):
-    """An exception as 'Type: message' on one line, for error messages that quote it."""
-    text = " ".join(str(exc).split()) or "no message"
-    return f"{type(exc).__name__}: {text[:200]}"
-
-
-# ---------------------------------------------------------------------------------------
-# The training loop's bookkeeping, shared by the four trainers
-# ---------------------------------------------------------------------------------------
-
-# A state is sane when no parameter, agent state or Langevin sample exceeds this in absolute
-# value. The LQ benchmark lives within a few units of the origin (m* = 0.24, std 0.32, the
-# largest weight of a hand-built exact actor is about 1,200); a run past 1e6 has diverged
-# even if every number is still finite, and no checkpoint is written from it.
-SANE_BOUND = 1e6
-
-
-def _wait_for_device(state):
-    """Wait until the GPU has done all the work queued so far (nothing to do on NumPy)."""
-    xp = xp_of(state["x"])
-    if xp is not np:
-        xp.cuda.get_current_stream().synchronize()
-
-
-def _read_loss_log(loss_log):
-    """name → [(step, loss)] with the losses as Python floats: one transfer per name."""
-    out = {}
-    for name, log in loss_log.items():
-        xp = xp_of(*(v for _, v in log))
-        host = to_numpy(xp.stack([xp.asarray(v) for _, v in log])) if log else []
-        out[name] = [(n, float(v)) for (n, _), v in zip(log, host)]
-    return out
-
-
-class _Loop:
-    """Iterates n = state["step"] … min(until, cfg.steps) − 1 and, after each step,
-    evaluates every cfg.eval_every steps (recording the history with the mean losses and
-    steps/s) and, when a run directory is given, checkpoints every cfg.checkpoint_every
-    steps and where the loop stops. Nothing inside a step waits for the device: losses are
-    kept on it, and the checks (finite losses, parameters, pools and agents, all within
-    SANE_BOUND) run before every evaluation and every checkpoint, so a checkpoint is never
-    written from a diverged state. Ctrl-C or SIGTERM lets the current step finish, writes
-    the checkpoint, then raises KeyboardInterrupt: a checkpoint always holds a whole number
-    of steps, so resuming from it is exact. A second Ctrl-C stops at once, mid-step, and
-    writes nothing (the last checkpoint stays)."""
-
-    def __init__(self, state, cfg, run_dir=None, on_eval=None, until=None, on_step=None):
-        self.state, self.cfg, self.on_eval, self.on_step = state, cfg, on_eval, on_step
-        self.until = cfg.steps if until is None else min(until, cfg.steps)
-        self.path = os.path.join(run_dir, "checkpoint.npz") if run_dir else None
-        if run_dir:
-            os.makedirs(run_dir, exist_ok=True)
-        self._mark = (state["step"], state["train_seconds"])  # where steps/s is measured from
-        self.interrupted = False
-        self._phase = "step"  # "step" until a step ends, "after" until the loop reads the
-        # flag, then "stopping" (writing the stop's checkpoint) or "step" again
-
-    def _on_signal(self, signum, frame):
-        step, phase = self.state["step"], self._phase
-        if phase == "stopping" and not self.path:  # nothing to write: the stop is immediate
-            phase = "after"
-        if self.interrupted:
-            where = {"step": f"during step {step + 1}: stopped at once, no checkpoint written",
-                     "after": f"after step {step}: stopped at once, no checkpoint written",
-                     "stopping": f"while checkpointing step {step}: stopped at once"}[phase]
-            kept = (f" ({self.path} holds step {step}'s checkpoint, or the one before if its write had "
-                    f"not finished)" if phase == "stopping" else f" (the last one in {self.path} stays)")
-            raise KeyboardInterrupt(f"interrupted again {where}" + (kept if self.path else ""))
-        self.interrupted = signal.Signals(signum).name
-        last = min(step + 1 if phase == "step" else step, self.until)
-        print(f"{self.interrupted}: stopping after step {last}, then "
-              + ("checkpointing" if self.path else "stopping") + " (Ctrl-C again to stop at once)",
-              file=sys.stderr, flush=True)
-
-    def steps(self):
-        state, cfg = self.state, self.cfg
-        main = threading.current_thread() is threading.main_thread()
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} \
-            if main else {}
-        wall0, start = state.get("wall_seconds", 0.0), time.perf_counter()
-        try:
-            while state["step"] < self.until:
-                t0 = time.perf_counter()
-                yield state["step"]
-                n = state["step"] + 1
-                if n % cfg.eval_every == 0 or n == cfg.steps or n % cfg.checkpoint_every == 0:
-                    _wait_for_device(state)  # so the steps' time includes the work they queued
-                state["train_seconds"] += time.perf_counter() - t0
-                state["step"], self._phase = n, "after"
-                recorded = n % cfg.eval_every == 0 or n == cfg.steps
-                if recorded:
-                    state["wall_seconds"] = wall0 + time.perf_counter() - start
-                    self._record()
-                state["wall_seconds"] = wall0 + time.perf_counter() - start
-                if self.on_step:
-                    self.on_step(state)
-                interrupted = self.interrupted  # read once: a signal from here on ends step n + 1
-                self._phase = "stopping" if interrupted else "step"
-                stop = interrupted or n == self.until
-                if self.path and (n % cfg.checkpoint_every == 0 or stop):
-                    if not recorded:  # an evaluation at this step has just checked the state
-                        self._check_finite()
-                    save_checkpoint(self.path, state, cfg)
-                if interrupted:
-                    raise KeyboardInterrupt(f"interrupted after step {n}"
-                                            + ("" if interrupted == "SIGINT" else f" ({interrupted})")
-                                            + (f"; checkpoint written to {self.path}" if self.path else ""))
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def losses(self, losses):
-        """Keep this step's losses (0-d arrays, left on the device) with the step number
-        n + 1 they belong to; nothing is read until the next check."""
-        log, step = self.state["loss_log"], self.state["step"] + 1
-        for name, value in losses.items():
-            log.setdefault(name, []).append((step, value))
-
-    def _check_finite(self):
-        """Raise FloatingPointError naming the first non-finite loss and its step (losses
-        are logged per step), else the first non-finite parameter array, pool or agent
-        state, with the steps since the last evaluation it can have appeared in. Returns the
-        loss log read to the host, for the evaluation record."""
-        state = self.state
-        first = None
-        losses = _read_loss_log(state["loss_log"])
-        for name, log in losses.items():
-            bad = next((n for n, v in log if not math.isfinite(v)), None)
-            if bad is not None and (first is None or bad < first[0]):
-                first = (bad, name)
-        if first:
-            raise FloatingPointError(f"non-finite {first[1]} loss at step {first[0]}")
-        since = state["history"][-1]["step"] + 1 if state["history"] else 1
-        where = f"in steps {since}–{state['step']}" if since < state["step"] else f"at step {state['step']}"
-        for net, params in state["params"].items():
-            for k, v in params.items():
-                if not bool(xp_of(v).isfinite(v).all()):
-                    raise FloatingPointError(f"non-finite parameter {net}.{k} {where}")
-        for key in ("pool_global", "pool_local", "x"):
-            if not bool(xp_of(state[key]).isfinite(state[key]).all()):
-                raise FloatingPointError(f"non-finite {key} {where}: the score network or the policy diverges")
-        bounded = [(f"parameters of {net}", [p.flat]) for net, p in state["params"].items()]
-        bounded += [("agents' states x", [state["x"]]), ("Langevin pools", [state["pool_global"], state["pool_local"]])]
-        for name, arrays in bounded:
-            largest = max(float(abs(a).max()) for a in arrays)
-            if largest > SANE_BOUND:
-                raise FloatingPointError(f"the {name} reached |{largest:.3g}| > {SANE_BOUND:g} {where}: "
-                                         f"the run diverges")
-        return losses
-
-    def _record(self):
-        log = self._check_finite()
-        rec = {"step": self.state["step"], "wall_seconds": self.state["wall_seconds"],
-               **evaluate(self.state, self.cfg)}
-        rec.update({f"loss_{k}": math.fsum(v for _, v in log[k]) / len(log[k]) for k in sorted(log)})
-        steps, seconds = (self.state["step"] - self._mark[0], self.state["train_seconds"] - self._mark[1])
-        rec["steps_per_second"] = steps / seconds if seconds > 0 else math.nan
-        self.state["history"].append(rec)
-        self.state["loss_log"] = {}
-        self._mark = (self.state["step"], self.state["train_seconds"])
-        if self.on_eval:
-            self.on_eval(rec)
-
-
-# ---------------------------------------------------------------------------------------
-# Fast paths: the same arithmetic as the readable definitions above, faster. The step
-# functions call them by name (sample_pools runs langevin_score_net, ppo_update takes its
-# rollout in chunks of chunk_rows); what each does on which backend is decided here. Each
-# names the definition it equals and the test that proves it.
-# ---------------------------------------------------------------------------------------
-
-_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mfcg")
-PARALLEL_MIN_WORK = 2 ** 17  # below ~this many hidden activations a thread costs more than it saves
-
-
-def concurrently(calls, work):
-    """[fn(*args) for fn, *args in calls], the calls being independent: on two threads
-    when on NumPy and each call is big enough (`work` ≈ its hidden activations) for
-    NumPy's GIL-free ufuncs to overlap. The results do not depend on the choice
-    (tests/test_speed.py::test_threads_do_not_change_results)."""
-    if len(calls) > 1 and work >= PARALLEL_MIN_WORK and get_xp() is np:
-        return list(_THREADS.map(lambda call: call[0](*call[1:]), calls))
-    return [fn(*args) for fn, *args in calls]
-
-
-def langevin_score_net(p, pool, noise, eps):
-    """`langevin` specialised to a one-hidden-layer tanh score network, for speed.
-
-    The same update x ← x + (ε/2) s(x) + √ε z with s(x) = tanh(x W1 + b1) W2 + b2, over
-    the pool (k, d), one iteration per slice of `noise` (n_steps, k, d) of standard normals.
-    Preallocated buffers and in-place ufuncs (no temporaries in the loop); for d = 1 the
-    first layer is a broadcast product, not a (k,1)@(1,H) matmul. Given the normals that
-    `langevin` would draw, the result is bit-for-bit the same (tests/test_speed.py). On CuPy
-    it runs the fused kernel LANGEVIN_CUDA instead (tests/test_gpu.py). Unlike `langevin` it
-    does not check the pool is finite: that would stop the GPU at every refresh; the
-    training loop checks the pools at every evaluation and checkpoint instead.
-    """
-    check_array("pool", pool, 2)
-    xp = xp_of(pool)
-    k, d = pool.shape
-    if noise.ndim != 3 or noise.shape[1:] != pool.shape:
-        raise ValueError(f"noise must have shape (n_steps, {k}, {d}), got {tuple(noise.shape)}")
-    n_steps = noise.shape[0]
-    if xp is not np:
-        return _langevin_cuda(p, pool, noise, eps)
-    W1, b1, W2, b2 = p["W1"], p["b1"], p["W2"], p["b2"]
-    x = pool.copy()                                          # (k, d)
-    h = xp.empty((k, W1.shape[1]), dtype=pool.dtype)          # (k, H)
-    s = xp.empty((k, d), dtype=pool.dtype)                   # (k, d)
-    half, root = pool.dtype.type(0.5 * eps), pool.dtype.type(math.sqrt(eps))
-    w1 = W1[0] if d == 1 else None
-    for i in range(n_steps):
-        if d == 1:
-            xp.multiply(x, w1, out=h)                        # (k,1)·(H,) → (k,H)
-        else:
-            xp.matmul(x, W1, out=h)
-        h += b1
-        xp.tanh(h, out=h)
-        xp.matmul(h, W2, out=s)
-        s += b2
-        s *= half
-        x += s
-        x += root * noise[i]
-    return x
-
-
-# The same iterations as langevin_score_net as one CUDA kernel: a warp (32 threads) per
-# sample. Lane l owns the hidden units j = l, l + 32, ... and keeps their weights in
-# registers; each iteration it adds its units' share of s(x) = tanh(x W1 + b1) W2, and a
-# butterfly of five shuffles sums the 32 shares, so every lane of the warp holds the whole
-# s(x) and moves x the same way. d (D) and H are compile-time constants, so the loops
-# unroll. Weights are row-major as in nets (W1 (d, H), W2 (H, d)).
-LANGEVIN_CUDA = r"""
-#define HPL ((H + 31) / 32)
-extern "C" __global__ void langevin_warp(
-        const long long k, const T* __restrict__ pool, const T* __restrict__ noise,
-        const T* __restrict__ W1, const T* __restrict__ b1,
-        const T* __restrict__ W2, const T* __restrict__ b2,
-        T* __restrict__ out, const int n_steps, const T half, const T root) {
-    const long long i = ((long long)blockDim.x * blockIdx.x + threadIdx.x) / 32;
-    const int lane = threadIdx.x % 32;
-    if (i >= k) return;  /* i is the same for the 32 lanes of a warp: whole warps leave */
-    T w1[HPL][D], c1[HPL], w2[HPL][D], x[D], bias2[D];
-#pragma unroll
-    for (int u = 0; u < HPL; ++u) {
-        const int j = lane + 32 * u;
-        c1[u] = j < H ? b1[j] : (T)0;
-#pragma unroll
-        for (int a = 0; a < D; ++a) {
-            w1[u][a] = j < H ? W1[a * H + j] : (T)0;
-            w2[u][a] = j < H ? W2[j * D + a] : (T)0;  /* a missing unit adds nothing */
-        }
-    }
-#pragma unroll
-    for (int a = 0; a < D; ++a) { x[a] = pool[i * D + a]; bias2[a] = b2[a]; }
-    for (int t = 0; t < n_steps; ++t) {
-        T s[D];
-#pragma unroll
-        for (int a = 0; a < D; ++a) s[a] = (T)0;
-#pragma unroll
-        for (int u = 0; u < HPL; ++u) {
-            T z = c1[u];
-#pragma unroll
-            for (int a = 0; a < D; ++a) z += x[a] * w1[u][a];
-            const T h = tanh(z);
-#pragma unroll
-            for (int a = 0; a < D; ++a) s[a] += h * w2[u][a];
-        }
-#pragma unroll
-        for (int a = 0; a < D; ++a) {
-#pragma unroll
-            for (int offset = 16; offset > 0; offset /= 2)
-                s[a] += __shfl_xor_sync(0xffffffffu, s[a], offset);
-            x[a] += half * (s[a] + bias2[a]) + root * noise[((long long)t * k + i) * D + a];
-        }
-    }
-    if (lane == 0) {
-#pragma unroll
-        for (int a = 0; a < D; ++a) out[i * D + a] = x[a];
-    }
-}
-"""
-
-
-def _langevin_cuda(p, pool, noise, eps):
-    """Launch LANGEVIN_CUDA (CuPy arrays): one warp per sample; returns the new pool (k, d)."""
-    import cupy
-    k, d = pool.shape
-    dtype = np.dtype(pool.dtype)
-    H = p["W1"].shape[1]
-    if k == 0 or noise.shape[0] == 0:
-        return pool.copy()
-    kernel = cuda_kernel("langevin_warp", dtype, LANGEVIN_CUDA, (("D", d), ("H", H)))
-    c = lambda a: cupy.ascontiguousarray(a, dtype=dtype)  # noqa: E731
-    out = cupy.empty((k, d), dtype=dtype)
-    threads = 128  # four samples per block
-    kernel(((32 * k + threads - 1) // threads,), (threads,),
-           (np.int64(k), c(pool), c(noise), c(p["W1"]), c(p["b1"]), c(p["W2"]), c(p["b2"]), out,
-            np.int32(noise.shape[0]), dtype.type(0.5 * eps), dtype.type(math.sqrt(eps))))
-    return out
-
-
-def advantages(rewards, values, next_values, gamma, lam):
-    """`gae`; on a GPU computed as gae_by_matmul, one matrix product instead of M small
-    steps (equal up to rounding: tests/test_trainers.py, tests/test_gpu.py)."""
-    return (gae if xp_of(rewards) is np else gae_by_matmul)(rewards, values, next_values, gamma, lam)
-
-
-def gae_by_matmul(rewards, values, next_values, gamma, lam):
-    """`gae` as one matrix product: Â_m = Σ_{j ≥ m} (γλ)^{j−m} δ_j, so Â = U δ with U the
-    (M, M) upper-triangular matrix U[m, j] = (γλ)^{j−m}. One operation instead of M small
-    ones, which is what a GPU wants; on a CPU it costs M times the loop's arithmetic, so
-    ppo_update uses it on CuPy only. Equal to `gae` up to rounding (tests/test_trainers.py)."""
-    xp = xp_of(rewards)
-    deltas = rewards + gamma * next_values - values
-    j = xp.arange(deltas.shape[0])                      # built on the device: no transfer
-    lag = j[None, :] - j[:, None]
-    U = xp.where(lag >= 0, (gamma * lam) ** xp.maximum(lag, 0), 0.0).astype(deltas.dtype)
-    adv = U @ deltas
-    return adv, adv + values
-
-
-# Rows per chunk of the PPO losses: on NumPy one time step (B rows), which keeps the
-# activations in cache; on CuPy 2^18 rows, so a rollout of 256 × 8192 agents is 8 chunks.
-PPO_CHUNK_ROWS = {"numpy": None, "cupy": 1 << 18}
-
-
-def chunk_rows(xp, batch):
-    """How many rows of the rollout ppo_update takes at a time (PPO_CHUNK_ROWS); any
-    choice gives the same update up to rounding (tests/test_trainers.py::
-    test_ppo_update_in_big_chunks_equals_one_time_step_per_chunk)."""
-    return PPO_CHUNK_ROWS[xp.__name__] or batch
-
-
-def _chunk_mean(loss_and_grad, chunks):
-    """Loss and gradients of a mean over rows, from chunks of rows (argument tuples whose
-    second item holds the chunk's rows): the chunk means weighted by their share of the
-    rows, which is the mean over all rows (tests/test_speed.py::
-    test_chunk_mean_is_the_full_batch_mean). The sums stay on the device."""
-    n_rows = sum(args[1].shape[0] for args in chunks)
-    total, grads = 0.0, None
-    for args in chunks:
-        w = args[1].shape[0] / n_rows
-        loss, g = loss_and_grad(*args)
-        total = total + w * loss
-        if grads is None:
-            grads = {k: w * v for k, v in g.items()}
-        else:
-            for k in grads:
-                grads[k] += w * g[k]
-    return total, grads
+def _rmse(a, b):
+    return float(np.sqrt(np.mean((a - b) ** 2)))

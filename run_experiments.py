@@ -48,7 +48,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 import mfcg  # noqa: E402
-from autograd_lite import backend_name  # noqa: E402
+import nets  # noqa: E402
+from autograd_lite import backend_name, to_numpy, xp_of  # noqa: E402
+from rundir import one_line, write_atomically  # noqa: E402
 
 
 class UsageError(Exception):
@@ -202,21 +204,9 @@ def default_run_dir(root, preset, algo, seed, mf=False, settings=None):
 
 
 def _write_json(path, obj):
-    """Write JSON atomically (see _write_bytes)."""
-    _write_bytes(path, json.dumps(obj, indent=1).encode())
-
-
-def _write_bytes(path, content):
-    """Write a file atomically: a temporary file, renamed over `path`; removed on failure."""
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write JSON atomically (rundir.write_atomically)."""
+    content = json.dumps(obj, indent=1).encode()
+    write_atomically(path, lambda fh: fh.write(content))
 
 
 # ---------------------------------------------------------------------------------------
@@ -274,7 +264,7 @@ def saved_config(run_dir):
     except FileNotFoundError:
         raise UsageError(f"{run_dir} has no config.json: not a run directory") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(f"{path} is not a run's config.json ({mfcg.one_line(exc)})") from None
+        raise UsageError(f"{path} is not a run's config.json ({one_line(exc)})") from None
     if saved.get("preset") not in mfcg.PRESETS:
         raise UsageError(f"{path} names no preset of this version ({saved.get('preset')!r}; "
                          f"expected one of {', '.join(mfcg.PRESETS)})")
@@ -283,7 +273,7 @@ def saved_config(run_dir):
     except ValueError as exc:
         raise UsageError(f"{path} holds settings this version refuses: {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(f"{path} is not a run's config.json ({mfcg.one_line(exc)})") from None
+        raise UsageError(f"{path} is not a run's config.json ({one_line(exc)})") from None
 
 
 def made_otherwise(run_dir, preset, settings, cfg):
@@ -323,6 +313,34 @@ def claim(run_dir):
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
     _HELD.append(fd)
+
+
+def final_curves(state, cfg, n_grid=201):
+    """The arrays the report's figures need, as NumPy float64 (d = 1 only):
+    grid (n_grid,), m* ± 6 std of the limiting law (the same for every run, so seeds can be
+    averaged), with neg_critic and actor_mean on it; global_/local_samples (k,), fresh
+    Langevin samples as in mfcg.evaluate; density_grid (n_grid,), that range widened to
+    cover the samples, with global_/local_density from the score read-out."""
+    pb, sol = cfg.problem, cfg.problem.solution()
+    if pb.dim != 1:
+        raise ValueError(f"final_curves needs a 1-d problem, got dim={pb.dim}")
+    xp, dtype = xp_of(state["x"]), state["x"].dtype
+    _, *pools = mfcg.fresh_samples(state, cfg, mfcg.STREAM_CURVES)
+    out = {}
+    for tag, pool in zip(("global", "local"), pools):
+        out[f"{tag}_samples"] = to_numpy(pool)[:, 0].astype(np.float64)
+    lo, hi = mfcg.readout_range(sol, out["global_samples"], out["local_samples"], width=6.0)
+    out["density_grid"] = np.linspace(lo, hi, n_grid)
+    for tag in ("global", "local"):
+        p = state["params"][f"score_{tag}"]
+        out[f"{tag}_density"] = mfcg.density_from_score(
+            lambda z, p=p: nets.score_forward(p, xp.asarray(z, dtype=dtype)), lo, hi, n_grid)["density"]
+    grid = np.linspace(sol.mean - 6 * sol.std, sol.mean + 6 * sol.std, n_grid)  # same for every run
+    g = xp.asarray(grid[:, None], dtype=dtype)
+    out["grid"] = grid
+    out["neg_critic"] = -to_numpy(nets.critic_forward(state["params"]["critic"], g)).astype(np.float64)
+    out["actor_mean"] = to_numpy(nets.actor_forward(state["params"]["actor"], g)[0][:, 0]).astype(np.float64)
+    return out
 
 
 def cmd_run(args):
@@ -384,7 +402,7 @@ def cmd_run(args):
         print(f"[{tag}] stopped at step {state['step']}/{cfg.steps}; continue with --resume",
               file=sys.stderr)
         return 0
-    np.savez(os.path.join(out, "curves.npz"), **mfcg.final_curves(state, cfg))
+    np.savez(os.path.join(out, "curves.npz"), **final_curves(state, cfg))
     metrics = dict(state["history"][-1])
     metrics.update({"algo": cfg.algo, "label": label, "settings": settings,
                     "mf_correction": cfg.mf_correction, "preset": args.preset, "seed": cfg.seed, "steps": cfg.steps,
@@ -437,9 +455,9 @@ def load_run(path):
             curves = {k: z[k] for k in z.files}
         _require(curves, CURVES_KEYS)
     except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
-        raise UsageError(f"{os.path.join(path, file)} is unreadable or incomplete ({mfcg.one_line(exc)})") from None
+        raise UsageError(f"{os.path.join(path, file)} is unreadable or incomplete ({one_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 — zipfile's BadZipFile and the like
-        raise UsageError(f"{os.path.join(path, file)} is unreadable ({mfcg.one_line(exc)})") from None
+        raise UsageError(f"{os.path.join(path, file)} is unreadable ({one_line(exc)})") from None
     return {"path": path, "preset": preset, "config": cfg,
             "label": metrics["label"], "metrics": metrics, "history": history, "curves": curves}
 
@@ -691,7 +709,7 @@ def write_report_dir(out, copies, write_report):
     os.makedirs(out, exist_ok=True)
     for name, content in kept.items():
         os.makedirs(os.path.join(out, os.path.dirname(name)), exist_ok=True)
-        _write_bytes(os.path.join(out, name), content)
+        write_atomically(os.path.join(out, name), lambda fh, content=content: fh.write(content))
     for name in (listed - set(kept) - {"summary.json"}) | {"RESULTS.md"}:
         if os.path.isfile(os.path.join(out, name)):
             os.remove(os.path.join(out, name))
@@ -1239,10 +1257,10 @@ def main(argv=None):
         return 130
     except OSError as exc:  # a read-only or full disk, a path below a file, ...
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"run_experiments.py: error: {where}{exc.strerror or mfcg.one_line(exc)}", file=sys.stderr)
+        print(f"run_experiments.py: error: {where}{exc.strerror or one_line(exc)}", file=sys.stderr)
         return 2
     except MemoryError as exc:
-        print(f"run_experiments.py: error: out of memory ({mfcg.one_line(exc)})", file=sys.stderr)
+        print(f"run_experiments.py: error: out of memory ({one_line(exc)})", file=sys.stderr)
         return 2
 
 

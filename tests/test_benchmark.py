@@ -250,7 +250,7 @@ def test_langevin_reaches_the_biased_stationary_law(v):
     mu, eps, k = 0.7, 0.05, 40000
     rng = np.random.default_rng(3)
     pool = rng.standard_normal((k, 1))
-    out = langevin(lambda x: -(x - mu) / v, pool, 600, eps, rng)
+    out = langevin(lambda x: -(x - mu) / v, pool, rng.standard_normal((600, k, 1)), eps)
     assert out.shape == (k, 1) and not np.shares_memory(out, pool)
     mean, var = out.mean(), out.var(ddof=1)
     var_ula = v / (1 - eps / (4 * v))
@@ -261,12 +261,12 @@ def test_langevin_reaches_the_biased_stationary_law(v):
 
 
 def test_langevin_continues_persistent_chains():
-    """Two calls of n steps equal one call of 2n steps with the same random stream."""
+    """Two calls of n steps equal one call of 2n steps with the same normals."""
     score = lambda x: -x  # noqa: E731
     pool = np.random.default_rng(0).standard_normal((50, 2))
-    one = langevin(score, pool, 20, 0.05, np.random.default_rng(1))
-    rng = np.random.default_rng(1)
-    two = langevin(score, langevin(score, pool, 10, 0.05, rng), 10, 0.05, rng)
+    noise = np.random.default_rng(1).standard_normal((20, 50, 2))
+    one = langevin(score, pool, noise, 0.05)
+    two = langevin(score, langevin(score, pool, noise[:10], 0.05), noise[10:], 0.05)
     np.testing.assert_array_equal(one, two)
 
 
@@ -274,9 +274,11 @@ def test_langevin_rejects_non_finite_pools():
     pool = np.zeros((4, 1))
     pool[2, 0] = np.nan
     with pytest.raises(ValueError, match="starting pool contains non-finite"):
-        langevin(lambda x: -x, pool, 5, 0.05, np.random.default_rng(0))
+        langevin(lambda x: -x, pool, np.random.default_rng(0).standard_normal((5, 4, 1)), 0.05)
     with pytest.raises(ValueError, match="became non-finite"), np.errstate(over="ignore", invalid="ignore"):
-        langevin(lambda x: x ** 3, np.full((4, 1), 10.0), 50, 0.05, np.random.default_rng(0))
+        langevin(lambda x: x ** 3, np.full((4, 1), 10.0), np.random.default_rng(0).standard_normal((50, 4, 1)), 0.05)
+    with pytest.raises(ValueError, match=r"noise must have shape \(n_steps, 4, 1\)"):
+        langevin(lambda x: -x, np.zeros((4, 1)), np.zeros((5, 3, 1)), 0.05)
 
 
 # --- density read-out ---------------------------------------------------------------------------

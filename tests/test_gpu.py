@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import autograd_lite as al
+import fastpaths
 import nets
 
 
@@ -78,13 +79,12 @@ def test_fused_langevin_kernel_matches_its_numpy_twin(cp, d, hidden, k):
     """The CUDA kernel (a warp per sample) and langevin_score_net on equal inputs (same pool,
     weights, normals), in float64: the same map, up to the order of floating-point
     additions. H = 40 leaves lanes without a second unit; k = 1001 a partly empty block."""
-    import mfcg
     rng = np.random.default_rng(3)
     p = nets.init_score(d, rng, hidden=hidden, dtype=np.float64, xp=np)
     pool = rng.standard_normal((k, d))
     noise = rng.standard_normal((200, k, d))
-    ref = mfcg.langevin_score_net(p, pool, noise, 0.05)
-    gpu = mfcg.langevin_score_net({k: cp.asarray(v) for k, v in p.items()}, cp.asarray(pool),
+    ref = fastpaths.langevin_score_net(p, pool, noise, 0.05)
+    gpu = fastpaths.langevin_score_net({k: cp.asarray(v) for k, v in p.items()}, cp.asarray(pool),
                                   cp.asarray(noise), 0.05)
     np.testing.assert_allclose(al.to_numpy(gpu), ref, rtol=1e-9, atol=1e-11)
 
@@ -101,13 +101,13 @@ def test_fused_adam_kernel_is_the_numpy_update(cp, dtype):
     for t in range(1, 4):
         g = (rng.normal(size=n) * 3).astype(dtype)
         G = cp.asarray(g)
-        scale = al.clip_scale(g, 1.0) if t != 2 else np.ones((), dtype)
-        SCALE = al.clip_scale(G, 1.0) if t != 2 else cp.ones((), dtype)
+        scale = fastpaths.clip_scale(g, 1.0) if t != 2 else np.ones((), dtype)
+        SCALE = fastpaths.clip_scale(G, 1.0) if t != 2 else cp.ones((), dtype)
         np.testing.assert_allclose(al.to_numpy(SCALE), scale, rtol=1e-6)
         SCALE = cp.asarray(scale)  # the same scale on both sides: compare the update alone
         args = (1e-3 / (1 - 0.9 ** t), 0.9, 0.999, 1 - 0.999 ** t, 1e-8)
-        al.adam_flat(p, g, m, v, scale, *args)
-        al.adam_flat(P, G, Mo, V, SCALE, *args)
+        fastpaths.adam_flat(p, g, m, v, scale, *args)
+        fastpaths.adam_flat(P, G, Mo, V, SCALE, *args)
         for host, dev in ((p, P), (m, Mo), (v, V)):
             np.testing.assert_array_equal(al.to_numpy(dev), host)
 
@@ -118,10 +118,10 @@ def test_philox_kernel_is_the_numpy_reference(cp, dtype):
     (checked against Random123's known answers), draw after draw; its permutation sorts
     the same words."""
     key = np.random.SeedSequence((5, 17, 0)).generate_state(2, dtype=np.uint32)
-    stream = al.PhiloxStream(key)
+    stream = fastpaths.PhiloxStream(key)
     for draw in range(2):
         z = al.to_numpy(stream.standard_normal((300, 7), dtype=dtype))
-        ref = al.box_muller(*al.philox_words(key, draw, 2100)).reshape(300, 7)
+        ref = fastpaths.box_muller(*fastpaths.philox_words(key, draw, 2100)).reshape(300, 7)
         assert z.dtype == dtype
         np.testing.assert_allclose(z, ref.astype(dtype), rtol=1e-12 if dtype == np.float64 else 1e-6, atol=1e-12)
     expected = np.random.default_rng([int(key[0]), int(key[1]), 2]).permutation(5000)
@@ -135,7 +135,7 @@ def test_gae_by_matmul_on_gpu_is_gae(cp):
     rng = np.random.default_rng(6)
     r, v, vn = (rng.normal(size=(256, 64)) for _ in range(3))
     a_ref, ret_ref = mfcg.gae(r, v, vn, 0.99, 0.95)
-    a, ret = mfcg.gae_by_matmul(cp.asarray(r), cp.asarray(v), cp.asarray(vn), 0.99, 0.95)
+    a, ret = fastpaths.gae_by_matmul(cp.asarray(r), cp.asarray(v), cp.asarray(vn), 0.99, 0.95)
     np.testing.assert_allclose(al.to_numpy(a), a_ref, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(al.to_numpy(ret), ret_ref, rtol=1e-10, atol=1e-12)
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import autograd_lite as al
+import fastpaths
 import mfcg
 import nets
+import rundir
 from mfcg import LQProblem, preset
 
 SOL = LQProblem().solution()
@@ -28,17 +30,21 @@ def tiny(algo, dim=1, **kw):
 
 def _arrays(state):
     """A copy of every array of a state, flattened to name → NumPy array. (There is no
-    random-generator state: each step's stream is keyed by the seed and the step.)"""
+    random-generator state: each step's stream is keyed by the seed and the step.) Adam's
+    moments are flat in the layout of the network's FlatParams, as a checkpoint holds
+    them, whether the state keeps them so or per array (Config.readable)."""
     out = {}
     copy = lambda v: np.array(al.to_numpy(v), copy=True)  # noqa: E731
     for net, params in state["params"].items():
         out.update({f"{net}.{k}": copy(v) for k, v in params.items()})
         for mom in ("m", "v"):
-            out[f"adam.{net}.{mom}"] = copy(state["adam"][net][mom])
+            value = state["adam"][net][mom]
+            out[f"adam.{net}.{mom}"] = (np.concatenate([copy(value[k]).reshape(-1) for k in params])
+                                        if isinstance(value, dict) else copy(value))
         out[f"adam.{net}.t"] = np.array(state["adam"][net]["t"])
     if state["target"] is not None:
         out.update({f"target.{k}": copy(v) for k, v in state["target"].items()})
-    for key in mfcg.STATE_ARRAYS:
+    for key in rundir.STATE_ARRAYS:
         out[key] = copy(state[key])
     out.update({f"field_{k}": copy(v) for k, v in state["field"]._asdict().items()})
     for i, entry in enumerate(state["buffer"]):
@@ -162,7 +168,7 @@ def test_policy_evaluation_reaches_the_closed_form_value():
     state = mfcg.init_state(cfg)
     g2, w, noise_std = SOL.gamma2, 1e-3, 0.05   # tanh(w x)/w = x to 1e-6 relative, |x| < 3
     f32 = lambda v: al.get_xp().asarray(np.asarray(v, dtype=np.float32))  # noqa: E731  on the backend
-    state["params"]["actor"] = al.FlatParams({
+    state["params"]["actor"] = fastpaths.FlatParams({
         "W1": f32([[w]]), "b1": f32([0.0]), "Wm": f32([[-2 * g2 / w]]),
         "bm": f32([2 * g2 * SOL.mean]), "Ws": f32([[0.0]]),
         "bs": f32([math.log(math.expm1(noise_std - cfg.std_floor))])})
@@ -195,7 +201,7 @@ def test_score_network_learns_a_gaussian(hutchinson):
     """Trained on samples of N(m*, s²) the score network's read-out has mean m* and std s."""
     cfg = tiny("b", hidden_score=32, hutchinson=hutchinson)
     state = mfcg.init_state(cfg)
-    rng, probes = np.random.default_rng(3), al.make_rng(4)  # data on the host, probes on the backend
+    rng, probes = np.random.default_rng(3), fastpaths.make_rng(4)  # data on the host, probes on the backend
     lrs = {"score_global": 3e-3, "score_local": 3e-3}
     for _ in range(1500):
         x = al.get_xp().asarray((SOL.mean + SOL.std * rng.standard_normal((512, 1))).astype(np.float32))
@@ -367,10 +373,13 @@ def test_history_records_the_training_pools_the_agents_pay_for():
 
 # --- resume, dimensions, non-finite values -------------------------------------------------------
 
+@pytest.mark.parametrize("readable", [False, True])
 @pytest.mark.parametrize("algo", ["ac", "b", "m", "drl"])
-def test_resume_is_bit_for_bit(algo, tmp_path):
-    """2N steps in one go equal N steps, a checkpoint, a fresh process state, N steps."""
-    cfg = tiny(algo, steps=22, eval_every=5, checkpoint_every=100, langevin_every=3, rollout=4)
+def test_resume_is_bit_for_bit(algo, readable, tmp_path):
+    """2N steps in one go equal N steps, a checkpoint, a fresh process state, N steps,
+    with the fast paths and with the readable definitions (Config.readable)."""
+    cfg = tiny(algo, steps=22, eval_every=5, checkpoint_every=100, langevin_every=3, rollout=4,
+               readable=readable)
     whole = mfcg.train(cfg)
     first = mfcg.train(cfg, run_dir=str(tmp_path), until=11)  # stops mid-rollout for DRL
     assert first["step"] == 11 and os.path.exists(tmp_path / "checkpoint.npz")
@@ -381,8 +390,77 @@ def test_resume_is_bit_for_bit(algo, tmp_path):
     assert set(a) == set(b)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    strip = lambda h: [{k: v for k, v in r.items() if k not in mfcg.TIMING_KEYS} for r in h]  # noqa: E731
-    assert strip(whole["history"]) == strip(resumed["history"])
+    assert _history(whole) == _history(resumed)
+
+
+def _history(state):
+    return [{k: v for k, v in r.items() if k not in mfcg.TIMING_KEYS} for r in state["history"]]
+
+
+def _refuse_fast_paths(monkeypatch):
+    """Make every fast path fail if called, so a run that finishes used none of them."""
+    def refuse(name):
+        def fail(*args, **kwargs):
+            raise AssertionError(f"Config.readable ran the fast path {name}")
+        return fail
+    for name in ("adam_step", "langevin_score_net", "gae_by_matmul"):
+        monkeypatch.setattr(mfcg, name, refuse(name))
+    monkeypatch.setattr(fastpaths, "_chunks", refuse("chunk_mean/in_chunks in chunks"))
+    monkeypatch.setattr(fastpaths, "_THREADS", None)  # concurrently on threads: None.map fails
+    monkeypatch.setattr(fastpaths, "PARALLEL_MIN_WORK", 0)  # ... as it would at any size
+
+
+# Each case: (settings, tolerance). None: bit for bit, where the arithmetic is the same.
+# Otherwise (rtol, atol), float64, and the reason the two sum in another order.
+READABLE_CASES = {
+    "ac": [(dict(), None)],
+    "b": [(dict(target_every=3, score_warmup=20, grad_clip=0.0), None),
+          # clipping: clip_grad_norm sums the squares array by array, then the arrays; the
+          # fused update sums them over the one buffer, so the scale can differ in its last bit
+          (dict(grad_clip=0.01, dtype="float64"), (1e-10, 1e-13))],
+    "m": [(dict(grad_clip=0.0), None),
+          (dict(grad_clip=0.01, dtype="float64"), (1e-10, 1e-13))],
+    # PPO: one mean over all the rows of a minibatch, against the chunk means (one time step
+    # each) weighted by their share of the rows; measured: 3e-16 relative in float64
+    "drl": [(dict(ppo_epochs=2, ppo_minibatches=2, grad_clip=0.0, dtype="float64"), (1e-9, 1e-12))],
+}
+
+
+@pytest.mark.parametrize("algo", ["ac", "b", "m", "drl"])
+def test_the_readable_switch_trains_to_the_same_numbers(algo, monkeypatch):
+    """Config.readable trains with the readable definitions end to end (mfcg.langevin, and
+    clip_grad_norm and adam_update on plain dicts of arrays, the loop gae, PPO's losses on
+    all rows at once, no threads; no fast path is called) and reaches the fast paths'
+    parameters, Adam moments, pools, agents and history: bit for bit where the arithmetic
+    is the same, else within READABLE_CASES' tolerance."""
+    for settings, tolerance in READABLE_CASES[algo]:
+        cfg = tiny(algo, steps=40, eval_every=10, **settings)
+        fast = mfcg.train(cfg)
+        with monkeypatch.context() as m:
+            _refuse_fast_paths(m)
+            readable = mfcg.train(replace(cfg, readable=True))
+        assert all(type(p) is dict for p in readable["params"].values())
+        a, b = _arrays(fast), _arrays(readable)
+        assert set(a) == set(b)
+        for k in a:
+            if tolerance is None:
+                np.testing.assert_array_equal(b[k], a[k], err_msg=f"{settings} {k}")
+            else:
+                np.testing.assert_allclose(b[k], a[k], rtol=tolerance[0], atol=tolerance[1], err_msg=f"{settings} {k}")
+        if tolerance is None:
+            assert _history(readable) == _history(fast)
+        else:
+            for rec_a, rec_b in zip(_history(fast), _history(readable), strict=True):
+                assert rec_b == pytest.approx(rec_a, rel=1e-7, abs=1e-12, nan_ok=True), settings
+
+
+def test_a_state_and_a_config_of_different_readable_settings_are_refused():
+    cfg = tiny("b", steps=4)
+    with pytest.raises(ValueError, match=r"a state made for readable=False \(its networks are FlatParams\) "
+                                         r"cannot train with readable=True"):
+        mfcg.train(replace(cfg, readable=True), mfcg.init_state(cfg))
+    with pytest.raises(ValueError, match=r"readable=True \(its networks are plain dicts\) cannot train with readable=False"):
+        mfcg.train(cfg, mfcg.init_state(replace(cfg, readable=True)))
 
 
 @pytest.mark.parametrize("algo", ["ac", "b", "m", "drl"])
@@ -418,7 +496,7 @@ def test_non_finite_pool_stops_the_run_at_the_next_check(tmp_path):
     cfg = tiny("b", steps=30, eval_every=10, checkpoint_every=5)
     state = mfcg.train(cfg, run_dir=str(tmp_path), until=10)
     state["pool_local"][3, 0] = np.inf
-    loop = mfcg._Loop(state, cfg)
+    loop = rundir.Loop(state, cfg, mfcg.evaluate)
     with pytest.raises(FloatingPointError, match=r"^non-finite pool_local at step 10: "):
         loop._check_finite()
     with pytest.raises(FloatingPointError, match=r"^non-finite critic loss at step 11$"):
@@ -492,13 +570,13 @@ def test_ctrl_c_while_checkpointing_says_what_it_stops(tmp_path, monkeypatch, ca
     once, and the message says the checkpoint holds that step (written first here)."""
     import signal
     cfg = tiny("b", steps=20, eval_every=5, checkpoint_every=100)
-    real = mfcg.save_checkpoint
+    real = rundir.save_checkpoint
 
     def save_then_interrupt(path, state, cfg):
         real(path, state, cfg)
         os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(mfcg, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(rundir, "save_checkpoint", save_then_interrupt)  # where the loop looks it up
     assert mfcg.train(cfg, run_dir=str(tmp_path / "a"))["step"] == 20
     assert "SIGINT: stopping after step 20, then checkpointing" in capsys.readouterr().err
 
@@ -518,7 +596,7 @@ def test_gae_by_matmul_is_gae():
     r, v, vn = (rng.normal(size=(50, 7)) for _ in range(3))
     for lam in (0.0, 0.95, 1.0):
         a_loop, ret_loop = mfcg.gae(r, v, vn, 0.99, lam)
-        a_mat, ret_mat = mfcg.gae_by_matmul(r, v, vn, 0.99, lam)
+        a_mat, ret_mat = fastpaths.gae_by_matmul(r, v, vn, 0.99, lam)
         np.testing.assert_allclose(a_mat, a_loop, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(ret_mat, ret_loop, rtol=1e-12, atol=1e-12)
 
@@ -537,7 +615,7 @@ def test_ppo_update_in_big_chunks_equals_one_time_step_per_chunk(monkeypatch):
     cfg = tiny("drl", steps=8, rollout=8, batch=16, dtype="float64")
     results = []
     for rows in (16, 48):  # one time step (16 rows) per chunk / 48 rows, the last chunk 32
-        monkeypatch.setitem(mfcg.PPO_CHUNK_ROWS, al.backend_name(), rows)
+        monkeypatch.setitem(fastpaths.PPO_CHUNK_ROWS, al.backend_name(), rows)
         state = mfcg.train(cfg)
         results.append(_arrays(state))
     for k in results[0]:
