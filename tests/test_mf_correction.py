@@ -84,19 +84,18 @@ def _settled_mean(state):
     return float(np.mean([r["local_mean"] for r in state["history"][-4:]]))
 
 
-def test_deep_m_settles_at_the_nash_mean_without_and_at_m_star_with_the_correction(quick_m_runs):
-    """Quick-preset M, seed 0, the same initial networks and random streams both ways.
-    Measured on seeds 0–4 (make reproduce, random streams keyed by seed and step): the
-    settled local mean is 0.713–0.742 without the correction (m_mfg = 0.714) and
-    0.223–0.260 with it (m* = 0.241); the control error against the equilibrium's own
-    control is 0.017–0.074 (MFG control) and 0.020–0.028 (α̂). (The earlier streams gave
-    0.707–0.749 and 0.228–0.253; the bounds, set at about twice the largest deviation
-    then, still hold.)"""
-    plain, corrected = quick_m_runs[False], quick_m_runs[True]
+def test_deep_m_settles_at_the_nash_mean_without_and_at_m_star_with_the_correction(robust_run):
+    """Robust-preset M, seed 3, the same initial networks and random streams both ways, its
+    first 6,000 steps (the committed runs of docs/results/robust). Measured on seeds 0–4 to
+    the end of the run (10,000 steps): over the last quarter, the local mean stays within
+    0.092 of m_mfg = 0.714 without the correction and within 0.043 of m* = 0.241 with it;
+    the control error against the equilibrium's own control, over its own law, is at most
+    0.100 (Nash control) and 0.080 (α̂)."""
+    plain, corrected = robust_run("m-s3", 6000)[0], robust_run("m+mf-s3", 6000)[0]
     assert abs(_settled_mean(plain) - SOL.mean_mfg) < 0.07, _settled_mean(plain)
     assert abs(_settled_mean(corrected) - SOL.mean) < 0.03, _settled_mean(corrected)
-    assert plain["history"][-1]["control_rmse_mfg"] < 0.12
-    assert corrected["history"][-1]["control_rmse"] < 0.06
+    assert plain["history"][-1]["control_rmse_at_mfg"] < 0.12
+    assert corrected["history"][-1]["control_rmse"] < 0.1
 
 
 @pytest.mark.parametrize("kappa", [0.003, 0.03, 0.3])
