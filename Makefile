@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test reproduce bench ablation venv clean gpu-check
+.PHONY: test reproduce bench ablation robust-study venv clean gpu-check
 
 venv: $(STAMP)
 
@@ -42,6 +42,18 @@ bench: $(STAMP)
 ablation: $(STAMP)
 	$(PY) run_experiments.py reproduce --preset quick --algos b,m --variants mf --seeds 3 \
 		--set langevin_steps=5,10,20,50,200 --jobs $(JOBS) --runs runs --out docs/results/langevin
+
+# the robust preset's study (docs/robust.md): seeds 0-9 of B, M and DRL in both variants, then
+# the ablations, each the robust preset with one change undone (RUNS/robust/*, reports in
+# RUNS/report-*). Resumable: run it again and finished runs are reused. Hours on 2 cores.
+robust-study: $(STAMP)
+	$(PY) run_experiments.py reproduce --preset robust --algos b,m,drl,ac --seeds 10 --jobs $(JOBS) --runs runs --out runs/report-robust
+	$(PY) run_experiments.py reproduce --preset robust --algos drl --seeds 5 --set score_warmup=0 --jobs $(JOBS) --runs runs --out runs/report-drl-nowarm
+	$(PY) run_experiments.py reproduce --preset robust --algos drl --variants mf --seeds 3 --set ppo_epochs=1 \
+		--set ppo_minibatches=1 --set adv_norm=false --jobs $(JOBS) --runs runs --out runs/report-drl-a4
+	for s in adv_norm=false gae_lambda=0.0,1.0 ent_coef=0.0 ppo_clip=0.0 rollout=256; do \
+		$(PY) run_experiments.py reproduce --preset robust --algos drl --variants mf --seeds 3 --set $$s \
+			--jobs $(JOBS) --runs runs --out runs/report-drl-$$(echo $$s | tr '=,.' '---') || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
