@@ -604,11 +604,8 @@ def ppo_update(state, cfg, lrs, rng):
     for _ in range(cfg.ppo_epochs):
         order = rng.permutation(n_rows) if k > 1 else None
         for j in range(k):
-            if order is None:                                               # the whole rollout
-                Xb, Ab, adv_b, ret_b, logp_b = X, A, adv, returns, logp_old
-            else:
-                idx = order[j * n_rows // k:(j + 1) * n_rows // k]
-                Xb, Ab, adv_b, ret_b, logp_b = X[idx], A[idx], adv[idx], returns[idx], logp_old[idx]
+            idx = slice(None) if order is None else order[j * n_rows // k:(j + 1) * n_rows // k]
+            Xb, Ab, adv_b, ret_b, logp_b = X[idx], A[idx], adv[idx], returns[idx], logp_old[idx]
             if cfg.adv_norm:
                 adv_b = (adv_b - adv_b.mean()) / (adv_b.std() + 1e-8)
             (loss_v, g_v), (loss_pi, g_pi) = concurrently(
@@ -802,17 +799,21 @@ def evaluate(state, cfg):
     x_eval = sol.mean + sol.std * z                      # (n, d) ~ the MFCG limiting law
     out = population_metrics(state, cfg, samples)
     out.update(control_metrics(state, cfg, x_eval, sol.mean_mfg + sol.std * z))
-    agents = to_numpy(state["x"]).astype(np.float64)
-    out["agents_mean"] = float(np.linalg.norm(agents.mean(axis=0))) if pb.dim > 1 else float(agents.mean())
-    out["agents_std"] = float(agents.std(axis=0).mean()) if agents.shape[0] > 1 else 0.0
+    out["agents_mean"], out["agents_std"] = _mean_and_std(to_numpy(state["x"]).astype(np.float64))
     for tag in ("global", "local"):  # the training pools: their means are the m, m̃ agents pay for
         pool = to_numpy(state[f"pool_{tag}"]).astype(np.float64)
-        out[f"pool_{tag}_mean"] = float(np.linalg.norm(pool.mean(axis=0))) if pb.dim > 1 else float(pool.mean())
-        out[f"pool_{tag}_std"] = float(pool.std(axis=0).mean())
+        out[f"pool_{tag}_mean"], out[f"pool_{tag}_std"] = _mean_and_std(pool)
     out.update(value_metrics(state, cfg, x_eval))
     out["mean_error"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean))
     out["mean_error_mfg"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean_mfg))
     return out
+
+
+def _mean_and_std(a):
+    """A population's mean (for d > 1 the norm of its mean) and its std averaged over the
+    coordinates; a (n, d) NumPy. One point has std 0."""
+    mean = float(np.linalg.norm(a.mean(axis=0))) if a.shape[1] > 1 else float(a.mean())
+    return mean, float(a.std(axis=0).mean())
 
 
 def population_metrics(state, cfg, samples):
@@ -823,8 +824,7 @@ def population_metrics(state, cfg, samples):
     out = {}
     for tag, s in samples.items():
         p = state["params"][f"score_{tag}"]
-        out[f"{tag}_mean"] = float(np.linalg.norm(s.mean(axis=0))) if pb.dim > 1 else float(s.mean())
-        out[f"{tag}_std"] = float(s.std(axis=0).mean())
+        out[f"{tag}_mean"], out[f"{tag}_std"] = _mean_and_std(s)
         if pb.dim == 1:
             read = density_from_score(lambda g, p=p: nets.score_forward(p, xp.asarray(g, dtype=dtype)),
                                       *readout_range(sol, s), n=4001)

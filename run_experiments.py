@@ -169,26 +169,30 @@ SETTLED = {"distance": 0.05, "control": 0.1}
 EQUILIBRIA = {"m*": ("mean_error", "control_rmse"), "m_mfg": ("mean_error_mfg", "control_rmse_at_mfg")}
 
 
+def _within(record, at):
+    """Whether one evaluation is within both of SETTLED's thresholds of equilibrium `at`."""
+    distance, control = EQUILIBRIA[at]
+    return record[distance] < SETTLED["distance"] and record[control] < SETTLED["control"]
+
+
 def settled(history, steps, at, part=LATE_PART):
     """Whether a run settled at equilibrium `at` ("m*" or "m_mfg"; see SETTLED): every
     evaluation after step (1 − part)·steps within both thresholds (with none there, the
     last evaluation). None for a history that does not record the control error it needs."""
-    distance, control = EQUILIBRIA[at]
-    if any(control not in h for h in history):
+    if any(EQUILIBRIA[at][1] not in h for h in history):
         return None
     late = [h for h in history if h["step"] > (1 - part) * steps] or history[-1:]
-    return all(h[distance] < SETTLED["distance"] and h[control] < SETTLED["control"] for h in late)
+    return all(_within(h, at) for h in late)
 
 
 def settled_from(history, at):
     """The step from which a run stays within both of SETTLED's thresholds of `at` to the
     end (None if its last evaluation is not)."""
-    distance, control = EQUILIBRIA[at]
-    if any(control not in h for h in history):
+    if any(EQUILIBRIA[at][1] not in h for h in history):
         return None
     step = None
     for h in history:
-        if not (h[distance] < SETTLED["distance"] and h[control] < SETTLED["control"]):
+        if not _within(h, at):
             step = None
         elif step is None:
             step = h["step"]
@@ -501,8 +505,7 @@ def summarise(runs):
             entry[f"settled_{at}"] = [settled(r["history"], r["metrics"]["steps"], at) for r in by_seed]
             entry[f"settled_from_{at}"] = [settled_from(r["history"], at) for r in by_seed]
         entry["late_local_mean"] = [late_window(r["history"], r["metrics"]["steps"], sol.mean, sol.mean_mfg)
-                                    for r in sorted(rs, key=lambda r: r["metrics"]["seed"])  # as "seeds"
-                                    for sol in [r["config"].problem.solution()]]
+                                    for r in by_seed for sol in [r["config"].problem.solution()]]
         summary[label] = entry
     return summary
 

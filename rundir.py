@@ -145,6 +145,14 @@ NETWORKS = ("actor", "critic", "score_global", "score_local")   # of mfcg.init_s
 STATE_ARRAYS = ("x", "pool_global", "pool_local")   # with the MeanField's, in a checkpoint
 
 
+def flat_moment(value, params):
+    """An Adam moment as one NumPy vector in the order of the network's arrays, whether the
+    state keeps it flat (FlatParams) or per array (Config.readable)."""
+    if isinstance(value, dict):
+        return np.concatenate([to_numpy(value[k]).reshape(-1) for k in params])
+    return to_numpy(value)
+
+
 def save_checkpoint(path, state, cfg):
     """Write every array of the state, the step, the history and the config to `path` (an
     .npz), atomically. No random-generator state: the streams are keyed by (seed, step)
@@ -156,9 +164,7 @@ def save_checkpoint(path, state, cfg):
         for k, v in params.items():
             arrays[f"params/{net}/{k}"] = to_numpy(v)
         for moment in ("m", "v"):
-            value = state["adam"][net][moment]
-            arrays[f"adam/{net}/{moment}"] = (np.concatenate([to_numpy(value[k]).reshape(-1) for k in params])
-                                              if isinstance(value, dict) else to_numpy(value))
+            arrays[f"adam/{net}/{moment}"] = flat_moment(state["adam"][net][moment], params)
         arrays[f"adam/{net}/t"] = np.array(state["adam"][net]["t"])
     if state["target"] is not None:
         for k, v in state["target"].items():

@@ -38,9 +38,7 @@ def _arrays(state):
     for net, params in state["params"].items():
         out.update({f"{net}.{k}": copy(v) for k, v in params.items()})
         for mom in ("m", "v"):
-            value = state["adam"][net][mom]
-            out[f"adam.{net}.{mom}"] = (np.concatenate([copy(value[k]).reshape(-1) for k in params])
-                                        if isinstance(value, dict) else copy(value))
+            out[f"adam.{net}.{mom}"] = copy(rundir.flat_moment(state["adam"][net][mom], params))
         out[f"adam.{net}.t"] = np.array(state["adam"][net]["t"])
     if state["target"] is not None:
         out.update({f"target.{k}": copy(v) for k, v in state["target"].items()})
