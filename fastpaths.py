@@ -14,8 +14,15 @@ Contents
     random      make_rng: the stream keyed by a tuple (NumPy's Generator; on CuPy a Philox
                 stream computed on the device: PhiloxStream, philox4x32, box_muller)
     CUDA        the kernels' sources, compiled by cuda_kernel and launched by _launch_elementwise
+    bench       bench_algo: steps/s of a trainer and its time per phase (PhaseTimer), the
+                device's name and the bare tanh speed it is compared with
 """
 import math
+import os
+import platform
+import re
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -494,3 +501,111 @@ def _launch_elementwise(name, dtype, n, *args):
         return
     threads = 256
     cuda_kernel(name, dtype)(((n + threads - 1) // threads,), (threads,), (np.int64(n), *typed))
+
+
+# ---------------------------------------------------------------------------------------
+# The benchmark: steps/s of each trainer and where a step's time goes
+# ---------------------------------------------------------------------------------------
+
+def sync(xp):
+    """Wait for the GPU's queued work (nothing to do on NumPy)."""
+    if xp is not np:
+        xp.cuda.Stream.null.synchronize()
+
+
+class PhaseTimer:
+    """Time spent inside given functions, summed by phase. It watches calls through the
+    interpreter's profiling hook (sys.setprofile, this thread only) and replaces nothing;
+    on a GPU it synchronises the device at each entry and exit, so a phase is charged with
+    its own kernels and not with those queued before it. The hook costs a little on every
+    Python call; bench_algo therefore takes steps/s from a window timed without it."""
+
+    def __init__(self, phases, xp):
+        self.phase_of = {fn.__code__: phase for phase, fns in phases.items() for fn in fns}
+        self.totals = dict.fromkeys(phases, 0.0)
+        self.xp, self._entered = xp, {}
+
+    def _hook(self, frame, event, arg):
+        phase = self.phase_of.get(frame.f_code)
+        if phase is None or event not in ("call", "return"):
+            return
+        sync(self.xp)
+        if event == "call":
+            self._entered[frame] = time.perf_counter()
+        else:
+            self.totals[phase] += time.perf_counter() - self._entered.pop(frame)
+
+    def __enter__(self):
+        sys.setprofile(self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        sys.setprofile(None)
+
+
+# Timed steps per algorithm: whole cycles, so M's Langevin (every 50 steps) and DRL's PPO
+# update (every 256) are counted at their real frequency.
+BENCH_STEPS = {"ac": 20, "b": 10, "m": 100, "drl": 256}
+
+
+def bench_algo(algo, steps, xp, preset="paper"):
+    """Steps/s of one algorithm at a preset's sizes (the paper's by default) after a 1-step
+    warm-up, and the time per step spent in each phase. Two windows of `steps` steps: the
+    first times whole steps as training runs them (nothing waits for the device inside a
+    step), the second times each phase (PhaseTimer). Step 0 (the warm-up) does M's first
+    Langevin refresh, so the windows hold steps/50 of them each, as a long run does."""
+    import mfcg  # mfcg imports this module: the benchmark reaches back only when it runs
+    phases = {"langevin": (mfcg.langevin_refresh,), "scores": (mfcg.score_update,),
+              "actor_critic": (mfcg.actor_critic_update, mfcg.ppo_update),
+              "environment": (mfcg.act_and_step,)}
+    cfg = mfcg.preset(preset, algo, eval_every=10**9, checkpoint_every=10**9)
+    state = mfcg.init_state(cfg, xp)
+    mfcg.train(cfg, state, until=1)
+    sync(xp)
+    t0 = time.perf_counter()
+    mfcg.train(cfg, state, until=1 + steps)
+    sync(xp)
+    total = time.perf_counter() - t0
+    with PhaseTimer(phases, xp) as timer:
+        t0 = time.perf_counter()
+        mfcg.train(cfg, state, until=1 + 2 * steps)
+        sync(xp)
+        total_phased = time.perf_counter() - t0
+    per_step = {k: v / steps for k, v in timer.totals.items()}
+    per_step["other"] = total_phased / steps - sum(per_step.values())
+    refreshes = sum(1 for n in range(1 + steps, 1 + 2 * steps) if n % cfg.langevin_every == 0)
+    tanh_evals = refreshes * 2 * cfg.langevin_steps * cfg.n_samples * cfg.hidden_score
+    return {"steps_per_second": steps / total, "seconds_per_step": per_step, "timed_steps": steps,
+            "batch": cfg.batch, "langevin_us_per_million_tanh":
+            1e12 * per_step["langevin"] * steps / tanh_evals if tanh_evals else math.nan}
+
+
+def device_name(xp):
+    """The device the arrays live on, in words, and as a directory name: ('NVIDIA H200',
+    'gpu-nvidia-h200') or ('x86_64 Linux, 2 cores', 'cpu-2-cores')."""
+    if xp is np:
+        return machine(), f"cpu-{os.cpu_count()}-cores"
+    name = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)["name"]
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    return name, "gpu-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def machine():
+    """The host, in words, as the platform module reports it (on Linux without the CPU's
+    model name, which docs/performance.md gives beside the numbers), and its cores."""
+    return f"{platform.processor() or platform.machine()} {platform.system()}, {os.cpu_count()} cores"
+
+
+def bare_tanh_us_per_million(xp, cfg):
+    """The machine's own elementwise limit: xp.tanh over a (k, H) float32 array, in place."""
+    a = xp.asarray(np.random.default_rng(0).standard_normal((cfg.n_samples, cfg.hidden_score)),
+                   dtype=cfg.dtype)
+    for _ in range(20):
+        xp.tanh(a, out=a)
+    sync(xp)
+    reps = 500
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        xp.tanh(a, out=a)
+    sync(xp)
+    return 1e6 * (time.perf_counter() - t0) / reps / (a.size / 1e6)

@@ -36,7 +36,9 @@ import json  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
 import subprocess  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor, as_completed  # noqa: E402
 
 # mfcg runs its independent pieces (the two Langevin pools, the two score networks, critic
 # and actor) on two threads itself; OpenBLAS's own worker threads would compete with those
@@ -50,11 +52,11 @@ import numpy as np  # noqa: E402
 import mfcg  # noqa: E402
 import nets  # noqa: E402
 from autograd_lite import backend_name, to_numpy, xp_of  # noqa: E402
-from rundir import one_line, write_atomically  # noqa: E402
-
-
-class UsageError(Exception):
-    """A problem with what the user asked for: reported in one line, exit status 2."""
+from fastpaths import BENCH_STEPS, bare_tanh_us_per_million, bench_algo, device_name, machine  # noqa: E402
+from rundir import (LOCK_FILE, NEVER_STARTED, RUN_FILES, Progress, UsageError, claim,  # noqa: E402,F401
+                    keep_freed_memory, one_line, run_copies, settings_diff, value_from_text,
+                    write_json, write_report_dir)
+import rundir  # noqa: E402
 
 
 # The metrics the table and summary report, in order.
@@ -80,12 +82,9 @@ def file_name(label):
 NOT_SETTABLE = ("algo", "seed", "mf_correction", "steps", "problem")
 
 
-TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-
-
 def parse_setting(text, sweep=False):
-    """'KEY=VALUE' → (key, [value]), the value typed as the Config field; with sweep,
-    'KEY=V1,V2,...' → (key, [V1, V2, ...])."""
+    """'KEY=VALUE' → (key, [value]), the value of the Config field's type, read by the
+    rules Config checks its values by; with sweep, 'KEY=V1,V2,...' → (key, [V1, V2, ...])."""
     key, sep, raw = text.partition("=")
     fields = mfcg.Config.__dataclass_fields__
     if not sep or not key or not raw:
@@ -95,19 +94,12 @@ def parse_setting(text, sweep=False):
     if key in NOT_SETTABLE:
         raise UsageError(f"--set {text}: the problem's settings are not changed from the command line"
                          if key == "problem" else f"--set {text}: {key} has its own option, not --set")
-    kind = type(fields[key].default)
-    booleans = {"true": True, "1": True, "false": False, "0": False}
     values = []
     for item in raw.split(",") if sweep else [raw]:
-        try:
-            value = booleans[item.lower()] if kind is bool else kind(item)
-        except (KeyError, ValueError):
-            raise UsageError(f"--set {text}: {key} takes {TYPE_NAMES[kind]}, got {item!r}") from None
-        if kind is float:
-            if not math.isfinite(value):
-                raise UsageError(f"--set {text}: {key} must be finite, got {item!r}")
-            value += 0.0  # -0.0 → 0.0: one value, one label
-        values.append(value)
+        try:  # read as Config checks it (rundir.FIELD_TYPES)
+            values.append(value_from_text(type(fields[key].default), item))
+        except ValueError as exc:
+            raise UsageError(f"--set {text}: {key} {exc}") from None
     if len(set(values)) != len(values):
         raise UsageError(f"--set {text}: a value is repeated")
     return key, values
@@ -130,17 +122,20 @@ def parse_settings(texts, sweep=False):
 ACCURACY_THRESHOLDS = {"control_rmse": 0.3, "mean_error": 0.1}
 
 
-def time_to_accuracy(history, key, threshold):
-    """The evaluation after which history[key] stays below threshold to the end of the run,
-    as (wall-clock seconds, step); None if the last evaluation is not below it. A first
-    crossing would count transients: a population passing m* on its way elsewhere."""
-    settled = None
+def held_from(history, ok):
+    """The first evaluation from which ok(evaluation) holds to the end of the run; None if
+    it does not hold at the last. Not the first crossing, which would count transients: a
+    population passing m* on its way elsewhere."""
+    start = None
     for h in history:
-        if not h[key] < threshold:
-            settled = None
-        elif settled is None:
-            settled = (h["wall_seconds"], h["step"])
-    return settled
+        start = (h if start is None else start) if ok(h) else None
+    return start
+
+
+def time_to_accuracy(history, key, threshold):
+    """(wall-clock seconds, step) from which history[key] stays below threshold (held_from)."""
+    h = held_from(history, lambda h: h[key] < threshold)
+    return None if h is None else (h["wall_seconds"], h["step"])
 
 
 LATE_PART = 0.25  # the late window: the evaluations in the last quarter of a run
@@ -186,17 +181,11 @@ def settled(history, steps, at, part=LATE_PART):
 
 
 def settled_from(history, at):
-    """The step from which a run stays within both of SETTLED's thresholds of `at` to the
-    end (None if its last evaluation is not)."""
+    """The step from which a run stays within both of SETTLED's thresholds of `at` (held_from)."""
     if any(EQUILIBRIA[at][1] not in h for h in history):
         return None
-    step = None
-    for h in history:
-        if not _within(h, at):
-            step = None
-        elif step is None:
-            step = h["step"]
-    return step
+    h = held_from(history, lambda h: _within(h, at))
+    return None if h is None else h["step"]
 
 
 def default_run_dir(root, preset, algo, seed, mf=False, settings=None):
@@ -207,44 +196,9 @@ def default_run_dir(root, preset, algo, seed, mf=False, settings=None):
     return os.path.join(root, preset, name)
 
 
-def _write_json(path, obj):
-    """Write JSON atomically (rundir.write_atomically)."""
-    content = json.dumps(obj, indent=1).encode()
-    write_atomically(path, lambda fh: fh.write(content))
-
-
 # ---------------------------------------------------------------------------------------
 # run
 # ---------------------------------------------------------------------------------------
-
-class Progress:
-    """A line on stderr every `every` seconds: step/total, steps/s, ETA, latest errors."""
-
-    def __init__(self, tag, total, every=5.0):
-        self.tag, self.total, self.every = tag, total, every
-        self.t_last = time.perf_counter()
-        self.step_last = None
-
-    def __call__(self, state):
-        now = time.perf_counter()
-        if self.step_last is None:
-            self.step_last = state["step"] - 1
-        if now - self.t_last < self.every and state["step"] < self.total:
-            return
-        rate = (state["step"] - self.step_last) / max(now - self.t_last, 1e-9)
-        eta = (self.total - state["step"]) / rate if rate > 0 else math.inf
-        last = state["history"][-1] if state["history"] else {}
-        errs = "  ".join(f"{k} {last[k]:.3f}" for k in ("mean_error", "control_rmse") if k in last)
-        print(f"[{self.tag}] step {state['step']}/{self.total}  {rate:.1f} steps/s  "
-              f"ETA {eta:.0f}s  {errs}", file=sys.stderr, flush=True)
-        self.t_last, self.step_last = now, state["step"]
-
-
-def settings_diff(saved, cfg):
-    """The names of the Config fields in which two configurations differ, comma-separated."""
-    a, b = saved.to_dict(), cfg.to_dict()
-    return ", ".join(k for k in b if a.get(k) != b[k])
-
 
 def run_config(preset, algo, seed, mf, steps=None, settings=None):
     """The Config that `run` trains for these command-line settings (settings: from --set)."""
@@ -255,68 +209,6 @@ def run_config(preset, algo, seed, mf, steps=None, settings=None):
         return mfcg.preset(preset, algo, **overrides)
     except ValueError as exc:  # Config's own check of the values, e.g. langevin_steps=0
         raise UsageError(f"{'--set: ' if settings else ''}{exc}") from None
-
-
-def saved_config(run_dir):
-    """(preset name, --set settings, Config) a run directory was made with, from its
-    config.json (runs made before --set existed have no settings: {})."""
-    path = os.path.join(run_dir, "config.json")
-    try:
-        with open(path) as fh:
-            saved = json.load(fh)
-        config = saved["config"]
-    except FileNotFoundError:
-        raise UsageError(f"{run_dir} has no config.json: not a run directory") from None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(f"{path} is not a run's config.json ({one_line(exc)})") from None
-    if saved.get("preset") not in mfcg.PRESETS:
-        raise UsageError(f"{path} names no preset of this version ({saved.get('preset')!r}; "
-                         f"expected one of {', '.join(mfcg.PRESETS)})")
-    try:
-        return saved["preset"], saved.get("settings", {}), mfcg.Config(**config)
-    except ValueError as exc:
-        raise UsageError(f"{path} holds settings this version refuses: {exc}") from None
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(f"{path} is not a run's config.json ({one_line(exc)})") from None
-
-
-def made_otherwise(run_dir, preset, settings, cfg):
-    """How the run in run_dir differs from one made now with this preset, --set settings and
-    Config: '' where it does not, else the differing names (a Config can be equal while the
-    preset or the --set fields, and so the run's label, differ)."""
-    saved_preset, saved_settings, saved_cfg = saved_config(run_dir)
-    diff = [settings_diff(saved_cfg, cfg)]
-    if saved_preset != preset:
-        diff.append(f"preset {saved_preset}, not {preset}")
-    if saved_settings != settings:
-        diff.append(f"--set {saved_settings}, not {settings}")
-    return "; ".join(d for d in diff if d)
-
-
-LOCK_FILE = ".lock"
-# What a run directory can hold when its run never reached its first checkpoint: the same
-# command starts it again from step 0 (a diverged run's history.json is regenerated).
-NEVER_STARTED = {"config.json", "history.json", "checkpoint.npz.tmp", "config.json.tmp", "history.json.tmp"}
-_HELD = []  # lock file descriptors, open (and so locked) until the process exits
-
-
-def claim(run_dir):
-    """Create run_dir if needed and hold an exclusive lock on it (flock on run_dir/.lock)
-    for the life of this process: a second process on the same directory gets one line
-    naming the holder. The lock goes with the process, however it ends."""
-    import fcntl
-    import socket
-    os.makedirs(run_dir, exist_ok=True)
-    fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise UsageError(f"{run_dir} is in use by {holder}: one process per run directory") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
-    _HELD.append(fd)
 
 
 def final_curves(state, cfg, n_grid=201):
@@ -363,13 +255,13 @@ def cmd_run(args):
     if os.path.exists(metrics_path):
         if not args.resume:
             raise UsageError(f"{out} holds a finished run (results are never overwritten): choose another --out")
-        differs = made_otherwise(out, args.preset, settings, cfg)
+        differs = rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg)
         if differs:
             raise UsageError(f"--resume: {out} was made with different settings ({differs})")
         print(f"[{tag}] {out} is finished; nothing to resume", file=sys.stderr)
         return 0
     if never_started:  # died before its first checkpoint: start it again, same settings only
-        differs = made_otherwise(out, args.preset, settings, cfg)
+        differs = rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg)
         if differs:
             raise UsageError(f"{out} holds a run that never started, made with different settings "
                              f"({differs}): choose another --out")
@@ -381,14 +273,14 @@ def cmd_run(args):
             state, saved = mfcg.load_checkpoint(ckpt)
         except ValueError as exc:
             raise UsageError(f"--resume: {exc}") from None
-        differs = settings_diff(saved, cfg) or made_otherwise(out, args.preset, settings, cfg)
+        differs = settings_diff(saved, cfg) or rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg)
         if differs:
             raise UsageError(f"--resume: {out} was made with different settings ({differs})")
     elif files:
         raise UsageError(f"{out} already exists and is not empty: pass --resume to continue "
                          f"it, or choose another --out (results are never overwritten)")
     else:
-        _write_json(os.path.join(out, "config.json"),
+        write_json(os.path.join(out, "config.json"),
                     {"preset": args.preset, "settings": settings, "config": cfg.to_dict()})
     state = state or mfcg.init_state(cfg)
     until = state["step"] + args.stop_after if args.stop_after else None
@@ -396,12 +288,12 @@ def cmd_run(args):
     try:
         mfcg.train(cfg, state, run_dir=out, until=until, on_step=Progress(tag, cfg.steps))
     except FloatingPointError as exc:  # diverged: keep what is good, say so in one line
-        _write_json(os.path.join(out, "history.json"), state["history"])
+        write_json(os.path.join(out, "history.json"), state["history"])
         last = state["history"][-1]["step"] if state["history"] else 0
         kept = ("the last good checkpoint is kept" if os.path.exists(ckpt)
                 else "no checkpoint had been written")
         raise UsageError(f"[{tag}] {exc}; history.json holds the evaluations up to step {last}; {kept}") from None
-    _write_json(os.path.join(out, "history.json"), state["history"])
+    write_json(os.path.join(out, "history.json"), state["history"])
     if state["step"] < cfg.steps:
         print(f"[{tag}] stopped at step {state['step']}/{cfg.steps}; continue with --resume",
               file=sys.stderr)
@@ -414,7 +306,7 @@ def cmd_run(args):
                     "steps_per_second": cfg.steps / state["train_seconds"],
                     "backend": backend_name(), "dtype": cfg.dtype,
                     "started_at": started, "finished_at": time.time()})
-    _write_json(metrics_path, metrics)
+    write_json(metrics_path, metrics)
     print(f"[{tag}] done: {cfg.steps} steps in {state['wall_seconds']:.0f}s, "
           f"mean_error {metrics['mean_error']:.3f}, control_rmse {metrics['control_rmse']:.3f}, "
           f"value_rmse {metrics['value_rmse']:.3f}", file=sys.stderr)
@@ -424,55 +316,6 @@ def cmd_run(args):
 # ---------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------
-
-# What report reads from a run's files; a file without them is refused by name.
-METRICS_KEYS = ("label", "seed", "steps", "wall_seconds", "steps_per_second") + TABLE_METRICS
-HISTORY_KEYS = ("step", "wall_seconds", "mean_error", "control_rmse", "value_rmse", "local_mean")
-CURVES_KEYS = ("grid", "neg_critic", "actor_mean", "global_samples", "local_samples",
-               "density_grid", "global_density", "local_density")
-
-
-RUN_FILES = ("config.json", "metrics.json", "history.json", "curves.npz")  # a finished run, less its checkpoint
-
-
-def load_run(path):
-    """A finished run directory → dict(config, preset, metrics, history, curves)."""
-    missing = [f for f in RUN_FILES if not os.path.exists(os.path.join(path, f))]
-    if not os.path.isdir(path) or missing:
-        why = "does not exist" if not os.path.isdir(path) else f"has no {missing[0]}"
-        raise UsageError(f"{path} is not a finished run directory ({why})")
-    preset, _, cfg = saved_config(path)
-    file = "metrics.json"
-    try:
-        with open(os.path.join(path, file)) as fh:
-            metrics = json.load(fh)
-        _require(metrics, METRICS_KEYS)
-        file = "history.json"
-        with open(os.path.join(path, file)) as fh:
-            history = json.load(fh)
-        if not isinstance(history, list) or not history:
-            raise ValueError("expected a non-empty list of evaluations")
-        for record in history:
-            _require(record, HISTORY_KEYS)
-        file = "curves.npz"
-        with np.load(os.path.join(path, file), allow_pickle=False) as z:
-            curves = {k: z[k] for k in z.files}
-        _require(curves, CURVES_KEYS)
-    except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
-        raise UsageError(f"{os.path.join(path, file)} is unreadable or incomplete ({one_line(exc)})") from None
-    except Exception as exc:  # noqa: BLE001 — zipfile's BadZipFile and the like
-        raise UsageError(f"{os.path.join(path, file)} is unreadable ({one_line(exc)})") from None
-    return {"path": path, "preset": preset, "config": cfg,
-            "label": metrics["label"], "metrics": metrics, "history": history, "curves": curves}
-
-
-def _require(mapping, keys):
-    if not isinstance(mapping, dict):
-        raise TypeError(f"expected a mapping, got {type(mapping).__name__}")
-    missing = [k for k in keys if k not in mapping]
-    if missing:
-        raise KeyError(f"no {missing[0]!r}")
-
 
 def summarise(runs):
     """Group runs by label; mean and std over seeds of every table metric."""
@@ -679,94 +522,13 @@ def make_figures(summary, runs, out):
     return files
 
 
-def write_report_dir(out, copies, write_report):
-    """Write a report into `out`: the runs' copies first (each file written whole and
-    renamed into place), then `write_report(out)` (table and figures), which returns the
-    names it wrote; the caller writes summary.json last, listing all of them (until then
-    the old one, listing the copies, stays). A report already there (its summary.json
-    lists its files) is replaced whole, so old figures never mix with new ones; other
-    files are left alone. Nothing is removed or written before every check passed: a
-    copy's folder must hold only what an earlier report wrote, reached without a symbolic
-    link, and the earlier report's copies of runs this one leaves out are refused, since
-    they may be the only record of those runs. Returns (figures, copies): the names."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out {out} is a file, not a directory")
-    listed = {os.path.normpath(f) for f in _old_report_files(out) if _stays_inside(out, f)}
-    kept = {os.path.normpath(os.path.join(where, f)): content
-            for where, files in copies.items() for f, content in files.items()}
-    dropped = sorted(f for f in listed if f.startswith("runs" + os.sep) and f not in kept
-                     and os.path.exists(os.path.join(out, f)))
-    if dropped:
-        raise UsageError(f"{out} holds an earlier report's copy of a run this one leaves out "
-                         f"({os.path.dirname(dropped[0])}): report it too, or report to another --out")
-    for where in copies:
-        dest = os.path.join(out, where)
-        if not _stays_inside(out, where):
-            raise UsageError(f"{dest} is reached through a symbolic link: report to another --out")
-        if os.path.exists(dest) and not os.path.isdir(dest):
-            raise UsageError(f"{dest} is a file: report to another --out")
-        there = os.listdir(dest) if os.path.isdir(dest) else []
-        foreign = [f for f in there if os.path.normpath(os.path.join(where, f)) not in listed]
-        if foreign:
-            raise UsageError(f"{dest} holds files no earlier report wrote ({foreign[0]}): report to another --out")
-    os.makedirs(out, exist_ok=True)
-    for name, content in kept.items():
-        os.makedirs(os.path.join(out, os.path.dirname(name)), exist_ok=True)
-        write_atomically(os.path.join(out, name), lambda fh, content=content: fh.write(content))
-    for name in (listed - set(kept) - {"summary.json"}) | {"RESULTS.md"}:
-        if os.path.isfile(os.path.join(out, name)):
-            os.remove(os.path.join(out, name))
-    return write_report(out), sorted(kept)  # the old summary.json stays until the new one replaces it
-
-
-def _old_report_files(out):
-    """The files a report already in `out` lists in its summary.json ([] if none)."""
-    old = os.path.join(out, "summary.json")
-    if not os.path.exists(old):
-        return []
-    try:
-        with open(old) as fh:
-            listed = json.load(fh).get("files")
-    except (OSError, ValueError, AttributeError):
-        listed = None
-    if not isinstance(listed, list):  # a report from before summaries listed their files: its figures
-        listed = [f for f in os.listdir(out) if re.fullmatch(r"(distributions|control|learning_curves)_.*\.png", f)]
-    return [f for f in listed if isinstance(f, str)]
-
-
-def _stays_inside(out, name):
-    """A name is written or removed only if it is a relative path that stays inside `out`
-    without passing through a symbolic link."""
-    norm = os.path.normpath(name)
-    if os.path.isabs(norm) or norm == os.pardir or norm.startswith(os.pardir + os.sep):
-        return False
-    return os.path.realpath(os.path.join(out, norm)) == os.path.join(os.path.realpath(out), norm)
-
-
-def run_copies(runs):
-    """Each run's files less its checkpoint, read now (the runs may be the copies an old
-    report holds, which the new one rewrites), as {runs/PRESET/NAME: {file: bytes}}: the
-    report's runs can be reported again, and their histories read, without the checkpoints."""
-    copies, origin = {}, {}
-    for r in runs:
-        where = os.path.join("runs", r["preset"], os.path.basename(os.path.realpath(r["path"])))
-        if where in copies:
-            raise UsageError(f"two runs would be kept as {where} ({origin[where]} and {r['path']}): "
-                             f"report them separately")
-        copies[where], origin[where] = {}, r["path"]
-        for f in RUN_FILES:
-            with open(os.path.join(r["path"], f), "rb") as fh:
-                copies[where][f] = fh.read()
-    return copies
-
-
 def cmd_report(args):
     dirs, seen = [], set()
     for d in args.dirs:  # each run once, however it is spelled (D, D/, ./D)
         if os.path.realpath(d) not in seen:
             seen.add(os.path.realpath(d))
             dirs.append(d)
-    runs = [load_run(d) for d in dirs]
+    runs = [rundir.load_run(d, mfcg.PRESETS, mfcg.Config, TABLE_METRICS) for d in dirs]
     presets = sorted({r["preset"] for r in runs})
     if len(presets) > 1 and not args.allow_mixed_presets:
         raise UsageError(f"the runs mix presets ({', '.join(presets)}); pass "
@@ -789,7 +551,7 @@ def cmd_report(args):
         return make_figures(summary, runs, out)
 
     figures, kept = write_report_dir(args.out, copies, table_and_figures)
-    _write_json(os.path.join(args.out, "summary.json"),
+    write_json(os.path.join(args.out, "summary.json"),
                 {"presets": presets, "runs": [r["path"] for r in runs], "algorithms": summary,
                  "files": figures + kept})
     print(f"report: {len(runs)} runs → {args.out}/RESULTS.md, summary.json, {len(figures)} figures, "
@@ -830,7 +592,7 @@ def cmd_reproduce(args):
         for key, value in settings.items():
             cmd += ["--set", f"{key}={value}"]
         if os.path.exists(os.path.join(out, "config.json")):  # reuse or resume only a run made with these settings
-            differs = made_otherwise(out, args.preset, settings, cfg)
+            differs = rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg)
             if differs:
                 raise UsageError(f"{out} was made with different settings ({differs}); "
                                  f"move it away or pass another --runs (results are never overwritten)")
@@ -844,45 +606,51 @@ def cmd_reproduce(args):
         print(f"reproduce: {out} is finished; reusing it", file=sys.stderr)
     # one thread per process: J processes on J cores, no oversubscription
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    running, failed = [], []
-    t0 = time.time()
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    try:
-        while jobs or running:
-            while jobs and len(running) < args.jobs:
-                out, cmd = jobs.pop(0)
-                log_path = f"{out}.log"  # beside the run directory, which `run` creates itself
-                os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
-                log = open(log_path, "a")
+    lock, running, stopping, t0 = threading.Lock(), [], [], time.time()
+
+    def run_one(out, cmd):
+        """One run as its own process, its output in OUT.log beside its directory; its exit code."""
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+        with open(f"{out}.log", "a") as log:
+            with lock:  # no new run once an interrupt has been passed on
+                if stopping:
+                    return None
                 print(f"reproduce: start {out}", file=sys.stderr, flush=True)
                 # a session of its own: Ctrl-C at the terminal reaches only this process,
-                # which passes exactly one interrupt on to each run (see below)
-                running.append((out, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                      start_new_session=True), log))
-            time.sleep(0.2)
-            for item in list(running):
-                out, proc, log = item
-                if proc.poll() is not None:
-                    running.remove(item)
-                    log.close()
-                    status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
-                    print(f"reproduce: {status} {out} [{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)
-                    if proc.returncode != 0:
-                        failed.append(out)
+                # which passes exactly one interrupt on to each run (below)
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
+                running.append(proc)
+            return proc.wait()
+
+    failed = []
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        futures = {pool.submit(run_one, out, cmd): out for out, cmd in jobs}
+        for future in as_completed(futures):
+            out, code = futures[future], future.result()
+            print(f"reproduce: {'done' if code == 0 else f'FAILED (exit {code})'} {out} "
+                  f"[{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)
+            if code != 0:
+                failed.append(out)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: every run checkpoints and stops
-        for _, proc, _ in running:
+        with lock:
+            stopping.append(True)
+            started = [p for p in running if p.poll() is None]
+        for proc in started:
             proc.send_signal(signal.SIGINT)
-        for out, proc, log in running:
+        for proc in started:
             try:
                 proc.wait(timeout=STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            log.close()
-        raise KeyboardInterrupt(f"reproduce {str(exc) or 'interrupted'}: {len(running)} running run(s) "
+        raise KeyboardInterrupt(f"reproduce {str(exc) or 'interrupted'}: {len(started)} running run(s) "
                                 f"checkpointed and stopped; the same command continues them") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+        pool.shutdown(wait=False, cancel_futures=True)
     if failed:
         raise UsageError(f"{len(failed)} run(s) failed, see {', '.join(f + '.log' for f in failed)}")
     return cmd_report(argparse.Namespace(dirs=dirs, out=args.out, allow_mixed_presets=False))
@@ -891,95 +659,6 @@ def cmd_reproduce(args):
 # ---------------------------------------------------------------------------------------
 # bench
 # ---------------------------------------------------------------------------------------
-
-# The phases of a step, as the shared step functions of mfcg that make them up.
-PHASES = {"langevin": ("langevin_refresh",), "scores": ("score_update",),
-          "actor_critic": ("actor_critic_update", "ppo_update"), "environment": ("act_and_step",)}
-# Timed steps per algorithm: whole cycles, so M's Langevin (every 50 steps) and DRL's PPO
-# update (every 256) are counted at their real frequency.
-BENCH_STEPS = {"ac": 20, "b": 10, "m": 100, "drl": 256}
-
-
-def _timed(fn, phase, totals, xp):
-    """fn, timed into totals[phase]; on a GPU the device is synchronised before and after,
-    so the phase is charged with its own kernels and not with those queued before it."""
-    def wrapper(*args, **kwargs):
-        _sync(xp)
-        t0 = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _sync(xp)
-            totals[phase] += time.perf_counter() - t0
-    return wrapper
-
-
-def bench_algo(algo, steps, xp, preset="paper"):
-    """Steps/s of one algorithm at a preset's sizes (the paper's by default) after a 1-step
-    warm-up, and the time per step spent in each phase. Two windows of `steps` steps: the
-    first times whole steps as training runs them (nothing waits for the device inside a
-    step), the second times each phase, synchronising the device around it. Step 0 (the
-    warm-up) does M's first Langevin refresh, so the windows hold steps/50 of them each,
-    as a long run does."""
-    cfg = mfcg.preset(preset, algo, eval_every=10**9, checkpoint_every=10**9)
-    state = mfcg.init_state(cfg, xp)
-    mfcg.train(cfg, state, until=1)
-    _sync(xp)
-    t0 = time.perf_counter()
-    mfcg.train(cfg, state, until=1 + steps)
-    _sync(xp)
-    total = time.perf_counter() - t0
-    totals = dict.fromkeys(PHASES, 0.0)
-    originals = {name: getattr(mfcg, name) for names in PHASES.values() for name in names}
-    try:
-        for phase, names in PHASES.items():
-            for name in names:
-                setattr(mfcg, name, _timed(originals[name], phase, totals, xp))
-        t0 = time.perf_counter()
-        mfcg.train(cfg, state, until=1 + 2 * steps)
-        _sync(xp)
-        total_phased = time.perf_counter() - t0
-    finally:
-        for name, fn in originals.items():
-            setattr(mfcg, name, fn)
-    phases = {k: v / steps for k, v in totals.items()}
-    phases["other"] = total_phased / steps - sum(phases.values())
-    refreshes = sum(1 for n in range(1 + steps, 1 + 2 * steps) if n % cfg.langevin_every == 0)
-    tanh_evals = refreshes * 2 * cfg.langevin_steps * cfg.n_samples * cfg.hidden_score
-    return {"steps_per_second": steps / total, "seconds_per_step": phases, "timed_steps": steps,
-            "batch": cfg.batch, "langevin_us_per_million_tanh":
-            1e12 * phases["langevin"] * steps / tanh_evals if tanh_evals else math.nan}
-
-
-def _sync(xp):
-    if xp is not np:
-        xp.cuda.Stream.null.synchronize()
-
-
-def device_name(xp):
-    """The device the arrays live on, in words, and as a directory name: ('NVIDIA H200',
-    'gpu-nvidia-h200') or ('Intel(R) Xeon(R) Processor, 2 cores', 'cpu-2-cores')."""
-    if xp is np:
-        return _machine(), f"cpu-{os.cpu_count()}-cores"
-    name = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)["name"]
-    name = name.decode() if isinstance(name, bytes) else str(name)
-    return name, "gpu-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
-def bare_tanh_us_per_million(xp, cfg):
-    """The machine's own elementwise limit: xp.tanh over a (k, H) float32 array, in place."""
-    a = xp.asarray(np.random.default_rng(0).standard_normal((cfg.n_samples, cfg.hidden_score)),
-                   dtype=cfg.dtype)
-    for _ in range(20):
-        xp.tanh(a, out=a)
-    _sync(xp)
-    reps = 500
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        xp.tanh(a, out=a)
-    _sync(xp)
-    return 1e6 * (time.perf_counter() - t0) / reps / (a.size / 1e6)
-
 
 def cmd_bench(args):
     from autograd_lite import get_xp
@@ -991,7 +670,7 @@ def cmd_bench(args):
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out} is a file, not a directory")
     os.makedirs(out, exist_ok=True)  # before the benchmark runs: a bad --out fails at once
-    result = {"backend": backend_name(), "dtype": cfg.dtype, "machine": _machine(), "device": device,
+    result = {"backend": backend_name(), "dtype": cfg.dtype, "machine": machine(), "device": device,
               "preset": args.preset,
               "sizes": {"batch": cfg.batch, "n_samples": cfg.n_samples, "langevin_steps": cfg.langevin_steps,
                         "minibatch": mfcg.preset(args.preset, "m").minibatch},
@@ -1001,23 +680,12 @@ def cmd_bench(args):
         print(f"bench: {algo} ({steps} steps, {args.preset} preset) ...", file=sys.stderr, flush=True)
         result["algorithms"][algo] = bench_algo(algo, steps, xp, args.preset)
     os.makedirs(out, exist_ok=True)
-    _write_json(os.path.join(out, "bench.json"), result)
+    write_json(os.path.join(out, "bench.json"), result)
     table = bench_table(result)
     with open(os.path.join(out, "BENCH.md"), "w") as fh:
         fh.write(table)
     print(table)
     return 0
-
-
-def _machine():
-    import platform
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def bench_table(result):
@@ -1138,7 +806,7 @@ def cmd_memory(args):
         print(f"memory: gain {gain}: w = {w:.4f} ± {rows[-1]['w_stderr']:.4f}, "
               f"μ(w) = {rows[-1]['mu_plain']:.3f}", flush=True)
     os.makedirs(args.out, exist_ok=True)
-    _write_json(os.path.join(args.out, "memory.json"), {"preset": args.preset, "seed": args.seed,
+    write_json(os.path.join(args.out, "memory.json"), {"preset": args.preset, "seed": args.seed,
         "warmup": args.warmup, "reps": args.reps, "horizon": args.horizon,
         "langevin_steps": iterations, "rows": rows,
         "m_star": sol.mean, "m_mfg": sol.mean_mfg})
@@ -1217,23 +885,6 @@ def build_parser():
     mem.add_argument("--langevin-steps", type=int, help="iterations per refresh after the warm-up")
     mem.add_argument("--out", default="results/memory", help="where memory.json and MEMORY.md go")
     return p
-
-
-def keep_freed_memory():
-    """Ask glibc to keep freed large buffers for reuse instead of returning them to the OS.
-
-    By default every array above ~128 KiB is a fresh mmap whose pages fault in on first
-    touch; a training step allocates many 4 MiB temporaries at the paper's sizes
-    (docs/performance.md, for what it gains). Only this command line does this;
-    importing mfcg changes nothing. No effect (and no error) where glibc is absent."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
-    libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
 
 
 def main(argv=None):

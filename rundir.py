@@ -10,6 +10,10 @@ resumable and changes no number it computes:
     checkpoints  save_checkpoint, load_checkpoint: one .npz that resumes a run bit for bit
     the loop     Loop: evaluations, checkpoints, Ctrl-C, and the checks for non-finite or
                  runaway values that stop a diverged run before it is checkpointed
+    the command line's directories (run_experiments.py): a run directory's lock (claim),
+                 the config it was made with (saved_config, made_otherwise), a finished
+                 run's files (load_run), a report folder that never loses a run's record
+                 (write_report_dir, run_copies), progress lines, UsageError
 It knows the training state as the plain dict mfcg.init_state makes, but does not import
 mfcg (mfcg imports it): what it needs from there (Config, MeanField, evaluate) is passed in.
 """
@@ -31,28 +35,49 @@ from fastpaths import FlatParams
 # Settings: every field of the type its default has, and within its range
 # ---------------------------------------------------------------------------------------
 
+# The types a field may hold, as errors name them. Config and LQProblem check their values
+# by this table (check_field_types); the command line reads --set values from text by it
+# (value_from_text), so both accept and refuse the same things.
+FIELD_TYPES = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+
+
+def _is(kind, value):
+    """Whether value may stand in a field of type `kind`: booleans only from booleans,
+    integers only from integers (not booleans or floats), numbers from integers or floats
+    and finite, strings from strings."""
+    boolean = isinstance(value, (bool, np.bool_))
+    if kind is bool:
+        return boolean
+    if kind is int:
+        return isinstance(value, (int, np.integer)) and not boolean
+    if kind is float:
+        return (isinstance(value, (int, float, np.integer, np.floating)) and not boolean
+                and math.isfinite(value))
+    return isinstance(value, kind)
+
+
 def check_field_types(obj):
     """Raise ValueError naming the first field of a dataclass whose value is not of its
-    default's type: booleans only from booleans, integers only from integers (not from
-    booleans or floats), numbers from integers or floats and finite, strings from strings.
-    So mf_correction="False" or seed=1.5 are refused rather than silently misread."""
+    default's type (FIELD_TYPES). So mf_correction="False" or seed=1.5 are refused rather
+    than silently misread."""
     for name, f in obj.__dataclass_fields__.items():
         kind, value = type(f.default), getattr(obj, name)
-        if kind is bool:
-            ok, want = isinstance(value, (bool, np.bool_)), "true or false (a bool)"
-        elif kind is int:
-            ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-            want = "an integer"
-        elif kind is float:
-            ok = (isinstance(value, (int, float, np.integer, np.floating))
-                  and not isinstance(value, (bool, np.bool_)) and math.isfinite(value))
-            want = "a finite number"
-        elif kind is str:
-            ok, want = isinstance(value, str), "a string"
-        else:
-            continue
-        if not ok:
-            raise ValueError(f"{name} must be {want}, got {value!r}")
+        if kind in FIELD_TYPES and not _is(kind, value):
+            raise ValueError(f"{name} must be {FIELD_TYPES[kind]}, got {value!r}")
+
+
+def value_from_text(kind, text):
+    """A field's value of type `kind` read from the command line's text: true/false/1/0
+    for booleans, Python's int() and float() for numbers (finite; −0.0 read as 0.0, so one
+    value has one label), the text itself for strings. ValueError saying what it takes."""
+    booleans = {"true": True, "1": True, "false": False, "0": False}
+    try:
+        value = booleans[text.lower()] if kind is bool else kind(text)
+    except (KeyError, ValueError):
+        raise ValueError(f"takes {FIELD_TYPES[kind]}, got {text!r}") from None
+    if not _is(kind, value):
+        raise ValueError(f"must be finite, got {text!r}")
+    return value + 0.0 if kind is float else value
 
 
 def check_problem(pb):
@@ -420,3 +445,255 @@ class Loop:
         self._mark = (self.state["step"], self.state["train_seconds"])
         if self.on_eval:
             self.on_eval(rec)
+
+
+# ---------------------------------------------------------------------------------------
+# The command line's run directories and reports (run_experiments.py)
+# ---------------------------------------------------------------------------------------
+
+class UsageError(Exception):
+    """A problem with what the user asked for: the command line reports it in one line, exit 2."""
+
+
+def write_json(path, obj):
+    """Write obj as JSON, atomically (write_atomically)."""
+    content = json.dumps(obj, indent=1).encode()
+    write_atomically(path, lambda fh: fh.write(content))
+
+
+LOCK_FILE = ".lock"
+# What a run directory can hold when its run never reached its first checkpoint: the same
+# command starts it again from step 0 (a diverged run's history.json is regenerated).
+NEVER_STARTED = {"config.json", "history.json", "checkpoint.npz.tmp", "config.json.tmp", "history.json.tmp"}
+_HELD = []  # lock file descriptors, open (and so locked) until the process exits
+
+
+def claim(run_dir):
+    """Create run_dir if needed and hold an exclusive lock on it (flock on run_dir/.lock)
+    for the life of this process: a second process on the same directory gets one line
+    naming the holder. The lock goes with the process, however it ends."""
+    import fcntl
+    import socket
+    os.makedirs(run_dir, exist_ok=True)
+    fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise UsageError(f"{run_dir} is in use by {holder}: one process per run directory") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+    _HELD.append(fd)
+
+
+def saved_config(run_dir, presets, config_class):
+    """(preset name, --set settings, Config) a run directory was made with, from its
+    config.json; the preset must be one of `presets`."""
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path) as fh:
+            saved = json.load(fh)
+        config = saved["config"]
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir} has no config.json: not a run directory") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path} is not a run's config.json ({one_line(exc)})") from None
+    if saved.get("preset") not in presets:
+        raise UsageError(f"{path} names no preset of this version ({saved.get('preset')!r}; "
+                         f"expected one of {', '.join(presets)})")
+    try:
+        return saved["preset"], saved.get("settings", {}), config_class(**config)
+    except ValueError as exc:
+        raise UsageError(f"{path} holds settings this version refuses: {exc}") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path} is not a run's config.json ({one_line(exc)})") from None
+
+
+def settings_diff(saved, cfg):
+    """The names of the Config fields in which two configurations differ, comma-separated."""
+    a, b = saved.to_dict(), cfg.to_dict()
+    return ", ".join(k for k in b if a.get(k) != b[k])
+
+
+def made_otherwise(run_dir, presets, preset, settings, cfg):
+    """How the run in run_dir differs from one made now with this preset, --set settings and
+    Config: '' where it does not, else the differing names (a Config can be equal while the
+    preset or the --set fields, and so the run's label, differ)."""
+    saved_preset, saved_settings, saved_cfg = saved_config(run_dir, presets, type(cfg))
+    diff = [settings_diff(saved_cfg, cfg)]
+    if saved_preset != preset:
+        diff.append(f"preset {saved_preset}, not {preset}")
+    if saved_settings != settings:
+        diff.append(f"--set {saved_settings}, not {settings}")
+    return "; ".join(d for d in diff if d)
+
+
+# A finished run, less its checkpoint, and what report reads from each file.
+RUN_FILES = ("config.json", "metrics.json", "history.json", "curves.npz")
+RUN_KEYS = {"metrics.json": ("label", "seed", "steps", "wall_seconds", "steps_per_second"),
+            "history.json": ("step", "wall_seconds", "mean_error", "control_rmse", "value_rmse", "local_mean"),
+            "curves.npz": ("grid", "neg_critic", "actor_mean", "global_samples", "local_samples",
+                           "density_grid", "global_density", "local_density")}
+
+
+def _require(mapping, keys):
+    if not isinstance(mapping, dict):
+        raise TypeError(f"expected a mapping, got {type(mapping).__name__}")
+    missing = [k for k in keys if k not in mapping]
+    if missing:
+        raise KeyError(f"no {missing[0]!r}")
+
+
+def load_run(path, presets, config_class, metrics_keys=()):
+    """A finished run directory → dict(path, preset, config, label, metrics, history,
+    curves); a file without what report reads is refused by name."""
+    missing = [f for f in RUN_FILES if not os.path.exists(os.path.join(path, f))]
+    if not os.path.isdir(path) or missing:
+        why = "does not exist" if not os.path.isdir(path) else f"has no {missing[0]}"
+        raise UsageError(f"{path} is not a finished run directory ({why})")
+    preset, _, cfg = saved_config(path, presets, config_class)
+    file = "metrics.json"
+    try:
+        with open(os.path.join(path, file)) as fh:
+            metrics = json.load(fh)
+        _require(metrics, RUN_KEYS[file] + tuple(metrics_keys))
+        file = "history.json"
+        with open(os.path.join(path, file)) as fh:
+            history = json.load(fh)
+        if not isinstance(history, list) or not history:
+            raise ValueError("expected a non-empty list of evaluations")
+        for record in history:
+            _require(record, RUN_KEYS[file])
+        file = "curves.npz"
+        with np.load(os.path.join(path, file), allow_pickle=False) as z:
+            curves = {k: z[k] for k in z.files}
+        _require(curves, RUN_KEYS[file])
+    except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
+        raise UsageError(f"{os.path.join(path, file)} is unreadable or incomplete ({one_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 — zipfile's BadZipFile and the like
+        raise UsageError(f"{os.path.join(path, file)} is unreadable ({one_line(exc)})") from None
+    return {"path": path, "preset": preset, "config": cfg,
+            "label": metrics["label"], "metrics": metrics, "history": history, "curves": curves}
+
+
+def run_copies(runs):
+    """Each run's files less its checkpoint, read now (the runs may be the copies an old
+    report holds, which the new one rewrites), as {runs/PRESET/NAME: {file: bytes}}: the
+    report's runs can be reported again, and their histories read, without the checkpoints."""
+    copies, origin = {}, {}
+    for r in runs:
+        where = os.path.join("runs", r["preset"], os.path.basename(os.path.realpath(r["path"])))
+        if where in copies:
+            raise UsageError(f"two runs would be kept as {where} ({origin[where]} and {r['path']}): "
+                             f"report them separately")
+        copies[where], origin[where] = {}, r["path"]
+        for f in RUN_FILES:
+            with open(os.path.join(r["path"], f), "rb") as fh:
+                copies[where][f] = fh.read()
+    return copies
+
+
+def write_report_dir(out, copies, write_report):
+    """Write a report into `out`: the runs' copies first (each file written whole and
+    renamed into place), then `write_report(out)` (table and figures), which returns the
+    names it wrote; the caller writes summary.json last, listing all of them (until then
+    the old one, listing the copies, stays). A report already there (its summary.json
+    lists its files) is replaced whole, so old figures never mix with new ones; other
+    files are left alone. Nothing is removed or written before every check passed: a
+    copy's folder must hold only what an earlier report wrote, reached without a symbolic
+    link, and the earlier report's copies of runs this one leaves out are refused, since
+    they may be the only record of those runs. Returns (figures, copies): the names."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is a file, not a directory")
+    listed = {os.path.normpath(f) for f in _old_report_files(out) if _stays_inside(out, f)}
+    kept = {os.path.normpath(os.path.join(where, f)): content
+            for where, files in copies.items() for f, content in files.items()}
+    dropped = sorted(f for f in listed if f.startswith("runs" + os.sep) and f not in kept
+                     and os.path.exists(os.path.join(out, f)))
+    if dropped:
+        raise UsageError(f"{out} holds an earlier report's copy of a run this one leaves out "
+                         f"({os.path.dirname(dropped[0])}): report it too, or report to another --out")
+    for where in copies:
+        dest = os.path.join(out, where)
+        if not _stays_inside(out, where):
+            raise UsageError(f"{dest} is reached through a symbolic link: report to another --out")
+        if os.path.exists(dest) and not os.path.isdir(dest):
+            raise UsageError(f"{dest} is a file: report to another --out")
+        there = os.listdir(dest) if os.path.isdir(dest) else []
+        foreign = [f for f in there if os.path.normpath(os.path.join(where, f)) not in listed]
+        if foreign:
+            raise UsageError(f"{dest} holds files no earlier report wrote ({foreign[0]}): report to another --out")
+    os.makedirs(out, exist_ok=True)
+    for name, content in kept.items():
+        os.makedirs(os.path.join(out, os.path.dirname(name)), exist_ok=True)
+        write_atomically(os.path.join(out, name), lambda fh, content=content: fh.write(content))
+    for name in (listed - set(kept) - {"summary.json"}) | {"RESULTS.md"}:
+        if os.path.isfile(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+    return write_report(out), sorted(kept)  # the old summary.json stays until the new one replaces it
+
+
+def _old_report_files(out):
+    """The files a report already in `out` lists in its summary.json ([] if none)."""
+    old = os.path.join(out, "summary.json")
+    if not os.path.exists(old):
+        return []
+    try:
+        with open(old) as fh:
+            listed = json.load(fh).get("files")
+    except (OSError, ValueError, AttributeError):
+        listed = None
+    if not isinstance(listed, list):  # a summary.json without its list of files: its figures
+        listed = [f for f in os.listdir(out) if f.endswith(".png")
+                  and f.startswith(("distributions_", "control_", "learning_curves_"))]
+    return [f for f in listed if isinstance(f, str)]
+
+
+def _stays_inside(out, name):
+    """A name is written or removed only if it is a relative path that stays inside `out`
+    without passing through a symbolic link."""
+    norm = os.path.normpath(name)
+    if os.path.isabs(norm) or norm == os.pardir or norm.startswith(os.pardir + os.sep):
+        return False
+    return os.path.realpath(os.path.join(out, norm)) == os.path.join(os.path.realpath(out), norm)
+
+
+class Progress:
+    """A line on stderr every `every` seconds: step/total, steps/s, ETA, latest errors."""
+
+    def __init__(self, tag, total, every=5.0):
+        self.tag, self.total, self.every = tag, total, every
+        self.t_last = time.perf_counter()
+        self.step_last = None
+
+    def __call__(self, state):
+        now = time.perf_counter()
+        if self.step_last is None:
+            self.step_last = state["step"] - 1
+        if now - self.t_last < self.every and state["step"] < self.total:
+            return
+        rate = (state["step"] - self.step_last) / max(now - self.t_last, 1e-9)
+        eta = (self.total - state["step"]) / rate if rate > 0 else math.inf
+        last = state["history"][-1] if state["history"] else {}
+        errs = "  ".join(f"{k} {last[k]:.3f}" for k in ("mean_error", "control_rmse") if k in last)
+        print(f"[{self.tag}] step {state['step']}/{self.total}  {rate:.1f} steps/s  "
+              f"ETA {eta:.0f}s  {errs}", file=sys.stderr, flush=True)
+        self.t_last, self.step_last = now, state["step"]
+
+
+def keep_freed_memory():
+    """Ask glibc to keep freed large buffers for reuse instead of returning them to the OS.
+
+    By default every array above ~128 KiB is a fresh mmap whose pages fault in on first
+    touch; a training step allocates many 4 MiB temporaries at the paper's sizes
+    (docs/performance.md, for what it gains). Only the command line does this;
+    importing mfcg changes nothing. No effect (and no error) where glibc is absent."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+    libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
