@@ -609,3 +609,40 @@ def bare_tanh_us_per_million(xp, cfg):
         xp.tanh(a, out=a)
     sync(xp)
     return 1e6 * (time.perf_counter() - t0) / reps / (a.size / 1e6)
+
+
+def bench(algos, steps, preset, xp):
+    """bench_algo for each algorithm (steps: None for BENCH_STEPS), with the sizes, the
+    device, the host and the bare tanh speed: what bench.json holds."""
+    import mfcg
+    from autograd_lite import backend_name
+    cfg = mfcg.preset(preset, "b")
+    result = {"backend": backend_name(), "dtype": cfg.dtype, "machine": machine(),
+              "device": device_name(xp)[0], "preset": preset,
+              "sizes": {"batch": cfg.batch, "n_samples": cfg.n_samples, "langevin_steps": cfg.langevin_steps,
+                        "minibatch": mfcg.preset(preset, "m").minibatch},
+              "bare_tanh_us_per_million": bare_tanh_us_per_million(xp, cfg), "algorithms": {}}
+    for algo in algos:
+        n = steps or BENCH_STEPS[algo]
+        print(f"bench: {algo} ({n} steps, {preset} preset) ...", file=sys.stderr, flush=True)
+        result["algorithms"][algo] = bench_algo(algo, n, xp, preset)
+    return result
+
+
+def bench_table(result):
+    """BENCH.md: steps/s and milliseconds per step by phase, one row per algorithm."""
+    z = result["sizes"]
+    lines = [f"{result['preset'].capitalize()} preset (B = {z['batch']}, k = {z['n_samples']}, "
+             f"{z['langevin_steps']} Langevin iterations per refresh, M: b = {z['minibatch']}; "
+             f"{result['backend']}, {result['dtype']}, {result['device']}"
+             + ("" if result["device"] == result["machine"] else f"; host {result['machine']}") + "). "
+             f"Steps/s of whole steps; milliseconds per step by phase, each phase timed apart "
+             f"(on a GPU with the device synchronised around it). Bare tanh: "
+             f"{result['bare_tanh_us_per_million']:.0f} µs per million.",
+             "", "| algorithm | steps/s | langevin | scores | actor–critic | environment | other "
+             "| Langevin µs per million tanh |", "|---|---|---|---|---|---|---|---|"]
+    for algo, r in result["algorithms"].items():
+        ph = r["seconds_per_step"]
+        cells = " | ".join(f"{1e3 * ph[k]:.1f}" for k in ("langevin", "scores", "actor_critic", "environment", "other"))
+        lines.append(f"| {algo} | {r['steps_per_second']:.1f} | {cells} | {r['langevin_us_per_million_tanh']:.0f} |")
+    return "\n".join(lines) + "\n"

@@ -35,10 +35,7 @@ import itertools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
-import subprocess  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor, as_completed  # noqa: E402
 
 # mfcg runs its independent pieces (the two Langevin pools, the two score networks, critic
 # and actor) on two threads itself; OpenBLAS's own worker threads would compete with those
@@ -51,10 +48,10 @@ import numpy as np  # noqa: E402
 
 import mfcg  # noqa: E402
 import nets  # noqa: E402
-from autograd_lite import backend_name, to_numpy, xp_of  # noqa: E402
-from fastpaths import BENCH_STEPS, bare_tanh_us_per_million, bench_algo, device_name, machine  # noqa: E402
-from rundir import (LOCK_FILE, NEVER_STARTED, RUN_FILES, Progress, UsageError, claim,  # noqa: E402,F401
-                    keep_freed_memory, one_line, run_copies, settings_diff, value_from_text,
+from autograd_lite import backend_name, get_xp, to_numpy, xp_of  # noqa: E402
+from fastpaths import bench, bench_table, device_name  # noqa: E402
+from rundir import (RUN_FILES, Progress, UsageError, claim, keep_freed_memory, one_line,  # noqa: E402,F401
+                    run_copies, run_dir_status, run_processes, settings_diff, value_from_text,
                     write_json, write_report_dir)
 import rundir  # noqa: E402
 
@@ -249,26 +246,14 @@ def cmd_run(args):
     label = run_label(args.algo, args.mf, settings)
     tag = f"{label} s{args.seed}"
     ckpt, metrics_path = os.path.join(out, "checkpoint.npz"), os.path.join(out, "metrics.json")
-    files = set(os.listdir(out)) - {LOCK_FILE}
-    never_started = "config.json" in files and files <= NEVER_STARTED
+    status = run_dir_status(out, args.resume, lambda: rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg))
     state = None
-    if os.path.exists(metrics_path):
-        if not args.resume:
-            raise UsageError(f"{out} holds a finished run (results are never overwritten): choose another --out")
-        differs = rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg)
-        if differs:
-            raise UsageError(f"--resume: {out} was made with different settings ({differs})")
+    if status == "finished":
         print(f"[{tag}] {out} is finished; nothing to resume", file=sys.stderr)
         return 0
-    if never_started:  # died before its first checkpoint: start it again, same settings only
-        differs = rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg)
-        if differs:
-            raise UsageError(f"{out} holds a run that never started, made with different settings "
-                             f"({differs}): choose another --out")
+    if status == "restart":
         print(f"[{tag}] {out} never reached its first checkpoint; starting it from step 0", file=sys.stderr)
-    elif args.resume:
-        if not os.path.exists(ckpt):
-            raise UsageError(f"--resume: {out} has no checkpoint.npz to resume")
+    elif status == "resume":
         try:
             state, saved = mfcg.load_checkpoint(ckpt)
         except ValueError as exc:
@@ -276,12 +261,9 @@ def cmd_run(args):
         differs = settings_diff(saved, cfg) or rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg)
         if differs:
             raise UsageError(f"--resume: {out} was made with different settings ({differs})")
-    elif files:
-        raise UsageError(f"{out} already exists and is not empty: pass --resume to continue "
-                         f"it, or choose another --out (results are never overwritten)")
     else:
         write_json(os.path.join(out, "config.json"),
-                    {"preset": args.preset, "settings": settings, "config": cfg.to_dict()})
+                   {"preset": args.preset, "settings": settings, "config": cfg.to_dict()})
     state = state or mfcg.init_state(cfg)
     until = state["step"] + args.stop_after if args.stop_after else None
     started = time.time()
@@ -563,13 +545,6 @@ def cmd_report(args):
 # reproduce
 # ---------------------------------------------------------------------------------------
 
-STOP_GRACE_SECONDS = 120  # how long an interrupted reproduce waits for a run to checkpoint
-
-
-def _terminated(signum, frame):
-    raise KeyboardInterrupt("terminated (SIGTERM)")
-
-
 def cmd_reproduce(args):
     if os.path.exists(args.out) and not os.path.isdir(args.out):  # before any run starts
         raise UsageError(f"--out {args.out} is a file, not a directory")
@@ -604,53 +579,7 @@ def cmd_reproduce(args):
         jobs.append((out, cmd))
     for out in reused:  # told only once every existing run has passed the settings check
         print(f"reproduce: {out} is finished; reusing it", file=sys.stderr)
-    # one thread per process: J processes on J cores, no oversubscription
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    lock, running, stopping, t0 = threading.Lock(), [], [], time.time()
-
-    def run_one(out, cmd):
-        """One run as its own process, its output in OUT.log beside its directory; its exit code."""
-        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-        with open(f"{out}.log", "a") as log:
-            with lock:  # no new run once an interrupt has been passed on
-                if stopping:
-                    return None
-                print(f"reproduce: start {out}", file=sys.stderr, flush=True)
-                # a session of its own: Ctrl-C at the terminal reaches only this process,
-                # which passes exactly one interrupt on to each run (below)
-                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True)
-                running.append(proc)
-            return proc.wait()
-
-    failed = []
-    pool = ThreadPoolExecutor(max_workers=args.jobs)
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    try:
-        futures = {pool.submit(run_one, out, cmd): out for out, cmd in jobs}
-        for future in as_completed(futures):
-            out, code = futures[future], future.result()
-            print(f"reproduce: {'done' if code == 0 else f'FAILED (exit {code})'} {out} "
-                  f"[{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)
-            if code != 0:
-                failed.append(out)
-    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: every run checkpoints and stops
-        with lock:
-            stopping.append(True)
-            started = [p for p in running if p.poll() is None]
-        for proc in started:
-            proc.send_signal(signal.SIGINT)
-        for proc in started:
-            try:
-                proc.wait(timeout=STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        raise KeyboardInterrupt(f"reproduce {str(exc) or 'interrupted'}: {len(started)} running run(s) "
-                                f"checkpointed and stopped; the same command continues them") from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        pool.shutdown(wait=False, cancel_futures=True)
+    failed = run_processes(jobs, args.jobs, "reproduce")
     if failed:
         raise UsageError(f"{len(failed)} run(s) failed, see {', '.join(f + '.log' for f in failed)}")
     return cmd_report(argparse.Namespace(dirs=dirs, out=args.out, allow_mixed_presets=False))
@@ -661,49 +590,18 @@ def cmd_reproduce(args):
 # ---------------------------------------------------------------------------------------
 
 def cmd_bench(args):
-    from autograd_lite import get_xp
     xp = get_xp()
-    algos = [args.algo] if args.algo else list(mfcg.ALGOS)
-    cfg = mfcg.preset(args.preset, "b")
     device, slug = device_name(xp)
     out = os.path.join(args.out, slug, args.preset)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out} is a file, not a directory")
     os.makedirs(out, exist_ok=True)  # before the benchmark runs: a bad --out fails at once
-    result = {"backend": backend_name(), "dtype": cfg.dtype, "machine": machine(), "device": device,
-              "preset": args.preset,
-              "sizes": {"batch": cfg.batch, "n_samples": cfg.n_samples, "langevin_steps": cfg.langevin_steps,
-                        "minibatch": mfcg.preset(args.preset, "m").minibatch},
-              "bare_tanh_us_per_million": bare_tanh_us_per_million(xp, cfg), "algorithms": {}}
-    for algo in algos:
-        steps = args.steps or BENCH_STEPS[algo]
-        print(f"bench: {algo} ({steps} steps, {args.preset} preset) ...", file=sys.stderr, flush=True)
-        result["algorithms"][algo] = bench_algo(algo, steps, xp, args.preset)
-    os.makedirs(out, exist_ok=True)
+    result = bench([args.algo] if args.algo else list(mfcg.ALGOS), args.steps, args.preset, xp)
     write_json(os.path.join(out, "bench.json"), result)
-    table = bench_table(result)
     with open(os.path.join(out, "BENCH.md"), "w") as fh:
-        fh.write(table)
-    print(table)
+        fh.write(bench_table(result))
+    print(bench_table(result))
     return 0
-
-
-def bench_table(result):
-    z = result["sizes"]
-    lines = [f"{result['preset'].capitalize()} preset (B = {z['batch']}, k = {z['n_samples']}, "
-             f"{z['langevin_steps']} Langevin iterations per refresh, M: b = {z['minibatch']}; "
-             f"{result['backend']}, {result['dtype']}, {result['device']}"
-             + ("" if result["device"] == result["machine"] else f"; host {result['machine']}") + "). "
-             f"Steps/s of whole steps; milliseconds per step by phase, each phase timed apart "
-             f"(on a GPU with the device synchronised around it). Bare tanh: "
-             f"{result['bare_tanh_us_per_million']:.0f} µs per million.",
-             "", "| algorithm | steps/s | langevin | scores | actor–critic | environment | other "
-             "| Langevin µs per million tanh |", "|---|---|---|---|---|---|---|---|"]
-    for algo, r in result["algorithms"].items():
-        ph = r["seconds_per_step"]
-        cells = " | ".join(f"{1e3 * ph[k]:.1f}" for k in ("langevin", "scores", "actor_critic", "environment", "other"))
-        lines.append(f"| {algo} | {r['steps_per_second']:.1f} | {cells} | {r['langevin_us_per_million_tanh']:.0f} |")
-    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ resumable and changes no number it computes:
     the command line's directories (run_experiments.py): a run directory's lock (claim),
                  the config it was made with (saved_config, made_otherwise), a finished
                  run's files (load_run), a report folder that never loses a run's record
-                 (write_report_dir, run_copies), progress lines, UsageError
+                 (write_report_dir, run_copies), what `run` does with a directory
+                 (run_dir_status), runs as processes J at a time (run_processes),
+                 progress lines, UsageError
 It knows the training state as the plain dict mfcg.init_state makes, but does not import
 mfcg (mfcg imports it): what it needs from there (Config, MeanField, evaluate) is passed in.
 """
@@ -22,9 +24,11 @@ import json
 import math
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
@@ -657,6 +661,97 @@ def _stays_inside(out, name):
     if os.path.isabs(norm) or norm == os.pardir or norm.startswith(os.pardir + os.sep):
         return False
     return os.path.realpath(os.path.join(out, norm)) == os.path.join(os.path.realpath(out), norm)
+
+
+def run_dir_status(out, resume, made_otherwise):
+    """What `run` does with its (claimed) directory `out`: "new" (empty: start the run),
+    "restart" (it never reached its first checkpoint: start again from step 0), "resume"
+    (with --resume: continue from checkpoint.npz) or "finished" (with --resume: nothing to
+    do). Anything else is refused in one line, for results are never overwritten; so is a
+    finished or never-started run that made_otherwise() says was made with other settings."""
+    files = set(os.listdir(out)) - {LOCK_FILE}
+    if "metrics.json" in files:
+        if not resume:
+            raise UsageError(f"{out} holds a finished run (results are never overwritten): choose another --out")
+        differs = made_otherwise()
+        if differs:
+            raise UsageError(f"--resume: {out} was made with different settings ({differs})")
+        return "finished"
+    if "config.json" in files and files <= NEVER_STARTED:  # died before its first checkpoint
+        differs = made_otherwise()
+        if differs:
+            raise UsageError(f"{out} holds a run that never started, made with different settings "
+                             f"({differs}): choose another --out")
+        return "restart"
+    if resume:
+        if "checkpoint.npz" not in files:
+            raise UsageError(f"--resume: {out} has no checkpoint.npz to resume")
+        return "resume"
+    if files:
+        raise UsageError(f"{out} already exists and is not empty: pass --resume to continue "
+                         f"it, or choose another --out (results are never overwritten)")
+    return "new"
+
+
+STOP_GRACE_SECONDS = 120  # how long an interrupted run_processes waits for a run to checkpoint
+
+
+def _terminated(signum, frame):
+    raise KeyboardInterrupt("terminated (SIGTERM)")
+
+
+def run_processes(jobs, n_parallel, tag):
+    """Run each (out, command) of `jobs` as a process of its own, n_parallel at a time, in
+    order, with its output appended to out + ".log"; one line on stderr as each starts and
+    ends. Returns the `out` of those that failed. Each process gets one thread for its
+    arithmetic (OMP/OpenBLAS/MKL), so n processes use n cores. Ctrl-C or SIGTERM passes
+    exactly one interrupt to each running process (each in a session of its own, so the
+    terminal's Ctrl-C reaches only this one), starts no other, waits up to
+    STOP_GRACE_SECONDS for each to checkpoint and stop, then raises KeyboardInterrupt."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    lock, running, stopping, t0 = threading.Lock(), [], [], time.time()
+
+    def run_one(out, cmd):
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+        with open(f"{out}.log", "a") as log:
+            with lock:  # no new process once the interrupt has been passed on
+                if stopping:
+                    return None
+                print(f"{tag}: start {out}", file=sys.stderr, flush=True)
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
+                running.append(proc)
+            return proc.wait()
+
+    failed = []
+    pool = ThreadPoolExecutor(max_workers=n_parallel)
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        futures = {pool.submit(run_one, out, cmd): out for out, cmd in jobs}
+        for future in as_completed(futures):
+            out, code = futures[future], future.result()
+            print(f"{tag}: {'done' if code == 0 else f'FAILED (exit {code})'} {out} "
+                  f"[{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)
+            if code != 0:
+                failed.append(out)
+    except KeyboardInterrupt as exc:
+        with lock:
+            stopping.append(True)
+            started = [p for p in running if p.poll() is None]
+        for proc in started:
+            proc.send_signal(signal.SIGINT)
+        for proc in started:
+            try:
+                proc.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        raise KeyboardInterrupt(f"{tag} {str(exc) or 'interrupted'}: {len(started)} running run(s) "
+                                f"checkpointed and stopped; the same command continues them") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        pool.shutdown(wait=False, cancel_futures=True)
+    return failed
 
 
 class Progress:
