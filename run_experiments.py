@@ -359,17 +359,15 @@ def results_table(summary, problem):
         lines.append(f"| {label} | {e['n_runs']} | {steps} | " + " | ".join(cells)
                      + f" | {e['wall_seconds']['mean']:.0f} | {e['steps_per_second']['mean']:.1f} | "
                      + " | ".join(times) + " |")
-    head = (f"Mean ± std over runs (seeds). Closed form: m* = {sol.mean:.4f}, m_mfg = "
-            f"{sol.mean_mfg:.4f}, limiting std {sol.std:.4f}, α̂ slope {-2 * sol.gamma2:.4f}. "
-            f"'dist. to m*' is |local mean − m*|; the local mean and std come from fresh "
-            f"Langevin samples of the local score network. Control and value errors are RMSEs "
-            f"over x drawn from the limiting law; 'value err (appendix)' compares with the "
-            f"paper's appendix formula, which is not the cost-to-go (docs/findings.md). Time to "
-            f"accuracy: median wall-clock seconds and step from which the control error stays "
-            f"below {ACCURACY_THRESHOLDS['control_rmse']} (a zero control scores 0.385), and from "
-            f"which the distance to m* stays below {ACCURACY_THRESHOLDS['mean_error']}, to the end "
-            f"of the run, over the runs that got there (how many, of all, in brackets); checked at "
-            f"every evaluation.")
+    head = (f"Mean ± std over runs (seeds). Closed form: m* = {sol.mean:.4f}, m_mfg = {sol.mean_mfg:.4f}, "
+            f"limiting std {sol.std:.4f}, α̂ slope {-2 * sol.gamma2:.4f}. 'dist. to m*' is |local mean − m*|, "
+            f"the local mean and std those of fresh Langevin samples of the local score network. Control "
+            f"and value errors are RMSEs over x drawn from the limiting law; 'value err (appendix)' "
+            f"compares with the paper's appendix formula, which is not the cost-to-go (docs/findings.md). "
+            f"Time to accuracy: the median wall-clock seconds and step from which the control error stays "
+            f"below {ACCURACY_THRESHOLDS['control_rmse']} (a zero control scores 0.385), and the distance "
+            f"to m* below {ACCURACY_THRESHOLDS['mean_error']}, to the end, checked at every evaluation, "
+            f"over the runs that got there (how many, of all, in brackets).")
     near = ACCURACY_THRESHOLDS["mean_error"]
     late = ["", f"## The last {LATE_PART:.0%} of each run", "",
             f"Where the local mean spends the late window, the evaluations after step "
@@ -384,14 +382,12 @@ def results_table(summary, problem):
         late.append(f"| {label} | {per_run} | {np.mean([w['near_m_star'] for w in ws]):.2f} | "
                     f"{np.mean([w['near_m_mfg'] for w in ws]):.2f} |")
     late += ["", "## Settled", "",
-             f"A run has settled at an equilibrium when at every evaluation of its last "
-             f"{LATE_PART:.0%} the local mean is within {SETTLED['distance']} of that equilibrium's "
-             f"mean and the actor's mean within {SETTLED['control']} (RMSE) of its control: m* and "
-             f"α̂ for the cooperative solution, m_mfg and the Nash control for the non-cooperative "
-             f"one, each control error over its own equilibrium's limiting law. Runs settled of "
-             f"all, the seeds that did not, and the median step (over the settled runs) from which "
-             f"both stay within their thresholds to the end; n/a where a run's history does not "
-             f"record the control error over the Nash law.", "",
+             f"Settled at an equilibrium: at every evaluation of the last {LATE_PART:.0%}, the local mean "
+             f"within {SETTLED['distance']} of its mean and the actor's mean within {SETTLED['control']} "
+             f"(RMSE, over its limiting law) of its control: m* and α̂ (cooperative), m_mfg and the Nash "
+             f"control (non-cooperative). Runs settled of all, the seeds that did not, and the median "
+             f"step (over the settled runs) from which both stay within to the end; n/a where a "
+             f"history does not record the control error over the Nash law.", "",
              "| algorithm | settled at m* | not settled (seeds) | from step | settled at m_mfg "
              "| not settled (seeds) | from step |", "|---" * 7 + "|"]
     for label, e in summary.items():
