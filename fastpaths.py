@@ -315,7 +315,7 @@ def adam_flat(p, g, m, v, scale, lr_t, beta1, beta2, c2, eps):
     """
     # plain Python floats: under NumPy's promotion rules a NumPy float64 here would lift the
     # float32 arithmetic to float64 and part the two branches
-    lr_t, beta1, beta2, c2, eps = (float(v) for v in (lr_t, beta1, beta2, c2, eps))
+    lr_t, beta1, beta2, c2, eps = map(float, (lr_t, beta1, beta2, c2, eps))
     if xp_of(p) is not np:
         if not all(a.dtype == p.dtype and a.flags.c_contiguous for a in (g, m, v)) or scale.dtype != p.dtype:
             raise ValueError(f"adam_flat needs contiguous p, g, m, v and a scale of one dtype, got "

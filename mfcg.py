@@ -13,10 +13,10 @@ Read in order: the problem → its closed form → Config and the presets → th
 state → the step functions (score update, Langevin refresh, acting, actor–critic and PPO
 updates) → the four trainers → evaluation against the closed form. Two modules hold what
 is not the algorithm: fastpaths.py the same arithmetic, faster (Config.readable turns it
-off), and rundir.py checkpoints and the training loop's bookkeeping.
+off), and rundir.py a run's bookkeeping (settings checks, checkpoints, the loop, read-outs).
 """
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -27,7 +27,8 @@ from autograd_lite import (adam_init, adam_update, check_array, clip_grad_norm, 
                            to_numpy, xp_of)
 from fastpaths import (FlatParams, adam_step, chunk_mean, chunk_rows, concurrently, gae_by_matmul,
                        in_chunks, langevin_score_net, make_rng)
-from rundir import Loop, check_config, check_problem
+from rundir import (Loop, check_config, check_problem, density_from_score, readout_range,
+                    save_checkpoint)  # noqa: F401 (save_checkpoint: mfcg's API)
 
 
 # ---------------------------------------------------------------------------------------
@@ -72,13 +73,10 @@ class LQProblem:
         """γ = e^{−βΔt} (the paper's Algorithm 4 header writes e^{+βΔt}: a typo)."""
         return math.exp(-self.beta * self.dt)
 
-    def _check_batch(self, name, a):
-        check_array(name, a, 2, (None, self.dim))
-
     def running_cost(self, x, m, m_tilde, a):
         """f(x, m, m̃, a) summed over coordinates.  x, a (N, d); m, m̃ scalars or (d,) → (N,)."""
-        self._check_batch("x", x)
-        self._check_batch("a", a)
+        check_array("x", x, 2, (None, self.dim))
+        check_array("a", a, 2, (None, self.dim))
         per_coord = (0.5 * a * a
                      + self.c1 * (x - self.c2 * m) ** 2
                      + self.c3 * (x - self.c4) ** 2
@@ -88,7 +86,7 @@ class LQProblem:
 
     def dcost_dm_tilde(self, x, m_tilde):
         """∂f/∂m̃ per coordinate: −2 c̃1 c̃2 (x − c̃2 m̃) + 2 c̃5 m̃.  x (N, d) → (N, d)."""
-        self._check_batch("x", x)
+        check_array("x", x, 2, (None, self.dim))
         return -2.0 * self.c1_tilde * self.c2_tilde * (x - self.c2_tilde * m_tilde) \
             + 2.0 * self.c5_tilde * m_tilde
 
@@ -100,8 +98,8 @@ class LQProblem:
         """Euler–Maruyama: X' = X + a Δt + σ √Δt z, z ~ N(0, I) drawn with `rng`.
 
         (The paper's Algorithm 1 line 11 drops the leading X: a typo.)"""
-        self._check_batch("x", x)
-        self._check_batch("a", a)
+        check_array("x", x, 2, (None, self.dim))
+        check_array("a", a, 2, (None, self.dim))
         z = rng.standard_normal(x.shape, dtype=x.dtype)
         return x + a * self.dt + (self.sigma * math.sqrt(self.dt)) * z
 
@@ -192,10 +190,8 @@ class LQSolution:
 
     def density(self, x):
         """Density of the limiting law N(m*, std²)^{⊗d} at x (N, d) → (N,)."""
-        x = self._x(x)
-        xp = xp_of(x)
-        u = (x - self.mean) / self.std
-        return xp.exp(-0.5 * (u * u).sum(axis=1)) / (math.sqrt(2 * math.pi) * self.std) ** x.shape[1]
+        u = (self._x(x) - self.mean) / self.std
+        return xp_of(x).exp(-0.5 * (u * u).sum(axis=1)) / (math.sqrt(2 * math.pi) * self.std) ** x.shape[1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -208,15 +204,13 @@ PRESETS = ("quick", "paper", "lean", "robust")
 
 @dataclass(frozen=True)
 class Config:
-    """Everything a training run needs; saved with every run and checkpoint.
-
-    Paper symbols in brackets; the defaults are Algorithm 2's (B) at the paper's settings.
+    """Everything a training run needs; saved with every run and checkpoint. Paper symbols
+    in brackets; the defaults are Algorithm 2's (B) at the paper's settings, and
     `preset(name, algo)` gives the named settings of each algorithm.
 
-    `readable` is a field, not an environment variable, because the two arithmetics agree
-    only up to rounding where clipping or PPO sum in another order: the run's config.json
-    and checkpoints record which one made its numbers, a resume keeps it, and
-    `--set readable=true` reaches it from the command line."""
+    `readable` is a field, not an environment variable, so that config.json and every
+    checkpoint record which arithmetic made a run's numbers (the two agree only up to the
+    order of a few sums, in clipping and PPO) and a resume keeps it."""
     algo: str = "b"                 # which algorithm: ac, b, m or drl (Algorithms 1–4)
     steps: int = 200_000            # [N] training steps
     batch: int = 8192               # [B] agents simulated in parallel (AC: 1)
@@ -263,14 +257,10 @@ class Config:
     def __post_init__(self):
         if isinstance(self.problem, dict):  # from JSON
             object.__setattr__(self, "problem", LQProblem(**self.problem))
-        if not isinstance(self.problem, LQProblem):
-            raise ValueError(f"problem must be an LQProblem, got {type(self.problem).__name__}")
-        check_config(self, ALGOS)   # every field's type and range (rundir)
+        check_config(self, ALGOS, LQProblem)   # every field's type and range (rundir)
 
     def to_dict(self):
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["problem"] = {k: getattr(self.problem, k) for k in self.problem.__dataclass_fields__}
-        return d
+        return asdict(self)   # the problem too, as a dict
 
 
 # The paper's settings (docs/benchmark.md §1), as its algorithm boxes differ from B's.
@@ -315,8 +305,7 @@ ROBUST["drl"] = replace(ROBUST["drl"], **ROBUST_PPO, steps=6000)
 
 
 def preset(name, algo, **overrides):
-    """The named settings for one algorithm (PAPER, QUICK, LEAN or ROBUST), with any field
-    overridden."""
+    """One algorithm's named settings (PAPER, QUICK, LEAN or ROBUST), any field overridden."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {PRESETS}, got {name!r}")
     if algo not in ALGOS:
@@ -329,9 +318,9 @@ def preset(name, algo, **overrides):
 # ---------------------------------------------------------------------------------------
 
 class MeanField(NamedTuple):
-    """What a Langevin refresh tells the agents (line 8; M: 10, DRL: 9): the global mean m, the local mean
-    m̃ and E_{x'∼local}[∂f/∂m̃(x', m̃)] for the mean-field correction (zero without it);
-    each (d,), on the device."""
+    """What a Langevin refresh tells the agents (line 8; M: 10, DRL: 9): the global mean m,
+    the local mean m̃ and E_{x'∼local}[∂f/∂m̃(x', m̃)] for the mean-field correction (zero
+    without it); each (d,), on the device."""
     m: object
     m_tilde: object
     mf_grad: object
@@ -418,10 +407,9 @@ def learning_rates(cfg, n):
 
 
 def clip_and_adam(cfg, params, grads, adam, lr, max_norm=0.0):
-    """Clip the gradients to global norm max_norm (when > 0), then one Adam step, in place
-    on one network's params and its Adam state: clip_grad_norm and adam_update with
-    cfg.readable, else fastpaths.adam_step, the same update of the network's one buffer
-    on the device (equal up to the order the norm's squares are summed)."""
+    """Clip the gradients to global norm max_norm (when > 0), then one Adam step on one
+    network, in place: clip_grad_norm and adam_update with cfg.readable, else the same on
+    its one buffer (fastpaths.adam_step; equal up to the order the norm's squares add)."""
     if not cfg.readable:
         return adam_step(params, grads, adam, lr, max_norm)
     if max_norm:
@@ -430,16 +418,15 @@ def clip_and_adam(cfg, params, grads, adam, lr, max_norm=0.0):
 
 
 def score_update(state, cfg, x, lrs, rng):
-    """One Adam step on each score network's score-matching loss at the agents' states x.
-
-    Both networks see the same states; they differ only in learning rate (global slow,
-    local fast). Hutchinson probes z ~ N(0, I) when cfg.hutchinson, else the exact trace.
-    Returns the two losses, as 0-d arrays on the device (read at evaluations)."""
-    names = ("score_global", "score_local")
-    probes = [rng.standard_normal(x.shape, dtype=x.dtype) if cfg.hutchinson else None
-              for _ in names]                                 # drawn first: a fixed stream order
-    results = concurrently([(nets.score_loss_and_grad, state["params"][name], x, z) for name, z in
-                            zip(names, probes)], work=x.shape[0] * cfg.hidden_score, in_order=cfg.readable)
+    """One Adam step on each score network's score-matching loss at the agents' states x:
+    the same states for both, which differ only in learning rate (global slow, local fast).
+    Hutchinson probes z ~ N(0, I) when cfg.hutchinson, else the exact trace. Returns the
+    two losses, as 0-d arrays on the device (read at evaluations)."""
+    names, calls = ("score_global", "score_local"), []
+    for name in names:  # the probes are drawn here, before either call runs: a fixed stream order
+        z = rng.standard_normal(x.shape, dtype=x.dtype) if cfg.hutchinson else None
+        calls.append((nets.score_loss_and_grad, state["params"][name], x, z))
+    results = concurrently(calls, work=x.shape[0] * cfg.hidden_score, in_order=cfg.readable)
     losses = {}
     for name, (loss, grads) in zip(names, results):
         losses[name] = loss
@@ -479,12 +466,12 @@ def sample_pools(params, pools, n_steps, eps, rng, readable=False):
     s = nets.score_forward(p, ·), n_steps iterations; returns the new pools. The normals
     are drawn first, pool by pool, from `rng`; without `readable` the chains then run as
     fastpaths.langevin_score_net, which is `langevin` bit for bit given those normals."""
-    noises = [rng.standard_normal((n_steps,) + pool.shape, dtype=pool.dtype) for pool in pools]
-    if readable:
-        return [langevin(lambda x, p=p: nets.score_forward(p, x), pool, z, eps)
-                for p, pool, z in zip(params, pools, noises)]
-    return concurrently([(langevin_score_net, p, pool, z, eps) for p, pool, z in zip(params, pools, noises)],
-                        work=n_steps * pools[0].size * params[0]["W1"].shape[1])
+    calls = []
+    for p, pool in zip(params, pools):  # every normal is drawn before any chain runs
+        z = rng.standard_normal((n_steps,) + pool.shape, dtype=pool.dtype)
+        calls.append((langevin, lambda x, p=p: nets.score_forward(p, x), pool, z, eps) if readable
+                     else (langevin_score_net, p, pool, z, eps))
+    return concurrently(calls, work=n_steps * pools[0].size * params[0]["W1"].shape[1], in_order=readable)
 
 
 def langevin_refresh(state, cfg, rng):
@@ -514,10 +501,9 @@ def mf_correction(x, mf_grad):
 
 def act_and_step(state, cfg, x, field, rng, log_prob=False):
     """Sample actions, observe rewards and next states for the agents x (lines 9–11), who
-    pay for the means of `field` (a MeanField). With cfg.mf_correction the reward also
-    pays −Δt·x·E[∂f/∂m̃] (see mf_correction). Returns (a, r, x_next), and log π(a|x) as a
-    fourth item when log_prob (DRL keeps it as log π_old: the actor does not change between
-    acting and its PPO update)."""
+    pay for the means of `field` (a MeanField), and with cfg.mf_correction −Δt·x·E[∂f/∂m̃]
+    too (see mf_correction). Returns (a, r, x_next), and log π(a|x) when log_prob (DRL's
+    log π_old: the actor does not change between acting and its PPO update)."""
     pb = cfg.problem
     sample = nets.actor_sample(state["params"]["actor"], x, rng, cfg.std_floor, log_prob=log_prob)
     a, logp = sample if log_prob else (sample, None)
@@ -575,29 +561,25 @@ def gae(rewards, values, next_values, gamma, lam):
 
 def ppo_update(state, cfg, lrs, rng):
     """Algorithm 4, lines 15–20: GAE over the stored rollout with the current critic, then
-    PPO on its M·B transitions, and the buffer cleared. Algorithm 4 as written takes one
-    actor step (clip, entropy bonus) and one critic step on the GAE returns per rollout;
-    with cfg.ppo_epochs passes of cfg.ppo_minibatches random minibatches each, it takes one
-    of each per minibatch (the usual PPO), drawing the minibatches from `rng`. With
-    cfg.adv_norm each minibatch's advantages are shifted and scaled to mean 0, std 1.
-    V(x_{m+1}) is the next V(x_m), so the critic is evaluated once per stored state plus
-    the last next state; log π_old was kept when the actions were drawn. Returns the
-    losses averaged over the steps taken. With cfg.readable every loss is one call on all
-    its rows; else (fastpaths) a mean over chunks of chunk_rows rows, combined on the
-    device, and on a GPU GAE is one matrix product (gae_by_matmul)."""
+    PPO on its M·B transitions, and the buffer cleared. As written, one actor step (clip,
+    entropy bonus) and one critic step on the GAE returns per rollout; with cfg.ppo_epochs
+    passes of cfg.ppo_minibatches minibatches drawn from `rng`, one of each per minibatch
+    (the usual PPO), with cfg.adv_norm on each minibatch's advantages. Returns the losses
+    averaged over the steps taken. Without cfg.readable each loss is a mean over chunks of
+    rows (fastpaths.chunk_mean), and on a GPU GAE is one matrix product (gae_by_matmul)."""
     buf = state["buffer"]
     critic, actor = state["params"]["critic"], state["params"]["actor"]
     xp = xp_of(buf[0]["x"])
     M, B, d = len(buf), buf[0]["x"].shape[0], buf[0]["x"].shape[1]
     n_rows, k = M * B, cfg.ppo_minibatches
-    X, A = _stack(buf, "x").reshape(n_rows, d), _stack(buf, "a").reshape(n_rows, d)  # rows: time, then agent
-    logp_old = _stack(buf, "logp").reshape(n_rows)                         # ψ_old = ψ_n
+    X, A, logp_old, r = (xp.stack([entry[key] for entry in buf]) for key in ("x", "a", "logp", "r"))
+    X, A, logp_old = X.reshape(n_rows, d), A.reshape(n_rows, d), logp_old.reshape(n_rows)  # time, then agent
     rows = n_rows if cfg.readable else chunk_rows(xp, B)                   # rows per call
     values = in_chunks(nets.critic_forward, (critic, X), rows).reshape(M, B)
     last = nets.critic_forward(critic, buf[-1]["x_next"])                   # V(X_M)
-    next_values = xp.concatenate([values[1:], last[None]])                  # (M, B)
+    next_values = xp.concatenate([values[1:], last[None]])                  # V(X_{m+1}) (M, B)
     advantages = gae if cfg.readable or xp is np else gae_by_matmul
-    adv, returns = advantages(_stack(buf, "r"), values, next_values, cfg.problem.discount, cfg.gae_lambda)
+    adv, returns = advantages(r, values, next_values, cfg.problem.discount, cfg.gae_lambda)
     adv, returns = adv.reshape(n_rows), returns.reshape(n_rows)
     clip = cfg.ppo_clip or math.inf                   # no clipping: ρ·A, the importance-weighted gradient
     totals = {"critic": 0.0, "actor": 0.0}
@@ -620,21 +602,15 @@ def ppo_update(state, cfg, lrs, rng):
     return {name: total / (cfg.ppo_epochs * k) for name, total in totals.items()}
 
 
-def _stack(buffer, key):
-    xp = xp_of(buffer[0][key])
-    return xp.stack([entry[key] for entry in buffer])
-
-
 # ---------------------------------------------------------------------------------------
 # The four trainers. Comments "L4–7" refer to the lines of the algorithm's box in the
 # paper (Peng & Wang, arXiv:2501.00052, Algorithms 1–4; docs/benchmark.md).
 # ---------------------------------------------------------------------------------------
 
 def train_ac(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
-    """IH-MFCG-AC (Algorithm 1). Its lines are Algorithm 2's without line 18: one agent
-    and no target network, with no clipping, which is what train_b does with the paper
-    preset's AC Config (batch = 1, target_every = 0, grad_clip = 0). So train_b runs it;
-    other settings (a target, clipping) then act as they do in B."""
+    """IH-MFCG-AC (Algorithm 1): Algorithm 2 without line 18, one agent, no target and no
+    clipping, which is train_b with the paper preset's AC Config (batch = 1, target_every
+    = 0, grad_clip = 0). So train_b runs it; a target or clipping then act as in B."""
     return train_b(cfg, state, run_dir, on_eval, until, on_step)
 
 
@@ -643,7 +619,7 @@ def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
     cfg.target_every steps, clipped actor and critic gradients. With B = 1 and neither,
     Algorithm 1 (train_ac)."""
     state = state if state is not None else init_state(cfg)              # L1–2
-    loop = Loop(state, cfg, evaluate, run_dir, on_eval, until, on_step)   # evaluates, checkpoints
+    loop = Loop(state, cfg, run_dir, on_eval, until, on_step)            # Ctrl-C, timing, checks
     for n in loop.steps():                                               # L3
         lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
         losses = score_update(state, cfg, state["x"], lrs, rng)          # L4–7
@@ -653,7 +629,9 @@ def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
         state["x"] = x_next
         if cfg.target_every and n % cfg.target_every == 0:               # L18
             refresh_target(state)
-        loop.losses(losses)
+        if loop.end_step(losses):                                        # every cfg.eval_every steps,
+            loop.record(evaluate(state, cfg))                            # compare with the closed form
+        loop.checkpoint()                                                # every cfg.checkpoint_every
     return state
 
 
@@ -663,7 +641,7 @@ def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
     the Langevin pools are refreshed once per step when n % cfg.langevin_every == 0, and
     between refreshes the agents pay for the last refresh's means."""
     state = state if state is not None else init_state(cfg)              # L1–2
-    loop = Loop(state, cfg, evaluate, run_dir, on_eval, until, on_step)   # evaluates, checkpoints
+    loop = Loop(state, cfg, run_dir, on_eval, until, on_step)            # Ctrl-C, timing, checks
     b = cfg.minibatch
     for n in loop.steps():                                               # L3
         lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
@@ -680,6 +658,9 @@ def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
         state["x"] = x
         if cfg.target_every and n % cfg.target_every == 0:               # L21
             refresh_target(state)
+        if loop.end_step():                                              # every cfg.eval_every steps,
+            loop.record(evaluate(state, cfg))                            # compare with the closed form
+        loop.checkpoint()                                                # every cfg.checkpoint_every
     return state
 
 
@@ -690,7 +671,7 @@ def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=N
     Algorithm 4's line 25 copies the critic into a target that none of its lines reads (its
     GAE bootstraps with V itself), so no target is kept and Config refuses one."""
     state = state if state is not None else init_state(cfg)              # L1–3
-    loop = Loop(state, cfg, evaluate, run_dir, on_eval, until, on_step)   # evaluates, checkpoints
+    loop = Loop(state, cfg, run_dir, on_eval, until, on_step)            # Ctrl-C, timing, checks
     for n in loop.steps():                                               # L4
         lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
         losses = score_update(state, cfg, state["x"], lrs, rng)          # L5–8
@@ -701,7 +682,9 @@ def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=N
         state["x"] = x_next
         if (n + 1) % cfg.rollout == 0:                                   # L14
             losses.update(ppo_update(state, cfg, lrs, rng))              # L15–20
-        loop.losses(losses)
+        if loop.end_step(losses):                                        # every cfg.eval_every steps,
+            loop.record(evaluate(state, cfg))                            # compare with the closed form
+        loop.checkpoint()                                                # every cfg.checkpoint_every
     return state
 
 
@@ -717,50 +700,14 @@ def train(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None)
 
 
 def load_checkpoint(path, xp=None):
-    """The (state, cfg) of a checkpoint that train(..., run_dir=...) wrote (rundir), from
-    which train(cfg, state) resumes bit for bit. A file that is not one raises ValueError,
-    in one line."""
+    """(state, cfg) from the checkpoint train(..., run_dir=...) wrote (rundir.save_checkpoint),
+    to resume bit for bit with train(cfg, state). Not a checkpoint: one line of ValueError."""
     return rundir.load_checkpoint(path, Config, MeanField, xp)
-
-
-save_checkpoint = rundir.save_checkpoint  # save_checkpoint(path, state, cfg): what the loop writes
 
 
 # ---------------------------------------------------------------------------------------
 # Evaluation against the closed form
 # ---------------------------------------------------------------------------------------
-
-def density_from_score(score_fn, lo, hi, n=2001):
-    """Read a 1-d density off a score function, with no sampler.
-
-    log p(x) = ∫_lo^x s(u) du + const (trapezoid rule on a uniform grid), then exponentiate
-    and normalise. Returns a dict: grid (n,), density (n,), mean, std — NumPy, float64.
-    This separates the score network's error from the Langevin sampler's bias.
-    """
-    if not hi > lo or n < 3:
-        raise ValueError(f"need hi > lo and n >= 3, got lo={lo}, hi={hi}, n={n}")
-    grid = np.linspace(lo, hi, n)
-    s = np.asarray(to_numpy(score_fn(grid[:, None])), dtype=np.float64).reshape(n)
-    h = grid[1] - grid[0]
-    logp = np.concatenate([[0.0], np.cumsum(0.5 * h * (s[1:] + s[:-1]))])
-    p = np.exp(logp - logp.max())
-    p /= np.trapezoid(p, grid)
-    mean = np.trapezoid(grid * p, grid)
-    var = np.trapezoid((grid - mean) ** 2 * p, grid)
-    return {"grid": grid, "density": p, "mean": float(mean), "std": float(math.sqrt(var))}
-
-
-def readout_range(sol, *sample_sets, width=10.0):
-    """Grid limits for the 1-d density read-out: the limiting law's m* ± width·std, widened
-    to cover every sample set's central 99 % plus half its width, so a population far from
-    m* is not cut off."""
-    lo, hi = sol.mean - width * sol.std, sol.mean + width * sol.std
-    for s in sample_sets:
-        q_lo, q_hi = np.quantile(s, [0.005, 0.995])  # quantiles: robust to stray chains
-        pad = 0.5 * (q_hi - q_lo) + 1e-3
-        lo, hi = min(lo, q_lo - pad), max(hi, q_hi + pad)
-    return float(lo), float(hi)
-
 
 def fresh_samples(state, cfg, purpose):
     """Fresh samples of both score networks' laws, as the paper evaluates: k chains from
@@ -793,45 +740,34 @@ def evaluate(state, cfg):
     mean_error, mean_error_mfg    |local_mean − m*|, |local_mean − m_mfg| (Euclidean)
     """
     pb, sol = cfg.problem, cfg.problem.solution()
+    xp, dtype = xp_of(state["x"]), state["x"].dtype
     rng, *pools = fresh_samples(state, cfg, STREAM_EVAL)
-    samples = dict(zip(("global", "local"), map(to_numpy, pools)))
-    z = to_numpy(rng.standard_normal((cfg.eval_samples, pb.dim), dtype=state["x"].dtype)).astype(np.float64)
+    out, samples = {}, dict(zip(("global", "local"), map(to_numpy, pools)))
+    for tag, s in samples.items():  # each law from its samples and, for d = 1, from its score network
+        out[f"{tag}_mean"], out[f"{tag}_std"] = _mean_and_std(s)
+        read = {"mean": math.nan, "std": math.nan}
+        if pb.dim == 1:
+            p = state["params"][f"score_{tag}"]
+            read = density_from_score(lambda g: nets.score_forward(p, xp.asarray(g, dtype=dtype)),
+                                      *readout_range(sol, s), n=4001)
+        out[f"{tag}_mean_density"], out[f"{tag}_std_density"] = read["mean"], read["std"]
+    z = to_numpy(rng.standard_normal((cfg.eval_samples, pb.dim), dtype=dtype)).astype(np.float64)
     x_eval = sol.mean + sol.std * z                      # (n, d) ~ the MFCG limiting law
-    out = population_metrics(state, cfg, samples)
     out.update(control_metrics(state, cfg, x_eval, sol.mean_mfg + sol.std * z))
-    out["agents_mean"], out["agents_std"] = _mean_and_std(to_numpy(state["x"]).astype(np.float64))
-    for tag in ("global", "local"):  # the training pools: their means are the m, m̃ agents pay for
-        pool = to_numpy(state[f"pool_{tag}"]).astype(np.float64)
-        out[f"pool_{tag}_mean"], out[f"pool_{tag}_std"] = _mean_and_std(pool)
-    out.update(value_metrics(state, cfg, x_eval))
+    for tag, key in (("agents", "x"), ("pool_global", "pool_global"), ("pool_local", "pool_local")):
+        out[f"{tag}_mean"], out[f"{tag}_std"] = _mean_and_std(to_numpy(state[key]).astype(np.float64))
+    neg_v = -_at(state, lambda x: nets.critic_forward(state["params"]["critic"], x), x_eval)  # cost-to-go
+    out["value_rmse"] = _rmse(neg_v, sol.value(x_eval))
+    out["value_rmse_paper"] = _rmse(neg_v, sol.value_paper(x_eval))
     out["mean_error"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean))
     out["mean_error_mfg"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean_mfg))
     return out
 
 
 def _mean_and_std(a):
-    """A population's mean (for d > 1 the norm of its mean) and its std averaged over the
-    coordinates; a (n, d) NumPy. One point has std 0."""
+    """A population a (n, d)'s mean (for d > 1 the norm of its mean) and mean std over coordinates."""
     mean = float(np.linalg.norm(a.mean(axis=0))) if a.shape[1] > 1 else float(a.mean())
     return mean, float(a.std(axis=0).mean())
-
-
-def population_metrics(state, cfg, samples):
-    """Mean and std of each law from its samples ({"global": (k, d), "local": (k, d)},
-    NumPy), and for d = 1 from its score network's density read-out, with no sampler."""
-    pb, sol = cfg.problem, cfg.problem.solution()
-    xp, dtype = xp_of(state["x"]), state["x"].dtype
-    out = {}
-    for tag, s in samples.items():
-        p = state["params"][f"score_{tag}"]
-        out[f"{tag}_mean"], out[f"{tag}_std"] = _mean_and_std(s)
-        if pb.dim == 1:
-            read = density_from_score(lambda g, p=p: nets.score_forward(p, xp.asarray(g, dtype=dtype)),
-                                      *readout_range(sol, s), n=4001)
-            out[f"{tag}_mean_density"], out[f"{tag}_std_density"] = read["mean"], read["std"]
-        else:
-            out[f"{tag}_mean_density"] = out[f"{tag}_std_density"] = math.nan
-    return out
 
 
 def control_metrics(state, cfg, x_eval, x_nash):
@@ -852,14 +788,6 @@ def control_metrics(state, cfg, x_eval, x_nash):
     out["control_rmse_at_mfg"] = _rmse(a, sol.control_mfg(x_nash))
     out["control_slope_at_mfg"] = float(np.polyfit(x_nash[:, 0], a[:, 0], 1)[0]) if one_d else math.nan
     return out
-
-
-def value_metrics(state, cfg, x_eval):
-    """−critic at x_eval against the cost-to-go of α̂ and against the paper's appendix
-    formula (docs/benchmark.md §2), RMSE."""
-    sol = cfg.problem.solution()
-    neg_v = -_at(state, lambda z: nets.critic_forward(state["params"]["critic"], z), x_eval)
-    return {"value_rmse": _rmse(neg_v, sol.value(x_eval)), "value_rmse_paper": _rmse(neg_v, sol.value_paper(x_eval))}
 
 
 def _at(state, fn, x):

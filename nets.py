@@ -28,52 +28,37 @@ MAX_LOG_RATIO = 20.0  # PPO: log π − log π_old is capped here before exp (fl
 # Initialisation (PyTorch's nn.Linear default: U(−1/√fan_in, 1/√fan_in) for W and b)
 # ---------------------------------------------------------------------------------------
 
-def _linear(rng, n_in, n_out, dtype):
+def _linear(rng, n_in, n_out, dtype, xp):
+    """One layer's W (n_in, n_out) and b (n_out,), drawn on the host, placed on xp."""
     bound = 1.0 / math.sqrt(n_in)
     W = rng.uniform(-bound, bound, size=(n_in, n_out)).astype(dtype)
     b = rng.uniform(-bound, bound, size=(n_out,)).astype(dtype)
-    return W, b
-
-
-def _to_backend(params, xp):
-    return {k: xp.asarray(v) for k, v in params.items()}
+    xp = xp or get_xp()
+    return xp.asarray(W), xp.asarray(b)
 
 
 def init_actor(d, k, rng, hidden=64, dtype=DEFAULT_DTYPE, xp=None):
     """Actor parameters W1 (d,H), b1 (H,), Wm (H,k), bm (k,), Ws (H,k), bs (k,).
 
     `rng` is a NumPy Generator (initialisation is drawn on the host, so every backend
-    starts from the same numbers); arrays are placed on `xp` (default: the backend).
-    """
+    starts from the same numbers); arrays are placed on `xp` (default: the backend)."""
     p = {}
-    p["W1"], p["b1"] = _linear(rng, d, hidden, dtype)
-    p["Wm"], p["bm"] = _linear(rng, hidden, k, dtype)
-    p["Ws"], p["bs"] = _linear(rng, hidden, k, dtype)
-    return _to_backend(p, xp or get_xp())
+    p["W1"], p["b1"] = _linear(rng, d, hidden, dtype, xp)
+    p["Wm"], p["bm"] = _linear(rng, hidden, k, dtype, xp)
+    p["Ws"], p["bs"] = _linear(rng, hidden, k, dtype, xp)
+    return p
 
 
 def init_critic(d, rng, hidden=128, dtype=DEFAULT_DTYPE, xp=None):
     """Critic parameters W1 (d,H), b1 (H,), W2 (H,1), b2 (1,)."""
-    p = {}
-    p["W1"], p["b1"] = _linear(rng, d, hidden, dtype)
-    p["W2"], p["b2"] = _linear(rng, hidden, 1, dtype)
-    return _to_backend(p, xp or get_xp())
+    (W1, b1), (W2, b2) = _linear(rng, d, hidden, dtype, xp), _linear(rng, hidden, 1, dtype, xp)
+    return {"W1": W1, "b1": b1, "W2": W2, "b2": b2}
 
 
 def init_score(d, rng, hidden=128, dtype=DEFAULT_DTYPE, xp=None):
     """Score-network parameters W1 (d,H), b1 (H,), W2 (H,d), b2 (d,)."""
-    p = {}
-    p["W1"], p["b1"] = _linear(rng, d, hidden, dtype)
-    p["W2"], p["b2"] = _linear(rng, hidden, d, dtype)
-    return _to_backend(p, xp or get_xp())
-
-
-def _check_x(p, x):
-    check_array("x", x, 2, (None, p["W1"].shape[0]))
-
-
-def _check_rows(name, a, n, ndim=1, cols=None):
-    check_array(name, a, ndim, (n,) if ndim == 1 else (n, cols))
+    (W1, b1), (W2, b2) = _linear(rng, d, hidden, dtype, xp), _linear(rng, hidden, d, dtype, xp)
+    return {"W1": W1, "b1": b1, "W2": W2, "b2": b2}
 
 
 # ---------------------------------------------------------------------------------------
@@ -82,7 +67,7 @@ def _check_rows(name, a, n, ndim=1, cols=None):
 
 def hidden_forward(p, x):
     """Check x (N,d) against W1 (d,H), then return h = tanh(x W1 + b1), shape (N,H)."""
-    _check_x(p, x)
+    check_array("x", x, 2, (None, p["W1"].shape[0]))
     return tanh_forward(affine_forward(x, p["W1"], p["b1"]))  # (N, H)
 
 
@@ -133,7 +118,7 @@ def actor_sample(p, x, rng, std_floor=STD_FLOOR, log_prob=False):
 def actor_log_prob(p, x, a, std_floor=STD_FLOOR):
     """log π(a|x), shape (N,)."""
     mean, std, _ = actor_forward(p, x, std_floor)
-    _check_rows("a", a, x.shape[0], 2, mean.shape[1])
+    check_array("a", a, 2, (x.shape[0], mean.shape[1]))
     return gaussian_logprob_forward(a, mean, std)
 
 
@@ -153,8 +138,8 @@ def actor_loss_and_grad(p, x, a, adv, std_floor=STD_FLOOR):
     """
     mean, std, cache = actor_forward(p, x, std_floor)
     n = x.shape[0]
-    _check_rows("a", a, n, 2, mean.shape[1])
-    _check_rows("adv", adv, n)
+    check_array("a", a, 2, (n, mean.shape[1]))
+    check_array("adv", adv, 1, (n,))
     adv = adv.astype(x.dtype, copy=False)
     logp = gaussian_logprob_forward(a, mean, std)           # (N,)
     loss = -(adv * logp).mean()
@@ -174,9 +159,9 @@ def ppo_loss_and_grad(p, x, a, adv, logp_old, clip, ent_coef, std_floor=STD_FLOO
     """
     mean, std, cache = actor_forward(p, x, std_floor)
     n = x.shape[0]
-    _check_rows("a", a, n, 2, mean.shape[1])
-    _check_rows("adv", adv, n)
-    _check_rows("logp_old", logp_old, n)
+    check_array("a", a, 2, (n, mean.shape[1]))
+    check_array("adv", adv, 1, (n,))
+    check_array("logp_old", logp_old, 1, (n,))
     xp = xp_of(x)
     adv, logp_old = adv.astype(x.dtype, copy=False), logp_old.astype(x.dtype, copy=False)
     clip, ent_coef = float(clip), float(ent_coef)
@@ -210,7 +195,7 @@ def critic_loss_and_grad(p, x, y):
         dL/dVₙ = −2 (yₙ − V(xₙ)) / N
     """
     h = hidden_forward(p, x)                                # (N, H)
-    _check_rows("y", y, x.shape[0])
+    check_array("y", y, 1, (x.shape[0],))
     y = y.astype(x.dtype, copy=False)
     v = affine_forward(h, p["W2"], p["b2"])[:, 0]          # (N,)
     err = y - v
@@ -259,11 +244,10 @@ def score_loss_and_grad(p, x, probes=None):
         trace, c, cache = exact_trace_forward(p, g)         # trace (N,), c (H,)
         trace_backward = exact_trace_backward
     else:
-        _check_rows("probes", probes, n, 2, x.shape[1])
+        check_array("probes", probes, 2, (n, x.shape[1]))
         trace, c, cache = hutchinson_trace_forward(p, g, probes)  # trace (N,), c (N, H)
         trace_backward = hutchinson_trace_backward
     loss = (trace + 0.5 * (s * s).sum(axis=1)).mean()
-
     grads = score_backward(p, (x, a), s / n, -2.0 * a * g * c / n)  # ½|s|², and the trace through g
     dW1, dW2 = trace_backward(p, cache)                     # the trace through c
     grads["W1"] = grads["W1"] + dW1
@@ -282,8 +266,7 @@ def exact_trace_forward(p, g):
 def exact_trace_backward(p, g):
     """The exact trace's path through c, as the extra dW1 (d,H), dW2 (H,d):
       through c (exact):       ∂cⱼ/∂W1[i,j] = W2[j,i], ∂cⱼ/∂W2[j,i] = W1[i,j]
-                               ⇒ dW1 += ḡ ⊙ W2ᵀ,  dW2 += ḡ ⊙ W1ᵀ,  ḡⱼ = (1/N) Σₙ gₙⱼ
-    """
+                               ⇒ dW1 += ḡ ⊙ W2ᵀ,  dW2 += ḡ ⊙ W1ᵀ,  ḡⱼ = (1/N) Σₙ gₙⱼ"""
     gbar = sum_rows(g) / g.shape[0]                         # (H,) the mean over the batch
     return gbar * p["W2"].T, gbar[:, None] * p["W1"].T      # (d, H), (H, d)
 
@@ -299,10 +282,9 @@ def hutchinson_trace_forward(p, g, u):
 
 
 def hutchinson_trace_backward(p, cache):
-    """Hutchinson's path through c, as the extra dW1 (d,H), dW2 (H,d) (p is not needed: the
-    cache holds the probes' products with the weights):
-      through c (Hutchinson):  dW1 += uᵀ (g ⊙ (u W2ᵀ)) / N,  dW2 += (g ⊙ (u W1))ᵀ u / N
-    """
+    """Hutchinson's path through c, as the extra dW1 (d,H), dW2 (H,d), from the cache (the
+    probes and their products with the weights; p is not needed):
+      through c (Hutchinson):  dW1 += uᵀ (g ⊙ (u W2ᵀ)) / N,  dW2 += (g ⊙ (u W1))ᵀ u / N"""
     g, u, u1, u2 = cache
     n = g.shape[0]
     return u.T @ (g * u2) / n, (g * u1).T @ u / n           # (d, H), (H, d)

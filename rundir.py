@@ -8,8 +8,12 @@ resumable and changes no number it computes:
     files        write_atomically, through which the checkpoint and the command line's
                  files are written: a file holds its old content or its new, never a part
     checkpoints  save_checkpoint, load_checkpoint: one .npz that resumes a run bit for bit
-    the loop     Loop: evaluations, checkpoints, Ctrl-C, and the checks for non-finite or
-                 runaway values that stop a diverged run before it is checkpointed
+    read-outs    density_from_score and readout_range: the quadrature and the grid with
+                 which mfcg.evaluate reads a 1-d density off a score network; they report
+                 on a run and take no part in training it
+    the loop     Loop: the steps' numbers, Ctrl-C, and the checks for non-finite or runaway
+                 values before every evaluation and checkpoint; the trainers call evaluate
+                 and Loop.checkpoint in sight, at the end of every step
     the command line's directories (run_experiments.py): a run directory's lock (claim),
                  the config it was made with (saved_config, made_otherwise), a finished
                  run's files (load_run), a report folder that never loses a run's record
@@ -17,7 +21,7 @@ resumable and changes no number it computes:
                  (run_dir_status), runs as processes J at a time (run_processes),
                  progress lines, UsageError
 It knows the training state as the plain dict mfcg.init_state makes, but does not import
-mfcg (mfcg imports it): what it needs from there (Config, MeanField, evaluate) is passed in.
+mfcg (mfcg imports it): what it needs from there (Config, MeanField, LQProblem) is passed in.
 """
 import contextlib
 import json
@@ -103,10 +107,13 @@ def check_problem(pb):
             raise ValueError(message)
 
 
-def check_config(cfg, algos):
+def check_config(cfg, algos, problem_class):
     """Raise ValueError naming the first field of a Config (mfcg.py) that is of the wrong
     type (check_field_types) or out of its range, or a combination of fields that cannot
-    run; `algos` are the algorithms it may name."""
+    run; `algos` are the algorithms it may name, `problem_class` what its problem must be
+    (mfcg.LQProblem)."""
+    if not isinstance(cfg.problem, problem_class):
+        raise ValueError(f"problem must be an LQProblem, got {type(cfg.problem).__name__}")
     check_field_types(cfg)
     if cfg.algo not in algos:
         raise ValueError(f"algo must be one of {algos}, got {cfg.algo!r}")
@@ -288,6 +295,42 @@ def one_line(exc):
 
 
 # ---------------------------------------------------------------------------------------
+# Read-outs: a density off a score network, for mfcg.evaluate
+# ---------------------------------------------------------------------------------------
+
+def density_from_score(score_fn, lo, hi, n=2001):
+    """Read a 1-d density off a score function, with no sampler.
+
+    log p(x) = ∫_lo^x s(u) du + const (trapezoid rule on a uniform grid), then exponentiate
+    and normalise. Returns a dict: grid (n,), density (n,), mean, std — NumPy, float64.
+    This separates the score network's error from the Langevin sampler's bias.
+    """
+    if not hi > lo or n < 3:
+        raise ValueError(f"need hi > lo and n >= 3, got lo={lo}, hi={hi}, n={n}")
+    grid = np.linspace(lo, hi, n)
+    s = np.asarray(to_numpy(score_fn(grid[:, None])), dtype=np.float64).reshape(n)
+    h = grid[1] - grid[0]
+    logp = np.concatenate([[0.0], np.cumsum(0.5 * h * (s[1:] + s[:-1]))])
+    p = np.exp(logp - logp.max())
+    p /= np.trapezoid(p, grid)
+    mean = np.trapezoid(grid * p, grid)
+    var = np.trapezoid((grid - mean) ** 2 * p, grid)
+    return {"grid": grid, "density": p, "mean": float(mean), "std": float(math.sqrt(var))}
+
+
+def readout_range(sol, *sample_sets, width=10.0):
+    """Grid limits for the 1-d density read-out: the limiting law's m* ± width·std, widened
+    to cover every sample set's central 99 % plus half its width, so a population far from
+    m* is not cut off."""
+    lo, hi = sol.mean - width * sol.std, sol.mean + width * sol.std
+    for s in sample_sets:
+        q_lo, q_hi = np.quantile(s, [0.005, 0.995])  # quantiles: robust to stray chains
+        pad = 0.5 * (q_hi - q_lo) + 1e-3
+        lo, hi = min(lo, q_lo - pad), max(hi, q_hi + pad)
+    return float(lo), float(hi)
+
+
+# ---------------------------------------------------------------------------------------
 # The training loop's bookkeeping, shared by the four trainers
 # ---------------------------------------------------------------------------------------
 
@@ -316,32 +359,36 @@ def _read_loss_log(loss_log):
 
 
 class Loop:
-    """Iterates n = state["step"] … min(until, cfg.steps) − 1 and, after each step,
-    evaluates every cfg.eval_every steps with evaluate(state, cfg) (mfcg.evaluate; its
-    record goes into the history with the mean losses and steps/s, and to on_eval) and,
-    when a run directory is given, checkpoints every cfg.checkpoint_every steps and where
-    the loop stops. Nothing inside a step waits for the device: losses are
-    kept on it, and the checks (finite losses, parameters, pools and agents, all within
-    SANE_BOUND) run before every evaluation and every checkpoint, so a checkpoint is never
-    written from a diverged state. Ctrl-C or SIGTERM lets the current step finish, writes
-    the checkpoint, then raises KeyboardInterrupt: a checkpoint always holds a whole number
-    of steps, so resuming from it is exact. A second Ctrl-C stops at once, mid-step, and
-    writes nothing (the last checkpoint stays)."""
+    """The bookkeeping around a trainer's steps, which the trainer shows as it happens:
 
-    def __init__(self, state, cfg, evaluate, run_dir=None, on_eval=None, until=None, on_step=None):
+        loop = Loop(state, cfg, run_dir, on_eval, until, on_step)
+        for n in loop.steps():              # n = state["step"] … min(until, cfg.steps) − 1
+            ...                             # step n
+            if loop.end_step(losses):       # every cfg.eval_every steps, and the last
+                loop.record(evaluate(state, cfg))
+            loop.checkpoint()               # every cfg.checkpoint_every steps, and the stop
+
+    Nothing inside a step waits for the device: losses are kept on it, and the checks
+    (finite losses, parameters, pools and agents, all within SANE_BOUND) run before every
+    evaluation and every checkpoint, so none is made from a diverged state. The checkpoint
+    is written only with a run directory. Ctrl-C or SIGTERM lets the current step finish,
+    writes the checkpoint, then raises KeyboardInterrupt: a checkpoint always holds a whole
+    number of steps, so resuming from it is exact. A second Ctrl-C stops at once, mid-step,
+    and writes nothing (the last checkpoint stays)."""
+
+    def __init__(self, state, cfg, run_dir=None, on_eval=None, until=None, on_step=None):
         if cfg.readable == isinstance(state["params"]["actor"], FlatParams):
             raise ValueError(f"a state made for readable={not cfg.readable} (its networks are "
                              f"{'FlatParams' if cfg.readable else 'plain dicts'}) cannot train with "
                              f"readable={cfg.readable}: make it with init_state or load_checkpoint")
-        self.state, self.cfg, self.evaluate = state, cfg, evaluate
-        self.on_eval, self.on_step = on_eval, on_step
+        self.state, self.cfg, self.on_eval, self.on_step = state, cfg, on_eval, on_step
         self.until = cfg.steps if until is None else min(until, cfg.steps)
         self.path = os.path.join(run_dir, "checkpoint.npz") if run_dir else None
         if run_dir:
             os.makedirs(run_dir, exist_ok=True)
         self._mark = (state["step"], state["train_seconds"])  # where steps/s is measured from
-        self.interrupted = False
-        self._phase = "step"  # "step" until a step ends, "after" until the loop reads the
+        self.interrupted = self._stop = self._evaluated = False
+        self._phase = "step"  # "step" until end_step, "after" until checkpoint reads the
         # flag, then "stopping" (writing the stop's checkpoint) or "step" again
 
     def _on_signal(self, signum, frame):
@@ -362,41 +409,73 @@ class Loop:
               file=sys.stderr, flush=True)
 
     def steps(self):
-        state, cfg = self.state, self.cfg
-        main = threading.current_thread() is threading.main_thread()
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} \
-            if main else {}
-        wall0, start = state.get("wall_seconds", 0.0), time.perf_counter()
+        """Yield the step numbers, with this loop's handlers of Ctrl-C and SIGTERM in place."""
+        state, previous = self.state, {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        self._wall0, self._start = state.get("wall_seconds", 0.0), time.perf_counter()
         try:
             while state["step"] < self.until:
-                t0 = time.perf_counter()
-                yield state["step"]
-                n = state["step"] + 1
-                if n % cfg.eval_every == 0 or n == cfg.steps or n % cfg.checkpoint_every == 0:
-                    _wait_for_device(state)  # so the steps' time includes the work they queued
-                state["train_seconds"] += time.perf_counter() - t0
-                state["step"], self._phase = n, "after"
-                recorded = n % cfg.eval_every == 0 or n == cfg.steps
-                if recorded:
-                    state["wall_seconds"] = wall0 + time.perf_counter() - start
-                    self._record()
-                state["wall_seconds"] = wall0 + time.perf_counter() - start
-                if self.on_step:
-                    self.on_step(state)
-                interrupted = self.interrupted  # read once: a signal from here on ends step n + 1
-                self._phase = "stopping" if interrupted else "step"
-                stop = interrupted or n == self.until
-                if self.path and (n % cfg.checkpoint_every == 0 or stop):
-                    if not recorded:  # an evaluation at this step has just checked the state
-                        self._check_finite()
-                    save_checkpoint(self.path, state, cfg)
-                if interrupted:
-                    raise KeyboardInterrupt(f"interrupted after step {n}"
-                                            + ("" if interrupted == "SIGINT" else f" ({interrupted})")
+                n, self._t0 = state["step"], time.perf_counter()
+                yield n
+                if state["step"] != n + 1 or self._phase == "after":
+                    raise RuntimeError("every step ends with loop.end_step(...), then loop.checkpoint()")
+                if self._stop:
+                    raise KeyboardInterrupt(f"interrupted after step {n + 1}"
+                                            + ("" if self._stop == "SIGINT" else f" ({self._stop})")
                                             + (f"; checkpoint written to {self.path}" if self.path else ""))
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def end_step(self, losses=None):
+        """Count the step, with its losses (kept as losses() keeps them). True when it is to
+        be evaluated: every cfg.eval_every steps and at the last step; the state has then
+        been checked, and the caller hands evaluate's metrics to record()."""
+        state, cfg = self.state, self.cfg
+        if losses is not None:
+            self.losses(losses)
+        n = state["step"] + 1
+        if n % cfg.eval_every == 0 or n == cfg.steps or n % cfg.checkpoint_every == 0:
+            _wait_for_device(state)  # so the steps' time includes the work they queued
+        state["train_seconds"] += time.perf_counter() - self._t0
+        state["step"], self._phase = n, "after"
+        self._evaluated = n % cfg.eval_every == 0 or n == cfg.steps
+        if self._evaluated:
+            state["wall_seconds"] = self._wall0 + time.perf_counter() - self._start
+            self._checked_losses = self._check_finite()
+        return self._evaluated
+
+    def record(self, metrics):
+        """Append an evaluation record to the history: the step, the wall time, the metrics
+        (mfcg.evaluate's), the mean of each loss since the last record and steps/s; then
+        on_eval(record)."""
+        state, log = self.state, self._checked_losses
+        rec = {"step": state["step"], "wall_seconds": state["wall_seconds"], **metrics}
+        rec.update({f"loss_{k}": math.fsum(v for _, v in log[k]) / len(log[k]) for k in sorted(log)})
+        steps, seconds = state["step"] - self._mark[0], state["train_seconds"] - self._mark[1]
+        rec["steps_per_second"] = steps / seconds if seconds > 0 else math.nan
+        state["history"].append(rec)
+        state["loss_log"] = {}
+        self._mark = (state["step"], state["train_seconds"])
+        if self.on_eval:
+            self.on_eval(rec)
+
+    def checkpoint(self):
+        """After the step and its evaluation: on_step(state), then the checkpoint every
+        cfg.checkpoint_every steps and where the loop stops (its last step, or after Ctrl-C
+        or SIGTERM, when the loop then raises KeyboardInterrupt)."""
+        state, cfg, n = self.state, self.cfg, self.state["step"]
+        state["wall_seconds"] = self._wall0 + time.perf_counter() - self._start
+        if self.on_step:
+            self.on_step(state)
+        self._stop = self.interrupted  # read once: a signal from here on ends step n + 1
+        self._phase = "stopping" if self._stop else "step"
+        if self.path and (n % cfg.checkpoint_every == 0 or self._stop or n == self.until):
+            if not self._evaluated:  # an evaluation at this step has just checked the state
+                self._check_finite()
+            save_checkpoint(self.path, state, cfg)
 
     def losses(self, losses):
         """Keep this step's losses (0-d arrays, left on the device) with the step number
@@ -436,20 +515,6 @@ class Loop:
                 raise FloatingPointError(f"the {name} reached |{largest:.3g}| > {SANE_BOUND:g} {where}: "
                                          f"the run diverges")
         return losses
-
-    def _record(self):
-        log = self._check_finite()
-        rec = {"step": self.state["step"], "wall_seconds": self.state["wall_seconds"],
-               **self.evaluate(self.state, self.cfg)}
-        rec.update({f"loss_{k}": math.fsum(v for _, v in log[k]) / len(log[k]) for k in sorted(log)})
-        steps, seconds = (self.state["step"] - self._mark[0], self.state["train_seconds"] - self._mark[1])
-        rec["steps_per_second"] = steps / seconds if seconds > 0 else math.nan
-        self.state["history"].append(rec)
-        self.state["loss_log"] = {}
-        self._mark = (self.state["step"], self.state["train_seconds"])
-        if self.on_eval:
-            self.on_eval(rec)
-
 
 # ---------------------------------------------------------------------------------------
 # The command line's run directories and reports (run_experiments.py)

@@ -494,7 +494,7 @@ def test_non_finite_pool_stops_the_run_at_the_next_check(tmp_path):
     cfg = tiny("b", steps=30, eval_every=10, checkpoint_every=5)
     state = mfcg.train(cfg, run_dir=str(tmp_path), until=10)
     state["pool_local"][3, 0] = np.inf
-    loop = rundir.Loop(state, cfg, mfcg.evaluate)
+    loop = rundir.Loop(state, cfg)
     with pytest.raises(FloatingPointError, match=r"^non-finite pool_local at step 10: "):
         loop._check_finite()
     with pytest.raises(FloatingPointError, match=r"^non-finite critic loss at step 11$"):
