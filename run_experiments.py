@@ -47,10 +47,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 import mfcg  # noqa: E402
-import nets  # noqa: E402
-from autograd_lite import backend_name, get_xp, to_numpy, xp_of  # noqa: E402
+from autograd_lite import backend_name, get_xp  # noqa: E402
 from fastpaths import bench, bench_table, device_name  # noqa: E402
-from rundir import (RUN_FILES, Progress, UsageError, claim, keep_freed_memory, one_line,  # noqa: E402,F401
+from rundir import (RUN_FILES, Progress, UsageError, claim, final_curves, keep_freed_memory, one_line,  # noqa: E402,F401
                     run_copies, run_dir_status, run_processes, settings_diff, value_from_text,
                     write_json, write_report_dir)
 import rundir  # noqa: E402
@@ -208,34 +207,6 @@ def run_config(preset, algo, seed, mf, steps=None, settings=None):
         raise UsageError(f"{'--set: ' if settings else ''}{exc}") from None
 
 
-def final_curves(state, cfg, n_grid=201):
-    """The arrays the report's figures need, as NumPy float64 (d = 1 only):
-    grid (n_grid,), m* ± 6 std of the limiting law (the same for every run, so seeds can be
-    averaged), with neg_critic and actor_mean on it; global_/local_samples (k,), fresh
-    Langevin samples as in mfcg.evaluate; density_grid (n_grid,), that range widened to
-    cover the samples, with global_/local_density from the score read-out."""
-    pb, sol = cfg.problem, cfg.problem.solution()
-    if pb.dim != 1:
-        raise ValueError(f"final_curves needs a 1-d problem, got dim={pb.dim}")
-    xp, dtype = xp_of(state["x"]), state["x"].dtype
-    _, *pools = mfcg.fresh_samples(state, cfg, mfcg.STREAM_CURVES)
-    out = {}
-    for tag, pool in zip(("global", "local"), pools):
-        out[f"{tag}_samples"] = to_numpy(pool)[:, 0].astype(np.float64)
-    lo, hi = mfcg.readout_range(sol, out["global_samples"], out["local_samples"], width=6.0)
-    out["density_grid"] = np.linspace(lo, hi, n_grid)
-    for tag in ("global", "local"):
-        p = state["params"][f"score_{tag}"]
-        out[f"{tag}_density"] = mfcg.density_from_score(
-            lambda z, p=p: nets.score_forward(p, xp.asarray(z, dtype=dtype)), lo, hi, n_grid)["density"]
-    grid = np.linspace(sol.mean - 6 * sol.std, sol.mean + 6 * sol.std, n_grid)  # same for every run
-    g = xp.asarray(grid[:, None], dtype=dtype)
-    out["grid"] = grid
-    out["neg_critic"] = -to_numpy(nets.critic_forward(state["params"]["critic"], g)).astype(np.float64)
-    out["actor_mean"] = to_numpy(nets.actor_forward(state["params"]["actor"], g)[0][:, 0]).astype(np.float64)
-    return out
-
-
 def cmd_run(args):
     settings = {k: v[0] for k, v in parse_settings(args.set).items()}
     cfg = run_config(args.preset, args.algo, args.seed, args.mf, args.steps, settings)
@@ -280,7 +251,8 @@ def cmd_run(args):
         print(f"[{tag}] stopped at step {state['step']}/{cfg.steps}; continue with --resume",
               file=sys.stderr)
         return 0
-    np.savez(os.path.join(out, "curves.npz"), **final_curves(state, cfg))
+    pools = mfcg.fresh_samples(state, cfg, mfcg.STREAM_CURVES)[1:]  # as evaluate draws them
+    np.savez(os.path.join(out, "curves.npz"), **final_curves(state, cfg, pools))
     metrics = dict(state["history"][-1])
     metrics.update({"algo": cfg.algo, "label": label, "settings": settings,
                     "mf_correction": cfg.mf_correction, "preset": args.preset, "seed": cfg.seed, "steps": cfg.steps,

@@ -9,8 +9,9 @@ resumable and changes no number it computes:
                  files are written: a file holds its old content or its new, never a part
     checkpoints  save_checkpoint, load_checkpoint: one .npz that resumes a run bit for bit
     read-outs    density_from_score and readout_range: the quadrature and the grid with
-                 which mfcg.evaluate reads a 1-d density off a score network; they report
-                 on a run and take no part in training it
+                 which mfcg.evaluate reads a 1-d density off a score network; final_curves,
+                 the arrays a finished run keeps for the report's figures. They report on a
+                 run and take no part in training it
     the loop     Loop: the steps' numbers, Ctrl-C, and the checks for non-finite or runaway
                  values before every evaluation and checkpoint; the trainers call evaluate
                  and Loop.checkpoint in sight, at the end of every step
@@ -36,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
+import nets
 from autograd_lite import get_xp, to_numpy, xp_of
 from fastpaths import FlatParams
 
@@ -295,7 +297,7 @@ def one_line(exc):
 
 
 # ---------------------------------------------------------------------------------------
-# Read-outs: a density off a score network, for mfcg.evaluate
+# Read-outs: a density off a score network (mfcg.evaluate), the curves a report draws
 # ---------------------------------------------------------------------------------------
 
 def density_from_score(score_fn, lo, hi, n=2001):
@@ -328,6 +330,32 @@ def readout_range(sol, *sample_sets, width=10.0):
         pad = 0.5 * (q_hi - q_lo) + 1e-3
         lo, hi = min(lo, q_lo - pad), max(hi, q_hi + pad)
     return float(lo), float(hi)
+
+
+def final_curves(state, cfg, pools, n_grid=201):
+    """The arrays the report's figures need, as NumPy float64 (d = 1 only): grid (n_grid,),
+    m* ± 6 std of the limiting law (the same for every run, so seeds can be averaged), with
+    neg_critic and actor_mean on it; global_/local_samples (k,), the fresh Langevin samples
+    `pools` (global, local); density_grid (n_grid,), that range widened to cover the
+    samples, with global_/local_density read off the score networks."""
+    pb, sol = cfg.problem, cfg.problem.solution()
+    if pb.dim != 1:
+        raise ValueError(f"final_curves needs a 1-d problem, got dim={pb.dim}")
+    xp, dtype = xp_of(state["x"]), state["x"].dtype
+    out = {f"{tag}_samples": to_numpy(pool)[:, 0].astype(np.float64)
+           for tag, pool in zip(("global", "local"), pools)}
+    lo, hi = readout_range(sol, out["global_samples"], out["local_samples"], width=6.0)
+    out["density_grid"] = np.linspace(lo, hi, n_grid)
+    for tag in ("global", "local"):
+        p = state["params"][f"score_{tag}"]
+        out[f"{tag}_density"] = density_from_score(
+            lambda z, p=p: nets.score_forward(p, xp.asarray(z, dtype=dtype)), lo, hi, n_grid)["density"]
+    grid = np.linspace(sol.mean - 6 * sol.std, sol.mean + 6 * sol.std, n_grid)  # same for every run
+    g = xp.asarray(grid[:, None], dtype=dtype)
+    out["grid"] = grid
+    out["neg_critic"] = -to_numpy(nets.critic_forward(state["params"]["critic"], g)).astype(np.float64)
+    out["actor_mean"] = to_numpy(nets.actor_forward(state["params"]["actor"], g)[0][:, 0]).astype(np.float64)
+    return out
 
 
 # ---------------------------------------------------------------------------------------
