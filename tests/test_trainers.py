@@ -646,3 +646,31 @@ def test_a_checkpoint_of_the_older_format_is_refused_in_one_line(tmp_path):
     np.savez(path, **data)
     with pytest.raises(ValueError, match=r"older version of mfcg \(format 1, this one reads 2"):
         mfcg.load_checkpoint(str(path))
+
+
+def test_one_b_step_runs_few_enough_functions_to_be_read():
+    """A student stepping through one B step (quick preset, NumPy, the main thread, as
+    sys.settrace sees it) meets at most 40 of the project's functions, the trainer's step
+    functions among them; the fast paths' worker threads are not on that path."""
+    import sys
+    if al.get_xp() is not np:
+        pytest.skip("NumPy only: the path a student traces on a CPU")
+    root = os.path.dirname(os.path.abspath(mfcg.__file__))
+    seen = set()
+
+    def tracer(frame, event, arg):
+        path = os.path.abspath(frame.f_code.co_filename)
+        if event == "call" and path.endswith(".py") and os.path.dirname(path) == root:
+            seen.add((os.path.basename(path), frame.f_code.co_qualname))
+
+    cfg = preset("quick", "b", eval_every=10**9, checkpoint_every=10**9)
+    state = mfcg.train(cfg, until=1)
+    sys.settrace(tracer)
+    try:
+        mfcg.train(cfg, state, until=2)
+    finally:
+        sys.settrace(None)
+    assert state["step"] == 2
+    names = {name for _, name in seen}
+    assert {"train_b", "score_update", "langevin_refresh", "act_and_step", "actor_critic_update"} <= names
+    assert len(seen) <= 40, sorted(seen)
