@@ -51,7 +51,7 @@ from autograd_lite import backend_name, get_xp  # noqa: E402
 from fastpaths import bench, bench_table, device_name  # noqa: E402
 from rundir import (RUN_FILES, Progress, UsageError, claim, final_curves, keep_freed_memory, one_line,  # noqa: E402,F401
                     run_copies, run_dir_status, run_processes, settings_diff, value_from_text,
-                    write_json, write_report_dir)
+                    write_json, write_report_dir, write_text)
 import rundir  # noqa: E402
 
 
@@ -496,8 +496,7 @@ def cmd_report(args):
     table = results_table(summary, runs[0]["config"].problem)
 
     def table_and_figures(out):
-        with open(os.path.join(out, "RESULTS.md"), "w") as fh:
-            fh.write(table)
+        write_text(os.path.join(out, "RESULTS.md"), table)
         return make_figures(summary, runs, out)
 
     figures, kept = write_report_dir(args.out, copies, table_and_figures)
@@ -566,8 +565,7 @@ def cmd_bench(args):
     os.makedirs(out, exist_ok=True)  # before the benchmark runs: a bad --out fails at once
     result = bench([args.algo] if args.algo else list(mfcg.ALGOS), args.steps, args.preset, xp)
     write_json(os.path.join(out, "bench.json"), result)
-    with open(os.path.join(out, "BENCH.md"), "w") as fh:
-        fh.write(bench_table(result))
+    write_text(os.path.join(out, "BENCH.md"), bench_table(result))
     print(bench_table(result))
     return 0
 
@@ -689,8 +687,7 @@ def cmd_memory(args):
                      f"{max(r['w_per_fork']):.3f} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in s_at)
                      + f" | {r['mu_plain']:.3f} | {r['mu_mf']:.3f} |")
     lines += ["", f"m* = {sol.mean:.3f}, m_mfg = {sol.mean_mfg:.3f}."]
-    with open(os.path.join(args.out, "MEMORY.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(os.path.join(args.out, "MEMORY.md"), "\n".join(lines) + "\n")
     return 0
 
 

@@ -552,10 +552,14 @@ class UsageError(Exception):
     """A problem with what the user asked for: the command line reports it in one line, exit 2."""
 
 
+def write_text(path, text):
+    """Write a string, atomically (write_atomically)."""
+    write_atomically(path, lambda fh: fh.write(text.encode()))
+
+
 def write_json(path, obj):
     """Write obj as JSON, atomically (write_atomically)."""
-    content = json.dumps(obj, indent=1).encode()
-    write_atomically(path, lambda fh: fh.write(content))
+    write_text(path, json.dumps(obj, indent=1))
 
 
 LOCK_FILE = ".lock"
