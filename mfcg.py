@@ -22,13 +22,12 @@ from typing import NamedTuple
 import numpy as np
 
 import nets
-import rundir
 from autograd_lite import (adam_init, adam_update, check_array, clip_grad_norm, get_xp, lr_factor,
                            to_numpy, xp_of)
 from fastpaths import (FlatParams, adam_step, chunk_mean, chunk_rows, concurrently, gae_by_matmul,
                        in_chunks, langevin_score_net, make_rng)
-from rundir import (Loop, check_config, check_problem, density_from_score, readout_range,
-                    save_checkpoint)  # noqa: F401 (save_checkpoint: mfcg's API)
+from rundir import (Loop, check_config, check_problem, density_from_score, readout_range,  # noqa: F401
+                    save_checkpoint, load_checkpoint as read_checkpoint)  # save_checkpoint: mfcg's API
 
 
 # ---------------------------------------------------------------------------------------
@@ -225,7 +224,8 @@ class Config:
     lr_critic: float = 1e-5         # [ρ_V] critic's learning rate
     lr_global: float = 1e-6         # [ρ_Σ] global score: slow, the competitive population
     lr_local: float = 5e-4          # [ρ_Σ̃] local score: fast, the agent's own group
-    schedule: bool = True           # rates ×1 → ×10 over the first 10 %, → ×0.25 at the end
+    schedule: bool = True           # rates ×1 → ×lr_peak over the first 10 %, → ×0.25 at the end
+    lr_peak: float = 10.0           # the schedule's peak factor (the paper: 10)
     target_every: int = 200         # hard copy critic → target when n % this == 0; 0: no target
     grad_clip: float = 1.0          # global-norm clip of actor and critic gradients; 0: off
     rollout: int = 256              # [M] DRL rollout length
@@ -401,7 +401,7 @@ def warm_start_scores(state, cfg):
 
 def learning_rates(cfg, n):
     """The four learning rates at step n (the paper's schedule, or constant)."""
-    f = lr_factor(n, cfg.steps) if cfg.schedule else 1.0
+    f = lr_factor(n, cfg.steps, peak=cfg.lr_peak) if cfg.schedule else 1.0
     return {"actor": f * cfg.lr_actor, "critic": f * cfg.lr_critic,
             "score_global": f * cfg.lr_global, "score_local": f * cfg.lr_local}
 
@@ -702,7 +702,7 @@ def train(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None)
 def load_checkpoint(path, xp=None):
     """(state, cfg) from the checkpoint train(..., run_dir=...) wrote (rundir.save_checkpoint),
     to resume bit for bit with train(cfg, state). Not a checkpoint: one line of ValueError."""
-    return rundir.load_checkpoint(path, Config, MeanField, xp)
+    return read_checkpoint(path, Config, MeanField, xp)
 
 
 # ---------------------------------------------------------------------------------------

@@ -674,3 +674,15 @@ def test_one_b_step_runs_few_enough_functions_to_be_read():
     names = {name for _, name in seen}
     assert {"train_b", "score_update", "langevin_refresh", "act_and_step", "actor_critic_update"} <= names
     assert len(seen) <= 40, sorted(seen)
+
+
+def test_lr_peak_is_the_schedules_peak():
+    """lr_peak scales the rates at the end of the schedule's warm-up (step 1 of 11) and
+    nowhere else at its ends: ×1 at step 0, ×0.25 at the last step; the paper's is 10."""
+    for peak in (10.0, 3.0):
+        cfg = preset("quick", "b", steps=11, lr_peak=peak)
+        rates = [mfcg.learning_rates(cfg, n)["actor"] / cfg.lr_actor for n in (0, 1, 10)]
+        assert rates == pytest.approx([1.0, peak, 0.25], rel=1e-12)
+    assert preset("paper", "b").lr_peak == 10.0 and preset("robust", "m").lr_peak == 10.0
+    with pytest.raises(ValueError, match="lr_peak must be > 0"):
+        preset("quick", "b", lr_peak=0.0)
