@@ -54,6 +54,7 @@ robust-study: $(STAMP)
 	for s in adv_norm=false gae_lambda=0.0,1.0 ent_coef=0.0 ppo_clip=0.0 rollout=256; do \
 		$(PY) run_experiments.py reproduce --preset robust --algos drl --variants mf --seeds 3 --set $$s \
 			--jobs $(JOBS) --runs runs --out runs/report-drl-$$(echo $$s | tr '=,.' '---') || exit 1; done
+	$(PY) run_experiments.py report runs/robust/drl+mf-s[012] runs/robust/drl+mf_*-s? --out docs/results/drl-ablation
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
