@@ -55,6 +55,10 @@ robust-study: $(STAMP)
 		$(PY) run_experiments.py reproduce --preset robust --algos drl --variants mf --seeds 3 --set $$s \
 			--jobs $(JOBS) --runs runs --out runs/report-drl-$$(echo $$s | tr '=,.' '---') || exit 1; done
 	$(PY) run_experiments.py report runs/robust/drl+mf-s[012] runs/robust/drl+mf_*-s? --out docs/results/drl-ablation
+	$(PY) run_experiments.py reproduce --preset robust --algos b,m --variants plain --seeds 5 --set lr_peak=3.0 \
+		--jobs $(JOBS) --runs runs --out runs/report-peak3-plain
+	$(PY) run_experiments.py report runs/robust/b_lr_peak-3.0-s? runs/robust/m_lr_peak-3.0-s? runs/robust/b-s[0-4] \
+		runs/robust/m-s[0-4] --out docs/results/robust-ablations/lr-peak-3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
