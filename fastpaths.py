@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from autograd_lite import check_array, get_xp, xp_of
+from autograd_lite import backend_name, check_array, get_xp, xp_of
 
 # ---------------------------------------------------------------------------------------
 # Threads
@@ -508,9 +508,9 @@ def _launch_elementwise(name, dtype, n, *args):
 # ---------------------------------------------------------------------------------------
 
 def sync(xp):
-    """Wait for the GPU's queued work (nothing to do on NumPy)."""
+    """Wait until the GPU has done all the work queued so far (nothing to do on NumPy)."""
     if xp is not np:
-        xp.cuda.Stream.null.synchronize()
+        xp.cuda.get_current_stream().synchronize()
 
 
 class PhaseTimer:
@@ -615,7 +615,6 @@ def bench(algos, steps, preset, xp):
     """bench_algo for each algorithm (steps: None for BENCH_STEPS), with the sizes, the
     device, the host and the bare tanh speed: what bench.json holds."""
     import mfcg
-    from autograd_lite import backend_name
     cfg = mfcg.preset(preset, "b")
     result = {"backend": backend_name(), "dtype": cfg.dtype, "machine": machine(),
               "device": device_name(xp)[0], "preset": preset,

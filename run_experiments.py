@@ -217,7 +217,9 @@ def cmd_run(args):
     label = run_label(args.algo, args.mf, settings)
     tag = f"{label} s{args.seed}"
     ckpt, metrics_path = os.path.join(out, "checkpoint.npz"), os.path.join(out, "metrics.json")
-    status = run_dir_status(out, args.resume, lambda: rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg))
+    def differs():  # how the run in `out` was made otherwise ('' if not)
+        return rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg)
+    status = run_dir_status(out, args.resume, differs)
     state = None
     if status == "finished":
         print(f"[{tag}] {out} is finished; nothing to resume", file=sys.stderr)
@@ -229,9 +231,9 @@ def cmd_run(args):
             state, saved = mfcg.load_checkpoint(ckpt)
         except ValueError as exc:
             raise UsageError(f"--resume: {exc}") from None
-        differs = settings_diff(saved, cfg) or rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg)
-        if differs:
-            raise UsageError(f"--resume: {out} was made with different settings ({differs})")
+        diff = settings_diff(saved, cfg) or differs()
+        if diff:
+            raise UsageError(f"--resume: {out} was made with different settings ({diff})")
     else:
         write_json(os.path.join(out, "config.json"),
                    {"preset": args.preset, "settings": settings, "config": cfg.to_dict()})

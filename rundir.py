@@ -39,7 +39,7 @@ import numpy as np
 
 import nets
 from autograd_lite import get_xp, to_numpy, xp_of
-from fastpaths import FlatParams
+from fastpaths import FlatParams, sync
 
 # ---------------------------------------------------------------------------------------
 # Settings: every field of the type its default has, and within its range
@@ -369,13 +369,6 @@ def final_curves(state, cfg, pools, n_grid=201):
 SANE_BOUND = 1e6
 
 
-def _wait_for_device(state):
-    """Wait until the GPU has done all the work queued so far (nothing to do on NumPy)."""
-    xp = xp_of(state["x"])
-    if xp is not np:
-        xp.cuda.get_current_stream().synchronize()
-
-
 def _read_loss_log(loss_log):
     """name → [(step, loss)] with the losses as Python floats: one transfer per name."""
     out = {}
@@ -465,11 +458,11 @@ class Loop:
         if losses is not None:
             self.losses(losses)
         n = state["step"] + 1
-        if n % cfg.eval_every == 0 or n == cfg.steps or n % cfg.checkpoint_every == 0:
-            _wait_for_device(state)  # so the steps' time includes the work they queued
+        self._evaluated = n % cfg.eval_every == 0 or n == cfg.steps
+        if self._evaluated or n % cfg.checkpoint_every == 0:
+            sync(xp_of(state["x"]))  # so the steps' time includes the work they queued
         state["train_seconds"] += time.perf_counter() - self._t0
         state["step"], self._phase = n, "after"
-        self._evaluated = n % cfg.eval_every == 0 or n == cfg.steps
         if self._evaluated:
             state["wall_seconds"] = self._wall0 + time.perf_counter() - self._start
             self._checked_losses = self._check_finite()
@@ -806,13 +799,13 @@ def run_processes(jobs, n_parallel, tag):
     terminal's Ctrl-C reaches only this one), starts no other, waits up to
     STOP_GRACE_SECONDS for each to checkpoint and stop, then raises KeyboardInterrupt."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    lock, running, stopping, t0 = threading.Lock(), [], [], time.time()
+    lock, running, stopping, t0 = threading.Lock(), [], threading.Event(), time.time()
 
     def run_one(out, cmd):
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
         with open(f"{out}.log", "a") as log:
             with lock:  # no new process once the interrupt has been passed on
-                if stopping:
+                if stopping.is_set():
                     return None
                 print(f"{tag}: start {out}", file=sys.stderr, flush=True)
                 proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -833,7 +826,7 @@ def run_processes(jobs, n_parallel, tag):
                 failed.append(out)
     except KeyboardInterrupt as exc:
         with lock:
-            stopping.append(True)
+            stopping.set()
             started = [p for p in running if p.poll() is None]
         for proc in started:
             proc.send_signal(signal.SIGINT)
