@@ -224,8 +224,9 @@ class Config:
     lr_critic: float = 1e-5         # [ρ_V] critic's learning rate
     lr_global: float = 1e-6         # [ρ_Σ] global score: slow, the competitive population
     lr_local: float = 5e-4          # [ρ_Σ̃] local score: fast, the agent's own group
-    schedule: bool = True           # rates ×1 → ×lr_peak over the first 10 %, → ×0.25 at the end
+    schedule: bool = True           # rates ×1 → ×lr_peak over the first 10 %, → ×lr_final at the end
     lr_peak: float = 10.0           # the schedule's peak factor (the paper: 10)
+    lr_final: float = 0.25          # the schedule's factor at the last step (the paper: 0.25)
     target_every: int = 200         # hard copy critic → target when n % this == 0; 0: no target
     grad_clip: float = 1.0          # global-norm clip of actor and critic gradients; 0: off
     rollout: int = 256              # [M] DRL rollout length
@@ -401,7 +402,7 @@ def warm_start_scores(state, cfg):
 
 def learning_rates(cfg, n):
     """The four learning rates at step n (the paper's schedule, or constant)."""
-    f = lr_factor(n, cfg.steps, peak=cfg.lr_peak) if cfg.schedule else 1.0
+    f = lr_factor(n, cfg.steps, peak=cfg.lr_peak, final=cfg.lr_final) if cfg.schedule else 1.0
     return {"actor": f * cfg.lr_actor, "critic": f * cfg.lr_critic,
             "score_global": f * cfg.lr_global, "score_local": f * cfg.lr_local}
 

@@ -130,7 +130,7 @@ def check_config(cfg, algos, problem_class):
         if value >= 2 ** 31:  # sizes and counts reach the CUDA kernels as 32-bit ints
             raise ValueError(f"{name} must be below 2**31, got {value!r}")
     for name in ["eps_langevin", "lr_actor", "lr_critic", "lr_global", "lr_local", "std_floor",
-                 "score_warmup_lr", "lr_peak"]:
+                 "score_warmup_lr", "lr_peak", "lr_final"]:
         if not getattr(cfg, name) > 0:
             raise ValueError(f"{name} must be > 0, got {getattr(cfg, name)!r}")
     for name in ["target_every", "grad_clip", "ent_coef", "score_warmup"]:

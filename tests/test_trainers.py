@@ -686,3 +686,18 @@ def test_lr_peak_is_the_schedules_peak():
     assert preset("paper", "b").lr_peak == 10.0 and preset("robust", "m").lr_peak == 10.0
     with pytest.raises(ValueError, match="lr_peak must be > 0"):
         preset("quick", "b", lr_peak=0.0)
+
+
+def test_lr_final_is_the_schedules_last_factor():
+    """lr_final scales the rates at the last step only among the schedule's ends (×1 at step
+    0, ×lr_peak at step 1 of 11), halfway down it is the mean of peak and final; the
+    paper's is 0.25."""
+    for final in (0.25, 0.05):
+        cfg = preset("quick", "b", steps=11, lr_final=final)
+        rates = [mfcg.learning_rates(cfg, n)["critic"] / cfg.lr_critic for n in (0, 1, 10)]
+        assert rates == pytest.approx([1.0, 10.0, final], rel=1e-12)
+    cfg = preset("quick", "b", steps=21, lr_final=0.05)   # step 2 ends the warm-up, 20 the run
+    assert mfcg.learning_rates(cfg, 11)["actor"] / cfg.lr_actor == pytest.approx((10.0 + 0.05) / 2)
+    assert preset("paper", "b").lr_final == 0.25 and preset("robust", "drl").lr_final == 0.25
+    with pytest.raises(ValueError, match="lr_final must be > 0"):
+        preset("quick", "b", lr_final=0.0)
