@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test reproduce bench ablation robust-study venv clean gpu-check
+.PHONY: test reproduce bench ablation robust-study robust-paper-scale venv clean gpu-check
 
 venv: $(STAMP)
 
@@ -59,6 +59,24 @@ robust-study: $(STAMP)
 		--jobs $(JOBS) --runs runs --out runs/report-peak3-plain
 	$(PY) run_experiments.py report runs/robust/b_lr_peak-3.0-s? runs/robust/m_lr_peak-3.0-s? runs/robust/b-s[0-4] \
 		runs/robust/m-s[0-4] --out docs/results/robust-ablations/lr-peak-3
+	$(PY) run_experiments.py reproduce --preset robust --algos b,m --seeds 3 --set target_every=200 \
+		--jobs $(JOBS) --runs runs --out runs/report-abl-target
+	$(PY) run_experiments.py reproduce --preset robust --algos b,m --seeds 3 --set std_floor=1e-5 \
+		--jobs $(JOBS) --runs runs --out runs/report-abl-floor
+	$(PY) run_experiments.py reproduce --preset robust --algos b,m --variants plain --seeds 5 --set lr_final=0.05 \
+		--jobs $(JOBS) --runs runs --out runs/report-final-plain
+	$(PY) run_experiments.py reproduce --preset robust --algos drl --variants plain --seeds 5 --steps 12000 \
+		--jobs $(JOBS) --runs runs/long --out runs/report-drl-12k
+
+# the robust preset at the paper's scale, 8,192 agents (M: minibatches of 1,024), seeds 0-4:
+# B, M and DRL+mf (RUNS/paper-scale/robust/*). About a quarter of an hour a run on 2 cores.
+robust-paper-scale: $(STAMP)
+	$(PY) run_experiments.py reproduce --preset robust --algos b --seeds 5 --set batch=8192 \
+		--jobs $(JOBS) --runs runs/paper-scale --out runs/report-ps-b
+	$(PY) run_experiments.py reproduce --preset robust --algos m --seeds 5 --set batch=8192 --set minibatch=1024 \
+		--jobs $(JOBS) --runs runs/paper-scale --out runs/report-ps-m
+	$(PY) run_experiments.py reproduce --preset robust --algos drl --variants mf --seeds 5 --set batch=8192 \
+		--jobs $(JOBS) --runs runs/paper-scale --out runs/report-ps-drl-mf
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
