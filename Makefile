@@ -46,37 +46,32 @@ ablation: $(STAMP)
 # the robust preset's study (docs/robust.md): seeds 0-9 of B, M and DRL in both variants, then
 # the ablations, each the robust preset with one change undone (RUNS/robust/*, reports in
 # RUNS/report-*). Resumable: run it again and finished runs are reused. Hours on 2 cores.
+ROBUST = $(PY) run_experiments.py reproduce --preset robust --jobs $(JOBS)
+REPORT = $(PY) run_experiments.py report
+
 robust-study: $(STAMP)
-	$(PY) run_experiments.py reproduce --preset robust --algos b,m,drl,ac --seeds 10 --jobs $(JOBS) --runs runs --out runs/report-robust
-	$(PY) run_experiments.py reproduce --preset robust --algos drl --seeds 5 --set score_warmup=0 --jobs $(JOBS) --runs runs --out runs/report-drl-nowarm
-	$(PY) run_experiments.py reproduce --preset robust --algos drl --variants mf --seeds 3 --set ppo_epochs=1 \
-		--set ppo_minibatches=1 --set adv_norm=false --jobs $(JOBS) --runs runs --out runs/report-drl-a4
+	$(ROBUST) --algos b,m,drl,ac --seeds 10 --runs runs --out runs/report-robust
+	$(ROBUST) --algos drl --seeds 5 --set score_warmup=0 --runs runs --out runs/report-drl-nowarm
+	$(ROBUST) --algos drl --variants mf --seeds 3 --set ppo_epochs=1 --set ppo_minibatches=1 \
+		--set adv_norm=false --runs runs --out runs/report-drl-a4
 	for s in adv_norm=false gae_lambda=0.0,1.0 ent_coef=0.0 ppo_clip=0.0 rollout=256; do \
-		$(PY) run_experiments.py reproduce --preset robust --algos drl --variants mf --seeds 3 --set $$s \
-			--jobs $(JOBS) --runs runs --out runs/report-drl-$$(echo $$s | tr '=,.' '---') || exit 1; done
-	$(PY) run_experiments.py report runs/robust/drl+mf-s[012] runs/robust/drl+mf_*-s? --out docs/results/drl-ablation
-	$(PY) run_experiments.py reproduce --preset robust --algos b,m --variants plain --seeds 5 --set lr_peak=3.0 \
-		--jobs $(JOBS) --runs runs --out runs/report-peak3-plain
-	$(PY) run_experiments.py report runs/robust/b_lr_peak-3.0-s? runs/robust/m_lr_peak-3.0-s? runs/robust/b-s[0-4] \
+		$(ROBUST) --algos drl --variants mf --seeds 3 --set $$s \
+			--runs runs --out runs/report-drl-$$(echo $$s | tr '=,.' '---') || exit 1; done
+	$(REPORT) runs/robust/drl+mf-s[012] runs/robust/drl+mf_*-s? --out docs/results/drl-ablation
+	$(ROBUST) --algos b,m --variants plain --seeds 5 --set lr_peak=3.0 --runs runs --out runs/report-peak3-plain
+	$(REPORT) runs/robust/b_lr_peak-3.0-s? runs/robust/m_lr_peak-3.0-s? runs/robust/b-s[0-4] \
 		runs/robust/m-s[0-4] --out docs/results/robust-ablations/lr-peak-3
-	$(PY) run_experiments.py reproduce --preset robust --algos b,m --seeds 3 --set target_every=200 \
-		--jobs $(JOBS) --runs runs --out runs/report-abl-target
-	$(PY) run_experiments.py reproduce --preset robust --algos b,m --seeds 3 --set std_floor=1e-5 \
-		--jobs $(JOBS) --runs runs --out runs/report-abl-floor
-	$(PY) run_experiments.py reproduce --preset robust --algos b,m --variants plain --seeds 5 --set lr_final=0.05 \
-		--jobs $(JOBS) --runs runs --out runs/report-final-plain
-	$(PY) run_experiments.py reproduce --preset robust --algos drl --variants plain --seeds 5 --steps 12000 \
-		--jobs $(JOBS) --runs runs/long --out runs/report-drl-12k
+	$(ROBUST) --algos b,m --seeds 3 --set target_every=200 --runs runs --out runs/report-abl-target
+	$(ROBUST) --algos b,m --seeds 3 --set std_floor=1e-5 --runs runs --out runs/report-abl-floor
+	$(ROBUST) --algos b,m --variants plain --seeds 5 --set lr_final=0.05 --runs runs --out runs/report-final-plain
+	$(ROBUST) --algos drl --variants plain --seeds 5 --steps 12000 --runs runs/long --out runs/report-drl-12k
 
 # the robust preset at the paper's scale, 8,192 agents (M: minibatches of 1,024), seeds 0-4:
 # B, M and DRL+mf (RUNS/paper-scale/robust/*). About a quarter of an hour a run on 2 cores.
 robust-paper-scale: $(STAMP)
-	$(PY) run_experiments.py reproduce --preset robust --algos b --seeds 5 --set batch=8192 \
-		--jobs $(JOBS) --runs runs/paper-scale --out runs/report-ps-b
-	$(PY) run_experiments.py reproduce --preset robust --algos m --seeds 5 --set batch=8192 --set minibatch=1024 \
-		--jobs $(JOBS) --runs runs/paper-scale --out runs/report-ps-m
-	$(PY) run_experiments.py reproduce --preset robust --algos drl --variants mf --seeds 5 --set batch=8192 \
-		--jobs $(JOBS) --runs runs/paper-scale --out runs/report-ps-drl-mf
+	$(ROBUST) --algos b --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-ps-b
+	$(ROBUST) --algos m --seeds 5 --set batch=8192 --set minibatch=1024 --runs runs/paper-scale --out runs/report-ps-m
+	$(ROBUST) --algos drl --variants mf --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-ps-drl-mf
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
