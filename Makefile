@@ -15,8 +15,20 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+# The suite as two pytest processes, one per core: the tests that retrain committed runs
+# (tests/test_robust.py and tests/test_mf_correction.py share those runs, so they stay in one
+# process) beside all the others. The first one's report is printed after the second's; the
+# target fails if either fails; Ctrl-C stops both. `$(PY) -m pytest` runs the same tests in
+# one process.
+RETRAIN_TESTS := tests/test_robust.py tests/test_mf_correction.py
+TEST_ENV      := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 test: $(STAMP)
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m pytest
+	@log=$$(mktemp); trap 'kill $$retrain 2>/dev/null; rm -f $$log; exit 130' INT TERM; \
+	$(TEST_ENV) $(PY) -m pytest -p no:cacheprovider $(RETRAIN_TESTS) > $$log 2>&1 & retrain=$$!; \
+	$(TEST_ENV) $(PY) -m pytest $(addprefix --ignore=,$(RETRAIN_TESTS)); rest=$$?; \
+	wait $$retrain; first=$$?; \
+	echo "--- $(RETRAIN_TESTS):"; cat $$log; rm -f $$log; \
+	test $$rest -eq 0 && test $$first -eq 0
 
 # make reproduce                 the quick preset, 5 seeds: about 12 minutes on 2 cores
 # make reproduce PRESET=paper    the paper's settings (many hours on a CPU)
