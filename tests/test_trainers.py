@@ -487,6 +487,7 @@ def test_non_finite_parameter_stops_the_run_and_keeps_the_checkpoint(tmp_path):
     assert all(np.all(np.isfinite(al.to_numpy(v))) for v in good["params"]["critic"].values())
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the inf it injects
 def test_non_finite_pool_stops_the_run_at_the_next_check(tmp_path):
     """A checkpoint that is not an evaluation step checks too. An infinite Langevin sample
     makes m̃ infinite, so the first non-finite loss is the critic's, in the next step; with
