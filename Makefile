@@ -75,7 +75,10 @@ robust-study: $(STAMP)
 		runs/robust/m-s[0-4] --out docs/results/robust-ablations/lr-peak-3
 	$(ROBUST) --algos b,m --seeds 3 --set target_every=200 --runs runs --out runs/report-abl-target
 	$(ROBUST) --algos b,m --seeds 3 --set std_floor=1e-5 --runs runs --out runs/report-abl-floor
-	$(ROBUST) --algos b,m --variants plain --seeds 5 --set lr_final=0.05 --runs runs --out runs/report-final-plain
+	$(ROBUST) --algos b --variants plain --seeds 5 --set lr_final=0.05 --runs runs --out runs/report-final-plain
+	$(ROBUST) --algos b,drl --variants mf --seeds 2 --set lr_final=0.05 --runs runs --out runs/report-final-mf
+	$(REPORT) runs/robust/*_lr_final-0.05-s? runs/robust/b-s[0-4] runs/robust/b+mf-s[01] \
+		runs/robust/drl+mf-s[01] --out docs/results/robust-ablations/lr-final-0.05
 	$(ROBUST) --algos drl --variants plain --seeds 5 --steps 12000 --runs runs/long --out runs/report-drl-12k
 
 # the robust preset at the paper's scale, 8,192 agents (M: minibatches of 1,024), seeds 0-4:
