@@ -82,7 +82,8 @@ robust-study: $(STAMP)
 	$(ROBUST) --algos drl --variants plain --seeds 5 --steps 12000 --runs runs/long --out runs/report-drl-12k
 
 # the robust preset at the paper's scale, 8,192 agents (M: minibatches of 1,024), seeds 0-4:
-# B, M and DRL, both variants (RUNS/paper-scale/robust/*). About a quarter of an hour a run on 2 cores.
+# B, M and DRL, both variants (RUNS/paper-scale/robust/*). About a quarter of an hour a run
+# on 2 cores.
 robust-paper-scale: $(STAMP)
 	$(ROBUST) --algos b --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-ps-b
 	$(ROBUST) --algos m --seeds 5 --set batch=8192 --set minibatch=1024 --runs runs/paper-scale --out runs/report-ps-m
