@@ -793,7 +793,8 @@ def _terminated(signum, frame):
 def run_processes(jobs, n_parallel, tag):
     """Run each (out, command) of `jobs` as a process of its own, n_parallel at a time, in
     order, with its output appended to out + ".log"; one line on stderr as each starts and
-    ends. Returns the `out` of those that failed. Each process gets one thread for its
+    ends, the latter with the run's own time and the time since the first began. Returns the
+    `out` of those that failed. Each process gets one thread for its
     arithmetic (OMP/OpenBLAS/MKL), so n processes use n cores. Ctrl-C or SIGTERM passes
     exactly one interrupt to each running process (each in a session of its own, so the
     terminal's Ctrl-C reaches only this one), starts no other, waits up to
@@ -811,7 +812,8 @@ def run_processes(jobs, n_parallel, tag):
                 proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)
                 running.append(proc)
-            return proc.wait()
+                started = time.time()
+            return proc.wait(), time.time() - started
 
     failed = []
     pool = ThreadPoolExecutor(max_workers=n_parallel)
@@ -819,9 +821,13 @@ def run_processes(jobs, n_parallel, tag):
     try:
         futures = {pool.submit(run_one, out, cmd): out for out, cmd in jobs}
         for future in as_completed(futures):
-            out, code = futures[future], future.result()
+            out, result = futures[future], future.result()
+            if result is None:  # not started: the interrupt came first
+                continue
+            code, seconds = result
             print(f"{tag}: {'done' if code == 0 else f'FAILED (exit {code})'} {out} "
-                  f"[{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)
+                  f"[{seconds:.0f}s, {time.time() - t0:.0f}s since {tag} began]",
+                  file=sys.stderr, flush=True)
             if code != 0:
                 failed.append(out)
     except KeyboardInterrupt as exc:

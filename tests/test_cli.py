@@ -1,6 +1,7 @@
 """run_experiments.py end to end on a tiny budget, resume, parallel reproduce, bad input."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 
 import autograd_lite as al
 import mfcg
+import rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "run_experiments.py")
@@ -107,6 +109,17 @@ def test_reproduce_runs_processes_in_parallel(tmp_path):
     _one_line_error(code, err, "m-s0 was made with different settings (std_floor)")
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
     assert not (tmp_path / "res2").exists()
+
+
+def test_each_finished_run_reports_its_own_time(tmp_path, capsys):
+    # one at a time: the second run's own time excludes the first's, the total includes it
+    nap = [sys.executable, "-c", "import time; time.sleep(1.5)"]
+    jobs = [(str(tmp_path / "first"), nap), (str(tmp_path / "second"), nap)]
+    assert rundir.run_processes(jobs, 1, "tag") == []
+    ends = [line for line in capsys.readouterr().err.splitlines() if ": done " in line]
+    own, total = (float(v) for v in re.search(r"second \[(\d+)s, (\d+)s since tag began\]",
+                                                ends[1]).groups())
+    assert 1 <= own < total and len(ends) == 2
 
 
 def test_set_changes_one_field_and_reproduce_sweeps_it(tmp_path):
