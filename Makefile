@@ -80,6 +80,13 @@ robust-study: $(STAMP)
 	$(REPORT) runs/robust/*_lr_final-0.05-s? runs/robust/b-s[0-4] runs/robust/b+mf-s[01] \
 		runs/robust/drl+mf-s[01] --out docs/results/robust-ablations/lr-final-0.05
 	$(ROBUST) --algos drl --variants plain --seeds 5 --steps 12000 --runs runs/long --out runs/report-drl-12k
+	$(ROBUST) --algos drl --variants mf --seeds 3 --set rollout=256 --steps 48000 --runs runs/long \
+		--out runs/report-drl-rollout-equal-updates
+	$(REPORT) runs/robust/drl+mf-s[012] runs/long/robust/drl+mf_rollout-256-s? \
+		--out docs/results/drl-ablation-rollout-equal-updates
+	$(ROBUST) --algos ac --seeds 5 --set lr_peak=1.0 --set lr_final=1.0 --runs runs --out runs/report-ac-flat
+	$(REPORT) runs/robust/ac-s[0-4] runs/robust/ac+mf-s[0-4] runs/robust/ac*_lr_peak-1.0_lr_final-1.0-s? \
+		--out docs/results/robust-ablations/ac-flat-rate
 
 # the robust preset at the paper's scale, 8,192 agents (M: minibatches of 1,024), seeds 0-4:
 # B, M and DRL, both variants (RUNS/paper-scale/robust/*). About a quarter of an hour a run
