@@ -84,6 +84,9 @@ robust-study: $(STAMP)
 		--out runs/report-drl-rollout-equal-updates
 	$(REPORT) runs/robust/drl+mf-s[012] runs/long/robust/drl+mf_rollout-256-s? \
 		--out docs/results/drl-ablation-rollout-equal-updates
+	$(ROBUST) --algos b --variants mf --seeds 3 --set lr_critic=0.001 --runs runs --out runs/report-critic10
+	$(REPORT) runs/robust/b+mf-s[012] runs/robust/b+mf_lr_critic-0.001-s? \
+		--out docs/results/robust-ablations/critic-rate-10x-actor
 	$(ROBUST) --algos ac --seeds 5 --set lr_peak=1.0 --set lr_final=1.0 --runs runs --out runs/report-ac-flat
 	$(REPORT) runs/robust/ac-s[0-4] runs/robust/ac+mf-s[0-4] runs/robust/ac*_lr_peak-1.0_lr_final-1.0-s? \
 		--out docs/results/robust-ablations/ac-flat-rate
