@@ -92,12 +92,19 @@ robust-study: $(STAMP)
 		--out docs/results/robust-ablations/ac-flat-rate
 
 # the robust preset at the paper's scale, 8,192 agents (M: minibatches of 1,024), seeds 0-4:
-# B, M and DRL, both variants (RUNS/paper-scale/robust/*). About a quarter of an hour a run
+# B, M and DRL, both variants (RUNS/paper-scale/robust/*); then the corrected learners on the
+# check seeds 5-9. About a quarter of an hour a run
 # on 2 cores.
 robust-paper-scale: $(STAMP)
 	$(ROBUST) --algos b --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-ps-b
 	$(ROBUST) --algos m --seeds 5 --set batch=8192 --set minibatch=1024 --runs runs/paper-scale --out runs/report-ps-m
 	$(ROBUST) --algos drl --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-ps-drl
+	$(ROBUST) --algos b,drl --variants mf --seeds 10 --set batch=8192 --runs runs/paper-scale --out runs/report-ps-check
+	$(ROBUST) --algos m --variants mf --seeds 10 --set batch=8192 --set minibatch=1024 --runs runs/paper-scale \
+		--out runs/report-ps-check-m
+	$(REPORT) runs/paper-scale/robust/b+mf_batch-8192-s[5-9] runs/paper-scale/robust/drl+mf_batch-8192-s[5-9] \
+		runs/paper-scale/robust/m+mf_batch-8192_minibatch-1024-s[5-9] runs/robust/b+mf-s[5-9] \
+		runs/robust/m+mf-s[5-9] runs/robust/drl+mf-s[5-9] --out docs/results/robust-paper-scale-check-seeds
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
