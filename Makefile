@@ -93,8 +93,7 @@ robust-study: $(STAMP)
 
 # the robust preset at the paper's scale, 8,192 agents (M: minibatches of 1,024), seeds 0-4:
 # B, M and DRL, both variants (RUNS/paper-scale/robust/*); then the corrected learners on the
-# check seeds 5-9. About a quarter of an hour a run
-# on 2 cores.
+# check seeds 5-9. About a quarter of an hour a run on 2 cores.
 robust-paper-scale: $(STAMP)
 	$(ROBUST) --algos b --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-ps-b
 	$(ROBUST) --algos m --seeds 5 --set batch=8192 --set minibatch=1024 --runs runs/paper-scale --out runs/report-ps-m

@@ -821,10 +821,7 @@ def run_processes(jobs, n_parallel, tag):
     try:
         futures = {pool.submit(run_one, out, cmd): out for out, cmd in jobs}
         for future in as_completed(futures):
-            out, result = futures[future], future.result()
-            if result is None:  # not started: the interrupt came first
-                continue
-            code, seconds = result
+            out, (code, seconds) = futures[future], future.result()
             print(f"{tag}: {'done' if code == 0 else f'FAILED (exit {code})'} {out} "
                   f"[{seconds:.0f}s, {time.time() - t0:.0f}s since {tag} began]",
                   file=sys.stderr, flush=True)

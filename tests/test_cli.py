@@ -117,9 +117,10 @@ def test_each_finished_run_reports_its_own_time(tmp_path, capsys):
     jobs = [(str(tmp_path / "first"), nap), (str(tmp_path / "second"), nap)]
     assert rundir.run_processes(jobs, 1, "tag") == []
     ends = [line for line in capsys.readouterr().err.splitlines() if ": done " in line]
+    assert len(ends) == 2
     own, total = (float(v) for v in re.search(r"second \[(\d+)s, (\d+)s since tag began\]",
                                                 ends[1]).groups())
-    assert 1 <= own < total and len(ends) == 2
+    assert 1 <= own < total
 
 
 def test_set_changes_one_field_and_reproduce_sweeps_it(tmp_path):
