@@ -240,6 +240,8 @@ class Config:
     score_warmup: int = 0           # Adam steps fitting both score networks to the initial
                                     # law N(0, I) before step 0 (the paper: none, 0)
     score_warmup_lr: float = 1e-3   # the warm start's learning rate
+    antithetic: bool = False        # the agents' normals (X₀, action and Brownian noise) in
+                                    # pairs z, −z: the population mean moves without noise
     mf_correction: bool = False     # add x·E[∂f/∂m̃] to the running cost (see mf_correction)
     hidden_actor: int = 64          # hidden tanh units of the actor Π
     hidden_critic: int = 128        # hidden tanh units of the critic V
@@ -360,7 +362,7 @@ def init_state(cfg, xp=None):
         "params": params,
         "adam": {k: adam_init(v) for k, v in params.items()},
         "target": network(params["critic"]) if cfg.target_every else None,
-        "x": rng.standard_normal((cfg.batch, d), dtype=dtype),
+        "x": agent_normals(rng, cfg).standard_normal((cfg.batch, d), dtype=dtype),
         "pool_global": rng.standard_normal((cfg.n_samples, d), dtype=dtype),
         "pool_local": rng.standard_normal((cfg.n_samples, d), dtype=dtype),
         "field": MeanField(*(xp.zeros(d, dtype=dtype) for _ in MeanField._fields)),  # set by each refresh
@@ -500,12 +502,40 @@ def mf_correction(x, mf_grad):
     return (x * mf_grad).sum(axis=1)
 
 
+class AntitheticNormals:
+    """A random stream's standard normals in antithetic pairs: rows i and i + n/2 of each
+    (n, …) draw are z and −z, with z drawn from `rng`. Each row is still N(0, I).
+
+    Why: the agents are a finite population whose mean the score networks learn and the
+    agents then pay for. With independent noise that mean fluctuates (standard error
+    σ/√(2κB) ≈ 0.010 at B = 1,024), and the equilibrium's feedback amplifies the
+    fluctuation by about √(K/D): ×2.7 at the Nash mean. With pairs z, −z the noise cancels
+    in the mean of every step (docs/robust.md, "Antithetic agents")."""
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def standard_normal(self, size, dtype=np.float64):
+        if size[0] % 2:
+            raise ValueError(f"antithetic normals need an even number of rows, got {size[0]}")
+        half = self.rng.standard_normal((size[0] // 2, *size[1:]), dtype=dtype)
+        return xp_of(half).concatenate([half, -half])
+
+
+def agent_normals(rng, cfg):
+    """The stream the agents' own normals come from: `rng`, or with cfg.antithetic its
+    antithetic pairs (AntitheticNormals)."""
+    return AntitheticNormals(rng) if cfg.antithetic else rng
+
+
 def act_and_step(state, cfg, x, field, rng, log_prob=False):
     """Sample actions, observe rewards and next states for the agents x (lines 9–11), who
     pay for the means of `field` (a MeanField), and with cfg.mf_correction −Δt·x·E[∂f/∂m̃]
     too (see mf_correction). Returns (a, r, x_next), and log π(a|x) when log_prob (DRL's
-    log π_old: the actor does not change between acting and its PPO update)."""
+    log π_old: the actor does not change between acting and its PPO update). The action
+    and Brownian normals come from agent_normals(rng, cfg)."""
     pb = cfg.problem
+    rng = agent_normals(rng, cfg)
     sample = nets.actor_sample(state["params"]["actor"], x, rng, cfg.std_floor, log_prob=log_prob)
     a, logp = sample if log_prob else (sample, None)
     r = pb.reward(x, field.m, field.m_tilde, a)                         # (B,)

@@ -150,6 +150,9 @@ def check_config(cfg, algos, problem_class):
     if cfg.algo == "drl" and cfg.ppo_minibatches > cfg.rollout * cfg.batch:
         raise ValueError(f"ppo_minibatches ({cfg.ppo_minibatches}) must be at most the rollout's "
                          f"rollout × batch = {cfg.rollout * cfg.batch} transitions")
+    if cfg.antithetic and (cfg.batch % 2 or (cfg.algo == "m" and cfg.minibatch % 2)):
+        raise ValueError(f"antithetic needs an even batch (M: and minibatch) to pair the agents' "
+                         f"normals, got batch={cfg.batch}, minibatch={cfg.minibatch}")
     if cfg.algo == "m" and cfg.batch % cfg.minibatch:
         raise ValueError(f"batch ({cfg.batch}) must be divisible by minibatch ({cfg.minibatch})")
 

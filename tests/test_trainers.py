@@ -88,6 +88,8 @@ def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
     (dict(score_warmup=-1), "score_warmup must be >= 0"),
     (dict(score_warmup_lr=0.0), "score_warmup_lr must be > 0"),
     (dict(adv_norm="yes"), "adv_norm must be true or false"),
+    (dict(antithetic=True, batch=15), r"antithetic needs an even batch .* batch=15"),
+    (dict(algo="m", antithetic=True, batch=12, minibatch=3), r"antithetic needs an even batch .* minibatch=3"),
 ])
 def test_invalid_configs_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -113,10 +115,37 @@ def test_the_robust_switches_are_off_in_the_paper_presets():
         for name in ("paper", "lean", "quick"):
             c = preset(name, algo)
             assert (c.score_warmup, c.ppo_epochs, c.ppo_minibatches, c.adv_norm) == (0, 1, 1, False)
+            assert not c.antithetic
         quick, robust = preset("quick", algo).to_dict(), preset("robust", algo).to_dict()
         changed = {k for k in robust if robust[k] != quick[k]}
         ppo = {"ppo_epochs", "ppo_minibatches", "adv_norm", "steps"} if algo == "drl" else set()
         assert changed == {"score_warmup"} | ppo, changed
+
+
+def test_antithetic_normals_come_in_pairs():
+    normals = mfcg.AntitheticNormals(fastpaths.make_rng(3, np))
+    z = normals.standard_normal((6, 2), dtype=np.float32)
+    assert z.shape == (6, 2) and z.dtype == np.float32
+    assert np.array_equal(z[3:], -z[:3]) and np.all(z != 0)
+    with pytest.raises(ValueError, match="an even number of rows, got 5"):
+        normals.standard_normal((5, 2))
+
+
+@pytest.mark.parametrize("antithetic", [False, True])
+def test_antithetic_agents_move_the_population_mean_without_noise(antithetic):
+    """With cfg.antithetic the agents start at mean exactly 0, their action noise comes in
+    pairs, and the population's mean moves by Δt times the mean action: the Brownian noise
+    cancels in it. With independent noise it does not (the test's other half)."""
+    cfg = tiny("b", batch=16, antithetic=antithetic, std_floor=0.5)
+    state = mfcg.init_state(cfg)
+    x = state["x"].astype(np.float64)
+    a, _, x_next = mfcg.act_and_step(state, cfg, state["x"], state["field"], mfcg.training_rng(cfg, 0))
+    mean_action, std, _ = nets.actor_forward(state["params"]["actor"], state["x"], cfg.std_floor)
+    z = (a - mean_action) / std                                       # the action normals
+    brownian = x_next - x - a * cfg.problem.dt                        # σ √Δt × the step normals
+    paired = lambda v: np.allclose(v[8:], -v[:8], atol=1e-6)          # noqa: E731
+    assert paired(x) == paired(z) == paired(brownian) == antithetic
+    assert (abs(x.mean()) < 1e-7) == (abs(brownian.mean()) < 1e-7) == antithetic
 
 
 # --- GAE -------------------------------------------------------------------------------------
