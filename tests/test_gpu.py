@@ -5,6 +5,7 @@ import pytest
 
 import autograd_lite as al
 import fastpaths
+import mfcg
 import nets
 
 
@@ -163,3 +164,10 @@ def test_sum_rows_on_gpu_is_the_column_sum(cp):
     a = np.random.default_rng(7).normal(size=(8192, 128))
     np.testing.assert_allclose(al.to_numpy(al.sum_rows(cp.asarray(a))), a.sum(axis=0), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(al.to_numpy(al.sum_rows(cp.asarray(a[:5]))), a[:5].sum(axis=0), rtol=1e-12)
+
+
+def test_antithetic_normals_on_gpu_come_in_pairs(cp):
+    z = mfcg.AntitheticNormals(fastpaths.make_rng(3, cp)).standard_normal((6, 2), dtype=np.float32)
+    assert isinstance(z, cp.ndarray) and z.dtype == np.float32
+    z = cp.asnumpy(z)
+    assert np.array_equal(z[3:], -z[:3]) and np.all(z != 0)
