@@ -141,14 +141,19 @@ def late_window(history, steps, m_star, m_mfg, part=LATE_PART):
     """Where a run's local mean spends the last `part` of its steps: the median and the
     quartiles over the evaluations after step (1 − part)·steps, and the share of them
     within the distance threshold of m* and of m_mfg. A run that wanders is judged badly by
-    its last evaluation alone. With no evaluation in the window, the last one."""
-    late = [h["local_mean"] for h in history if h["step"] > (1 - part) * steps] or [history[-1]["local_mean"]]
-    late = np.array(late, dtype=float)
+    its last evaluation alone. With no evaluation in the window, the last one. Also the
+    standard deviation of the agents' own mean over the window (`agents_sd`; None where the
+    history does not record it): how much the population itself wanders, without the
+    sampler's noise."""
+    window = [h for h in history if h["step"] > (1 - part) * steps] or [history[-1]]
+    late = np.array([h["local_mean"] for h in window], dtype=float)
     q1, median, q3 = np.percentile(late, [25, 50, 75])
     near = ACCURACY_THRESHOLDS["mean_error"]
+    agents = [h.get("agents_mean") for h in window]
     return {"median": float(median), "q1": float(q1), "q3": float(q3), "evaluations": len(late),
             "near_m_star": float(np.mean(abs(late - m_star) < near)),
-            "near_m_mfg": float(np.mean(abs(late - m_mfg) < near))}
+            "near_m_mfg": float(np.mean(abs(late - m_mfg) < near)),
+            "agents_sd": None if None in agents else float(np.std(agents))}
 
 
 # A run has settled at an equilibrium when, at every evaluation of its late window, its
@@ -347,14 +352,19 @@ def results_table(summary, problem):
             f"Where the local mean spends the late window, the evaluations after step "
             f"{1 - LATE_PART:.2f} × steps: its median and interquartile range per run (in seed "
             f"order), and the share of those evaluations within {near} of m* and of m_mfg (mean over "
-            f"runs). A run that wanders is judged badly by its last evaluation alone.", "",
-            f"| algorithm | median local mean [IQR], per run | within {near} of m* | within {near} of m_mfg |",
-            "|---|---|---|---|"]
+            f"runs). A run that wanders is judged badly by its last evaluation alone. The last "
+            f"column is how much the agents' own mean wanders: its standard deviation over each "
+            f"run's window, root mean square over runs (n/a for histories that lack it).", "",
+            f"| algorithm | median local mean [IQR], per run | within {near} of m* | within {near} of m_mfg "
+            f"| sd of the agents' mean |",
+            "|---|---|---|---|---|"]
     for label, e in summary.items():
         ws = e["late_local_mean"]
         per_run = "; ".join(f"{w['median']:.3f} [{w['q1']:.3f}, {w['q3']:.3f}]" for w in ws)
+        sds = [w.get("agents_sd") for w in ws]
+        sd = "n/a" if None in sds else f"{np.sqrt(np.mean(np.square(sds))):.4f}"
         late.append(f"| {label} | {per_run} | {np.mean([w['near_m_star'] for w in ws]):.2f} | "
-                    f"{np.mean([w['near_m_mfg'] for w in ws]):.2f} |")
+                    f"{np.mean([w['near_m_mfg'] for w in ws]):.2f} | {sd} |")
     late += ["", "## Settled", "",
              f"Settled at an equilibrium: at every evaluation of the last {LATE_PART:.0%}, the local mean "
              f"within {SETTLED['distance']} of its mean and the actor's mean within {SETTLED['control']} "
