@@ -91,12 +91,15 @@ robust-study: $(STAMP)
 	$(REPORT) runs/robust/ac-s[0-4] runs/robust/ac+mf-s[0-4] runs/robust/ac*_lr_peak-1.0_lr_final-1.0-s? \
 		--out docs/results/robust-ablations/ac-flat-rate
 	$(ROBUST) --algos b,m,drl --seeds 10 --set antithetic=true --runs runs --out runs/report-antithetic
-	$(ROBUST) --algos m --variants plain --seeds 5 --set antithetic=true --set n_samples=8000 --runs runs \
-		--out runs/report-antithetic-m-8000-samples
+	for s in n_samples=8000 hutchinson=false minibatch=1024 langevin_every=1; do \
+		$(ROBUST) --algos m --variants plain --seeds 5 --set antithetic=true --set $$s --runs runs \
+			--out runs/report-antithetic-m-$$(echo $$s | tr '=' '-') || exit 1; done
 	$(REPORT) runs/robust/b-s? runs/robust/b_antithetic-True-s? runs/robust/b+mf-s? runs/robust/b+mf_antithetic-True-s? \
 		runs/robust/m-s? runs/robust/m_antithetic-True-s? runs/robust/m+mf-s? runs/robust/m+mf_antithetic-True-s? \
 		runs/robust/drl-s? runs/robust/drl_antithetic-True-s? runs/robust/drl+mf-s? \
 		runs/robust/drl+mf_antithetic-True-s? runs/robust/m_n_samples-8000_antithetic-True-s? \
+		runs/robust/m_hutchinson-False_antithetic-True-s? runs/robust/m_minibatch-1024_antithetic-True-s? \
+		runs/robust/m_langevin_every-1_antithetic-True-s? \
 		--out docs/results/robust-antithetic
 
 # the robust preset at the paper's scale, 8,192 agents (M: minibatches of 1,024), seeds 0-4:
