@@ -132,7 +132,6 @@ def test_philox_kernel_is_the_numpy_reference(cp, dtype):
 
 
 def test_gae_by_matmul_on_gpu_is_gae(cp):
-    import mfcg
     rng = np.random.default_rng(6)
     r, v, vn = (rng.normal(size=(256, 64)) for _ in range(3))
     a_ref, ret_ref = mfcg.gae(r, v, vn, 0.99, 0.95)
@@ -149,7 +148,6 @@ def test_training_steps_never_wait_for_the_gpu(cp, algo):
     minibatches. (A wait inside a C++ library, such as a Thrust sort, would not be seen:
     that is why M's permutation is drawn on the host.)"""
     import cupyx
-    import mfcg
     if al.get_xp() is not cp:
         pytest.skip("MFCG_BACKEND=numpy: the trainers run on NumPy here")
     cfg = mfcg.preset("quick", algo, batch=1 if algo == "ac" else 64, minibatch=16, n_samples=64,

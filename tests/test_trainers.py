@@ -405,17 +405,17 @@ def test_history_records_the_training_pools_the_agents_pay_for():
 def test_resume_is_bit_for_bit(algo, readable, tmp_path):
     """2N steps in one go equal N steps, a checkpoint, a fresh process state, N steps,
     with the fast paths and with the readable definitions (Config.readable)."""
-    _check_resume(tiny(algo, steps=22, eval_every=5, checkpoint_every=100, langevin_every=3,
-                       rollout=4, readable=readable), tmp_path)
+    _check_resume(tmp_path, algo, readable=readable)
 
 
 @pytest.mark.parametrize("algo", ["b", "m", "drl"])
 def test_resume_with_antithetic_agents_is_bit_for_bit(algo, tmp_path):
-    _check_resume(tiny(algo, steps=22, eval_every=5, checkpoint_every=100, langevin_every=3,
-                       rollout=4, antithetic=True), tmp_path)
+    _check_resume(tmp_path, algo, antithetic=True)
 
 
-def _check_resume(cfg, tmp_path):
+def _check_resume(tmp_path, algo, **settings):
+    cfg = tiny(algo, steps=22, eval_every=5, checkpoint_every=100, langevin_every=3, rollout=4,
+               **settings)
     whole = mfcg.train(cfg)
     first = mfcg.train(cfg, run_dir=str(tmp_path), until=11)  # stops mid-rollout for DRL
     assert first["step"] == 11 and os.path.exists(tmp_path / "checkpoint.npz")
