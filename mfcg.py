@@ -676,7 +676,8 @@ def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
     b = cfg.minibatch
     for n in loop.steps():                                               # L3
         lrs, rng = learning_rates(cfg, n), training_rng(cfg, n)
-        x = state["x"][rng.permutation(cfg.batch)]                       # L4: permute
+        order = agent_order(cfg, rng)                                    # L4: permute
+        x = state["x"][order]
         for j in range(cfg.batch // b):                                  # L5
             xb = x[j * b:(j + 1) * b]                                    # (b, d)
             losses = score_update(state, cfg, xb, lrs, rng)              # L6–9
@@ -686,13 +687,30 @@ def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
             losses.update(actor_critic_update(state, cfg, xb, a, r, xb_next, lrs))  # L14–19
             x[j * b:(j + 1) * b] = xb_next
             loop.losses(losses)
-        state["x"] = x
+        if cfg.antithetic:
+            state["x"][order] = x      # every agent back in its row: pairs stay i, i + B/2
+        else:
+            state["x"] = x
         if cfg.target_every and n % cfg.target_every == 0:               # L21
             refresh_target(state)
         if loop.end_step():                                              # every cfg.eval_every steps,
             loop.record(evaluate(state, cfg))                            # compare with the closed form
         loop.checkpoint()                                                # every cfg.checkpoint_every
     return state
+
+
+def agent_order(cfg, rng):
+    """The order in which M's step visits the agents: a random permutation of the B rows,
+    cut into minibatches of cfg.minibatch. With cfg.antithetic the pairs are permuted, not
+    the agents: minibatch j holds pairs P_j (B/2 rows' indices, a random b/2 of them) as
+    rows P_j then P_j + B/2, so each minibatch's rows i and i + b/2 are partners and its own
+    normals (AntitheticNormals) keep every pair antithetic. Split pairs would leave each
+    minibatch an unpaired sample of the population (docs/robust.md, "Antithetic agents")."""
+    if not cfg.antithetic:
+        return rng.permutation(cfg.batch)
+    half = cfg.batch // 2
+    pairs = rng.permutation(half).reshape(cfg.batch // cfg.minibatch, cfg.minibatch // 2)
+    return xp_of(pairs).concatenate([pairs, pairs + half], axis=1).reshape(cfg.batch)
 
 
 def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):

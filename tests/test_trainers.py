@@ -148,6 +148,28 @@ def test_antithetic_agents_move_the_population_mean_without_noise(antithetic):
     assert (abs(x.mean()) < 1e-7) == (abs(brownian.mean()) < 1e-7) == antithetic
 
 
+@pytest.mark.parametrize("antithetic", [False, True])
+def test_m_keeps_antithetic_pairs_whole_in_its_minibatches(antithetic):
+    """M visits its agents in random minibatches. With cfg.antithetic each minibatch holds
+    whole pairs, partners at its rows i and i + b/2 (agent_order), and every agent goes back
+    to its own row: after a step whose action does not depend on the state, the partners
+    i and i + B/2 are still mirror images. Split pairs (one permutation of the agents, as
+    without the switch) would leave them unrelated."""
+    cfg = tiny("m", batch=32, minibatch=8, antithetic=antithetic, steps=1, std_floor=0.5)
+    state = mfcg.init_state(cfg)
+    for name in ("Wm", "bm", "Ws"):   # mean 0 and std softplus(bs) + floor, the same for all x
+        state["params"]["actor"][name][...] = 0
+    x = mfcg.train(cfg, state)["x"]
+    # The actor's Adam step after each minibatch moves later minibatches' means by about the
+    # rate, 5e-5 (times Δt): partners then differ by 1e-5, unrelated agents by about 1.
+    assert np.allclose(x[16:], -x[:16], atol=1e-4) == antithetic
+    order = mfcg.agent_order(cfg, mfcg.training_rng(cfg, 0))
+    assert sorted(order.tolist()) == list(range(32))
+    if antithetic:
+        blocks = order.reshape(4, 8)                  # the four minibatches' rows
+        assert np.array_equal(blocks[:, 4:], blocks[:, :4] + 16)
+
+
 # --- GAE -------------------------------------------------------------------------------------
 
 def test_gae_by_hand():
