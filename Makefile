@@ -91,16 +91,20 @@ robust-study: $(STAMP)
 	$(REPORT) runs/robust/ac-s[0-4] runs/robust/ac+mf-s[0-4] runs/robust/ac*_lr_peak-1.0_lr_final-1.0-s? \
 		--out docs/results/robust-ablations/ac-flat-rate
 	$(ROBUST) --algos b,m,drl --seeds 10 --set antithetic=true --runs runs --out runs/report-antithetic
-	for s in n_samples=8000 hutchinson=false minibatch=1024 langevin_every=1; do \
-		$(ROBUST) --algos m --variants plain --seeds 5 --set antithetic=true --set $$s --runs runs \
-			--out runs/report-antithetic-m-$$(echo $$s | tr '=' '-') || exit 1; done
+	$(ROBUST) --algos b,m --variants plain --seeds 10 --set antithetic=true --set eps_langevin=0.0125 \
+		--runs runs --out runs/report-antithetic-eps
+	$(ROBUST) --algos b,m,drl --variants mf --seeds 3 --set antithetic=true --set eps_langevin=0.0125 \
+		--runs runs --out runs/report-antithetic-eps-mf
 	$(REPORT) runs/robust/b-s? runs/robust/b_antithetic-True-s? runs/robust/b+mf-s? runs/robust/b+mf_antithetic-True-s? \
 		runs/robust/m-s? runs/robust/m_antithetic-True-s? runs/robust/m+mf-s? runs/robust/m+mf_antithetic-True-s? \
 		runs/robust/drl-s? runs/robust/drl_antithetic-True-s? runs/robust/drl+mf-s? \
-		runs/robust/drl+mf_antithetic-True-s? runs/robust/m_n_samples-8000_antithetic-True-s? \
-		runs/robust/m_hutchinson-False_antithetic-True-s? runs/robust/m_minibatch-1024_antithetic-True-s? \
-		runs/robust/m_langevin_every-1_antithetic-True-s? \
+		runs/robust/drl+mf_antithetic-True-s? runs/robust/b_eps_langevin-0.0125_antithetic-True-s? \
+		runs/robust/m_eps_langevin-0.0125_antithetic-True-s? runs/robust/*+mf_eps_langevin-0.0125_antithetic-True-s? \
 		--out docs/results/robust-antithetic
+	$(ROBUST) --algos drl --variants plain --seeds 10 --set antithetic=true --set eps_langevin=0.0125 \
+		--steps 12000 --runs runs/long --out runs/report-antithetic-eps-drl-12k
+	$(REPORT) runs/long/robust/drl-s? runs/long/robust/drl_eps_langevin-0.0125_antithetic-True-s? \
+		--out docs/results/robust-ablations/drl-plain-12k-antithetic-eps
 
 # the robust preset at the paper's scale, 8,192 agents (M: minibatches of 1,024), seeds 0-4:
 # B, M and DRL, both variants (RUNS/paper-scale/robust/*); then the corrected learners on the

@@ -142,9 +142,9 @@ def late_window(history, steps, m_star, m_mfg, part=LATE_PART):
     quartiles over the evaluations after step (1 − part)·steps, and the share of them
     within the distance threshold of m* and of m_mfg. A run that wanders is judged badly by
     its last evaluation alone. With no evaluation in the window, the last one. Also the
-    standard deviation of the agents' own mean over the window (`agents_sd`; None where the
-    history does not record it): how much the population itself wanders, without the
-    sampler's noise."""
+    mean and the standard deviation of the agents' own mean over the window (`agents_mean`,
+    `agents_sd`; None where the history does not record it): where the population itself
+    rests and how much it wanders, without the sampler's noise."""
     window = [h for h in history if h["step"] > (1 - part) * steps] or [history[-1]]
     late = np.array([h["local_mean"] for h in window], dtype=float)
     q1, median, q3 = np.percentile(late, [25, 50, 75])
@@ -153,6 +153,7 @@ def late_window(history, steps, m_star, m_mfg, part=LATE_PART):
     return {"median": float(median), "q1": float(q1), "q3": float(q3), "evaluations": len(late),
             "near_m_star": float(np.mean(abs(late - m_star) < near)),
             "near_m_mfg": float(np.mean(abs(late - m_mfg) < near)),
+            "agents_mean": None if None in agents else float(np.mean(agents)),
             "agents_sd": None if None in agents else float(np.std(agents))}
 
 
@@ -353,18 +354,21 @@ def results_table(summary, problem):
             f"{1 - LATE_PART:.2f} × steps: its median and interquartile range per run (in seed "
             f"order), and the share of those evaluations within {near} of m* and of m_mfg (mean over "
             f"runs). A run that wanders is judged badly by its last evaluation alone. The last "
-            f"column is how much the agents' own mean wanders: its standard deviation over each "
-            f"run's window, root mean square over runs (n/a for histories that lack it).", "",
+            f"two columns are where the agents' own mean rests, its mean over each run's window "
+            f"(mean over runs), and how much it wanders, its standard deviation over the window "
+            f"(root mean square over runs); n/a for histories that lack it.", "",
             f"| algorithm | median local mean [IQR], per run | within {near} of m* | within {near} of m_mfg "
-            f"| sd of the agents' mean |",
-            "|---|---|---|---|---|"]
+            f"| the agents' mean | sd of the agents' mean |",
+            "|---|---|---|---|---|---|"]
     for label, e in summary.items():
         ws = e["late_local_mean"]
         per_run = "; ".join(f"{w['median']:.3f} [{w['q1']:.3f}, {w['q3']:.3f}]" for w in ws)
         sds = [w.get("agents_sd") for w in ws]
         sd = "n/a" if None in sds else f"{np.sqrt(np.mean(np.square(sds))):.4f}"
+        means = [w.get("agents_mean") for w in ws]
+        mean = "n/a" if None in means else f"{np.mean(means):.4f}"
         late.append(f"| {label} | {per_run} | {np.mean([w['near_m_star'] for w in ws]):.2f} | "
-                    f"{np.mean([w['near_m_mfg'] for w in ws]):.2f} | {sd} |")
+                    f"{np.mean([w['near_m_mfg'] for w in ws]):.2f} | {mean} | {sd} |")
     late += ["", "## Settled", "",
              f"Settled at an equilibrium: at every evaluation of the last {LATE_PART:.0%}, the local mean "
              f"within {SETTLED['distance']} of its mean and the actor's mean within {SETTLED['control']} "

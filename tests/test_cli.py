@@ -262,13 +262,14 @@ def test_late_window_is_the_last_quarter_of_the_run():
     assert w["evaluations"] == 3 and w["median"] == pytest.approx(0.3)
     assert (w["q1"], w["q3"]) == (pytest.approx(0.25), pytest.approx(0.6))
     assert w["near_m_star"] == pytest.approx(2 / 3) and w["near_m_mfg"] == 0.0
-    assert w["agents_sd"] is None  # a history without the agents' mean
+    assert w["agents_sd"] is None and w["agents_mean"] is None  # a history without the agents' mean
     w = rx.late_window(history[:2], 100, m_star=0.25, m_mfg=0.7)
     assert w["evaluations"] == 1 and w["median"] == 5.0
     for h, a in zip(history, [9.0] * 7 + [0.1, 0.3, 0.5]):  # the agents' own mean, window only
         h["agents_mean"] = a
     w = rx.late_window(history, 100, m_star=0.25, m_mfg=0.7)
     assert w["agents_sd"] == pytest.approx(np.std([0.1, 0.3, 0.5]))
+    assert w["agents_mean"] == pytest.approx(0.3)
 
 
 def test_settled_means_every_late_evaluation_within_both_thresholds():
