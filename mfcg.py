@@ -667,10 +667,11 @@ def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
 
 
 def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=None):
-    """IH-MFCG-AC-M (Algorithm 3): each step permutes the agents and runs the score,
-    actor and critic updates minibatch by minibatch; score losses use Hutchinson probes;
-    the Langevin pools are refreshed once per step when n % cfg.langevin_every == 0, and
-    between refreshes the agents pay for the last refresh's means."""
+    """IH-MFCG-AC-M (Algorithm 3): each step permutes the agents (with cfg.antithetic,
+    their pairs: agent_order) and runs the score, actor and critic updates minibatch by
+    minibatch; score losses use Hutchinson probes; the Langevin pools are refreshed once
+    per step when n % cfg.langevin_every == 0, and between refreshes the agents pay for
+    the last refresh's means."""
     state = state if state is not None else init_state(cfg)              # L1–2
     loop = Loop(state, cfg, run_dir, on_eval, until, on_step)            # Ctrl-C, timing, checks
     b = cfg.minibatch
