@@ -165,7 +165,9 @@ def test_m_keeps_antithetic_pairs_whole_in_its_minibatches(antithetic):
     assert np.allclose(x[16:], -x[:16], atol=1e-4) == antithetic
     order = mfcg.agent_order(cfg, mfcg.training_rng(cfg, 0))
     assert sorted(order.tolist()) == list(range(32))
-    if antithetic:
+    if not antithetic:   # M as before the switch: one permutation of the agents, same stream
+        assert np.array_equal(order, mfcg.training_rng(cfg, 0).permutation(32))
+    else:
         blocks = order.reshape(4, 8)                  # the four minibatches' rows
         assert np.array_equal(blocks[:, 4:], blocks[:, :4] + 16)
 
