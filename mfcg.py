@@ -198,7 +198,7 @@ class LQSolution:
 # ---------------------------------------------------------------------------------------
 
 ALGOS = ("ac", "b", "m", "drl")
-PRESETS = ("quick", "paper", "lean", "robust")
+PRESETS = ("quick", "paper", "lean", "robust", "steady")
 
 
 @dataclass(frozen=True)
@@ -306,14 +306,25 @@ ROBUST_PPO = dict(ppo_epochs=10, ppo_minibatches=8, adv_norm=True)  # DRL: the u
 ROBUST = {algo: replace(cfg, score_warmup=ROBUST_SCORE_WARMUP) for algo, cfg in QUICK.items()}
 ROBUST["drl"] = replace(ROBUST["drl"], **ROBUST_PPO, steps=6000)
 
+# The steady preset: the robust one with the two changes that take the sampling noise and the
+# sampler's bias out of the agents' mean (docs/robust.md): the agents' normals in antithetic
+# pairs (B, M and DRL; AC has a single agent, so no pair) and a Langevin step of
+# STEADY_EPS_LANGEVIN instead of the paper's 0.05. DRL trains 12,000 steps: plain DRL settles
+# from step 5,000-7,750. At the paper's scale: --set batch=8192 (M: and minibatch=1024).
+STEADY_EPS_LANGEVIN = 0.0125
+STEADY = {algo: replace(cfg, eps_langevin=STEADY_EPS_LANGEVIN, antithetic=algo != "ac")
+          for algo, cfg in ROBUST.items()}
+STEADY["drl"] = replace(STEADY["drl"], steps=12_000)
+
 
 def preset(name, algo, **overrides):
-    """One algorithm's named settings (PAPER, QUICK, LEAN or ROBUST), any field overridden."""
+    """One algorithm's named settings (PAPER, QUICK, LEAN, ROBUST or STEADY), any field overridden."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {PRESETS}, got {name!r}")
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
-    return replace({"paper": PAPER, "quick": QUICK, "lean": LEAN, "robust": ROBUST}[name][algo], **overrides)
+    named = {"paper": PAPER, "quick": QUICK, "lean": LEAN, "robust": ROBUST, "steady": STEADY}
+    return replace(named[name][algo], **overrides)
 
 
 # ---------------------------------------------------------------------------------------
