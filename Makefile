@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test reproduce bench ablation robust-study robust-paper-scale venv clean gpu-check
+.PHONY: test reproduce bench ablation robust-study robust-paper-scale steady-study venv clean gpu-check
 
 venv: $(STAMP)
 
@@ -16,11 +16,11 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 # The suite as two pytest processes, one per core: the tests that retrain committed runs
-# (tests/test_robust.py and tests/test_mf_correction.py share those runs, so they stay in one
+# (tests/test_steady.py and tests/test_mf_correction.py share those runs, so they stay in one
 # process) beside all the others. The first one's report is printed after the second's; the
 # target fails if either fails; Ctrl-C stops both. `$(PY) -m pytest` runs the same tests in
 # one process.
-RETRAIN_TESTS := tests/test_robust.py tests/test_mf_correction.py
+RETRAIN_TESTS := tests/test_steady.py tests/test_mf_correction.py
 TEST_ENV      := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 test: $(STAMP)
 	@log=$$(mktemp); trap 'kill $$retrain 2>/dev/null; rm -f $$log; exit 130' INT TERM; \
@@ -121,6 +121,21 @@ robust-paper-scale: $(STAMP)
 	$(REPORT) runs/paper-scale/robust/b+mf_batch-8192-s[5-9] runs/paper-scale/robust/drl+mf_batch-8192-s[5-9] \
 		runs/paper-scale/robust/m+mf_batch-8192_minibatch-1024-s[5-9] runs/robust/b+mf-s[5-9] \
 		runs/robust/m+mf-s[5-9] runs/robust/drl+mf-s[5-9] --out docs/results/robust-paper-scale-check-seeds
+
+# the steady preset's study (docs/robust.md): seeds 0-9 at 1,024 agents, the report that
+# `make reproduce PRESET=steady SEEDS=10` makes too; then each of its changes undone alone
+# (seeds 0-4; B's and M's runs with the paper's step are robust-study's antithetic ones); then
+# the paper's scale, 8,192 agents, seeds 0-4. Hours on 2 cores; resumable like the others.
+STEADY = $(PY) run_experiments.py reproduce --preset steady --jobs $(JOBS)
+steady-study: $(STAMP)
+	$(STEADY) --algos b,m,drl,ac --seeds 10 --runs runs --out docs/results/steady
+	$(STEADY) --algos b,m --seeds 5 --set antithetic=false --runs runs --out runs/report-steady-bm-noanti
+	$(STEADY) --algos drl --variants plain --seeds 5 --set antithetic=false --runs runs --out runs/report-steady-drl-noanti
+	$(STEADY) --algos drl --variants plain --seeds 5 --set eps_langevin=0.05 --runs runs --out runs/report-steady-drl-eps05
+	$(STEADY) --algos drl --variants plain --seeds 5 --steps 6000 --runs runs/short --out runs/report-steady-drl-6k
+	$(STEADY) --algos b --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-steady-ps-b
+	$(STEADY) --algos m --seeds 5 --set batch=8192 --set minibatch=1024 --runs runs/paper-scale \
+		--out runs/report-steady-ps-m
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,7 +1,7 @@
 """Hypothesis profiles: CI draws the same examples every run (derandomize), so a red run
 is reproducible; locally examples are random. No example has a deadline: the first call
 of a test pays for imports. Tests that set their own max_examples keep it. Also the
-robust preset's runs, retrained once and shared."""
+steady preset's runs, retrained once and shared."""
 import os
 
 import pytest
@@ -15,14 +15,14 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(scope="session")
-def robust_run():
-    """robust_run(name, until) → (state, saved config.json, committed history): the run
-    docs/results/robust/runs/robust/NAME retrained from its saved config up to step `until`,
-    once per session (the tests of the robust preset and of the correction share them)."""
+def steady_run():
+    """steady_run(name, until) → (state, saved config.json, committed history): the run
+    docs/results/steady/runs/steady/NAME retrained from its saved config up to step `until`,
+    once per session (the tests of the steady preset and of the correction share them)."""
     import json
     import mfcg
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "docs", "results", "robust", "runs", "robust")
+                        "docs", "results", "steady", "runs", "steady")
     cache = {}
 
     def get(name, until):

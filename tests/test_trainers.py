@@ -601,8 +601,9 @@ def test_quick_preset_end_to_end(algo):
     restore (slope < 0; flipping the actor's advantage sign gives a positive slope and a
     diverging population); DRL's local score network tracks its broad population (mean
     within half a std); for AC's single agent the local Langevin pool follows the agent.
-    B and M, which settle, are tested on the robust preset (tests/test_robust.py), which is
-    theirs plus the score networks' warm start."""
+    B and M, which settle, are tested on the steady preset (tests/test_steady.py), which is
+    theirs plus the score networks' warm start, antithetic agents and a smaller Langevin
+    step."""
     cfg = preset("quick", algo, seed=0)
     state = mfcg.train(cfg)
     rec = state["history"][-1]
