@@ -95,7 +95,9 @@ robust-study: $(STAMP)
 		--runs runs --out runs/report-antithetic-eps
 	$(ROBUST) --algos b --variants mf --seeds 10 --set antithetic=true --set eps_langevin=0.0125 \
 		--runs runs --out runs/report-antithetic-eps-mf-b
-	$(ROBUST) --algos m,drl --variants mf --seeds 3 --set antithetic=true --set eps_langevin=0.0125 \
+	$(ROBUST) --algos m --variants mf --seeds 10 --set antithetic=true --set eps_langevin=0.0125 \
+		--runs runs --out runs/report-antithetic-eps-mf-m
+	$(ROBUST) --algos drl --variants mf --seeds 3 --set antithetic=true --set eps_langevin=0.0125 \
 		--runs runs --out runs/report-antithetic-eps-mf
 	$(REPORT) runs/robust/b-s? runs/robust/b_antithetic-True-s? runs/robust/b+mf-s? runs/robust/b+mf_antithetic-True-s? \
 		runs/robust/m-s? runs/robust/m_antithetic-True-s? runs/robust/m+mf-s? runs/robust/m+mf_antithetic-True-s? \
