@@ -135,6 +135,14 @@ steady-study: $(STAMP)
 	$(STEADY) --algos drl --variants plain --seeds 5 --set antithetic=false --runs runs --out runs/report-steady-drl-noanti
 	$(STEADY) --algos drl --variants plain --seeds 5 --set eps_langevin=0.05 --runs runs --out runs/report-steady-drl-eps05
 	$(STEADY) --algos drl --variants plain --seeds 5 --steps 6000 --runs runs/short --out runs/report-steady-drl-6k
+	$(REPORT) runs/steady/b-s[0-4] runs/steady/b+mf-s[0-4] runs/steady/m-s[0-4] runs/steady/m+mf-s[0-4] \
+		runs/steady/drl-s[0-4] runs/steady/drl+mf-s[0-4] runs/steady/*_antithetic-False-s? \
+		runs/steady/drl_eps_langevin-0.05-s? runs/robust/b_antithetic-True-s[0-4] \
+		runs/robust/b+mf_antithetic-True-s[0-4] runs/robust/m_antithetic-True-s[0-4] \
+		runs/robust/m+mf_antithetic-True-s[0-4] runs/robust/drl+mf_antithetic-True-s[0-4] \
+		--allow-mixed-presets --out docs/results/steady-ablations/one-change-undone
+	$(REPORT) runs/short/steady/drl-s? runs/robust/drl+mf_eps_langevin-0.0125_antithetic-True-s? \
+		--allow-mixed-presets --out docs/results/steady-ablations/drl-6000-steps
 	$(STEADY) --algos b --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-steady-ps-b
 	$(STEADY) --algos m --seeds 5 --set batch=8192 --set minibatch=1024 --runs runs/paper-scale \
 		--out runs/report-steady-ps-m
