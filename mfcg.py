@@ -198,7 +198,6 @@ class LQSolution:
 # ---------------------------------------------------------------------------------------
 
 ALGOS = ("ac", "b", "m", "drl")
-PRESETS = ("quick", "paper", "lean", "robust", "steady")
 
 
 @dataclass(frozen=True)
@@ -316,6 +315,9 @@ STEADY = {algo: replace(cfg, eps_langevin=STEADY_EPS_LANGEVIN, antithetic=algo !
           for algo, cfg in ROBUST.items()}
 STEADY["drl"] = replace(STEADY["drl"], steps=12_000)
 
+NAMED_PRESETS = {"quick": QUICK, "paper": PAPER, "lean": LEAN, "robust": ROBUST, "steady": STEADY}
+PRESETS = tuple(NAMED_PRESETS)
+
 
 def preset(name, algo, **overrides):
     """One algorithm's named settings (PAPER, QUICK, LEAN, ROBUST or STEADY), any field overridden."""
@@ -323,8 +325,7 @@ def preset(name, algo, **overrides):
         raise ValueError(f"preset must be one of {PRESETS}, got {name!r}")
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
-    named = {"paper": PAPER, "quick": QUICK, "lean": LEAN, "robust": ROBUST, "steady": STEADY}
-    return replace(named[name][algo], **overrides)
+    return replace(NAMED_PRESETS[name][algo], **overrides)
 
 
 # ---------------------------------------------------------------------------------------

@@ -363,10 +363,11 @@ def results_table(summary, problem):
     for label, e in summary.items():
         ws = e["late_local_mean"]
         per_run = "; ".join(f"{w['median']:.3f} [{w['q1']:.3f}, {w['q3']:.3f}]" for w in ws)
-        sds = [w.get("agents_sd") for w in ws]
-        sd = "n/a" if None in sds else f"{np.sqrt(np.mean(np.square(sds))):.4f}"
-        means = [w.get("agents_mean") for w in ws]
-        mean = "n/a" if None in means else f"{np.mean(means):.4f}"
+        def over_runs(key, combine):  # n/a where a history lacks the agents' mean
+            values = [w.get(key) for w in ws]
+            return "n/a" if None in values else f"{combine(values):.4f}"
+        mean = over_runs("agents_mean", np.mean)
+        sd = over_runs("agents_sd", lambda sds: np.sqrt(np.mean(np.square(sds))))
         late.append(f"| {label} | {per_run} | {np.mean([w['near_m_star'] for w in ws]):.2f} | "
                     f"{np.mean([w['near_m_mfg'] for w in ws]):.2f} | {mean} | {sd} |")
     late += ["", "## Settled", "",
