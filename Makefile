@@ -126,8 +126,9 @@ robust-paper-scale: $(STAMP)
 
 # the steady preset's study (docs/robust.md): seeds 0-9 at 1,024 agents, the report that
 # `make reproduce PRESET=steady SEEDS=10` makes too; then each of its changes undone alone
-# (seeds 0-4; B's and M's runs with the paper's step are robust-study's antithetic ones); then
-# the paper's scale, 8,192 agents, seeds 0-4. Hours on 2 cores; resumable like the others.
+# (seeds 0-4; B's and M's runs with the paper's step are robust-study's antithetic ones), plain
+# M with 40 Langevin iterations per refresh (seeds 0-9); then the paper's scale, 8,192 agents,
+# seeds 0-4. Hours on 2 cores; resumable like the others.
 STEADY = $(PY) run_experiments.py reproduce --preset steady --jobs $(JOBS)
 steady-study: $(STAMP)
 	$(STEADY) --algos b,m,drl,ac --seeds 10 --runs runs --out docs/results/steady
@@ -143,9 +144,14 @@ steady-study: $(STAMP)
 		--allow-mixed-presets --out docs/results/steady-ablations/one-change-undone
 	$(REPORT) runs/short/steady/drl-s? runs/robust/drl+mf_eps_langevin-0.0125_antithetic-True-s? \
 		--allow-mixed-presets --out docs/results/steady-ablations/drl-6000-steps
+	$(STEADY) --algos m --variants plain --seeds 10 --set langevin_steps=40 --runs runs \
+		--out runs/report-steady-m-langevin40
+	$(REPORT) runs/steady/m-s? runs/steady/m_langevin_steps-40-s? --out docs/results/steady-ablations/m-langevin-steps-40
 	$(STEADY) --algos b --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-steady-ps-b
 	$(STEADY) --algos m --seeds 5 --set batch=8192 --set minibatch=1024 --runs runs/paper-scale \
 		--out runs/report-steady-ps-m
+	$(STEADY) --algos drl --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-steady-ps-drl
+	$(REPORT) runs/paper-scale/steady/*-s[0-4] --out docs/results/steady-paper-scale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
