@@ -126,30 +126,37 @@ robust-paper-scale: $(STAMP)
 
 # the steady preset's study (docs/robust.md): seeds 0-9 at 1,024 agents, the report that
 # `make reproduce PRESET=steady SEEDS=10` makes too; then each of its changes undone alone
-# (seeds 0-4; B's and M's runs with the paper's step are robust-study's antithetic ones), plain
-# M with 40 Langevin iterations per refresh (seeds 0-9); then the paper's scale, 8,192 agents,
-# seeds 0-4. Hours on 2 cores; resumable like the others.
+# (seeds 0-9, DRL+mf 0-4; B's and M's runs with the paper's step are robust-study's
+# antithetic ones), M with 10 Langevin iterations per refresh instead of 40 (seeds 0-9); then
+# the paper's scale, 8,192 agents, seeds 0-4. Hours on 2 cores; resumable like the others.
 STEADY = $(PY) run_experiments.py reproduce --preset steady --jobs $(JOBS)
 steady-study: $(STAMP)
 	$(STEADY) --algos b,m,drl,ac --seeds 10 --runs runs --out docs/results/steady
-	$(STEADY) --algos b,m --seeds 5 --set antithetic=false --runs runs --out runs/report-steady-bm-noanti
-	$(STEADY) --algos drl --variants plain --seeds 5 --set antithetic=false --runs runs --out runs/report-steady-drl-noanti
-	$(STEADY) --algos drl --variants plain --seeds 5 --set eps_langevin=0.05 --runs runs --out runs/report-steady-drl-eps05
+	$(STEADY) --algos b,m --seeds 10 --set antithetic=false --runs runs --out runs/report-steady-bm-noanti
+	$(STEADY) --algos drl --variants plain --seeds 10 --set antithetic=false --runs runs --out runs/report-steady-drl-noanti
+	$(STEADY) --algos drl --variants plain --seeds 10 --set eps_langevin=0.05 --runs runs --out runs/report-steady-drl-eps05
+	$(STEADY) --algos drl --variants mf --seeds 5 --set antithetic=false --runs runs --out runs/report-steady-drlmf-noanti
+	$(STEADY) --algos drl --variants mf --seeds 5 --set eps_langevin=0.05 --runs runs --out runs/report-steady-drlmf-eps05
 	$(STEADY) --algos drl --variants plain --seeds 5 --steps 6000 --runs runs/short --out runs/report-steady-drl-6k
-	$(REPORT) runs/steady/b-s[0-4] runs/steady/b+mf-s[0-4] runs/steady/m-s[0-4] runs/steady/m+mf-s[0-4] \
-		runs/steady/drl-s[0-4] runs/steady/drl+mf-s[0-4] runs/steady/*_antithetic-False-s? \
-		runs/steady/drl_eps_langevin-0.05-s? runs/robust/b_antithetic-True-s[0-4] \
-		runs/robust/b+mf_antithetic-True-s[0-4] runs/robust/m_antithetic-True-s[0-4] \
-		runs/robust/m+mf_antithetic-True-s[0-4] runs/robust/drl+mf_antithetic-True-s[0-4] \
+	$(REPORT) runs/steady/b-s? runs/steady/b+mf-s? runs/steady/m-s? runs/steady/m+mf-s? \
+		runs/steady/drl-s? runs/steady/drl+mf-s? runs/steady/*_antithetic-False-s? \
+		runs/steady/drl*_eps_langevin-0.05-s? runs/robust/b_antithetic-True-s? \
+		runs/robust/b+mf_antithetic-True-s? runs/robust/m_antithetic-True-s? \
+		runs/robust/m+mf_antithetic-True-s? runs/robust/drl+mf_antithetic-True-s? \
 		--allow-mixed-presets --out docs/results/steady-ablations/one-change-undone
 	$(REPORT) runs/short/steady/drl-s? runs/robust/drl+mf_eps_langevin-0.0125_antithetic-True-s? \
 		--allow-mixed-presets --out docs/results/steady-ablations/drl-6000-steps
-	$(STEADY) --algos m --variants plain --seeds 10 --set langevin_steps=40 --runs runs \
-		--out runs/report-steady-m-langevin40
-	$(REPORT) runs/steady/m-s? runs/steady/m_langevin_steps-40-s? --out docs/results/steady-ablations/m-langevin-steps-40
+	$(STEADY) --algos m --seeds 10 --set langevin_steps=10 --runs runs --out runs/report-steady-m-langevin10
+	$(STEADY) --algos m --seeds 5 --set antithetic=false --set langevin_steps=10 --runs runs \
+		--out runs/report-steady-m-noanti-langevin10
+	$(REPORT) runs/steady/m-s? runs/steady/m+mf-s? runs/steady/m_langevin_steps-10-s? \
+		runs/steady/m+mf_langevin_steps-10-s? runs/steady/m_antithetic-False_langevin_steps-10-s? \
+		runs/steady/m+mf_antithetic-False_langevin_steps-10-s? --out docs/results/steady-ablations/m-langevin-steps-10
 	$(STEADY) --algos b --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-steady-ps-b
 	$(STEADY) --algos m --seeds 5 --set batch=8192 --set minibatch=1024 --runs runs/paper-scale \
 		--out runs/report-steady-ps-m
+	$(STEADY) --algos m --variants plain --seeds 5 --set batch=8192 --set minibatch=1024 \
+		--set langevin_steps=10 --runs runs/paper-scale --out runs/report-steady-ps-m-langevin10
 	$(STEADY) --algos drl --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-steady-ps-drl
 	$(REPORT) runs/paper-scale/steady/*-s[0-4] --out docs/results/steady-paper-scale
 

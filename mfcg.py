@@ -308,11 +308,16 @@ ROBUST["drl"] = replace(ROBUST["drl"], **ROBUST_PPO, steps=6000)
 # The steady preset: the robust one with the two changes that take the sampling noise and the
 # sampler's bias out of the agents' mean (docs/robust.md): the agents' normals in antithetic
 # pairs (B, M and DRL; AC has a single agent, so no pair) and a Langevin step of
-# STEADY_EPS_LANGEVIN instead of the paper's 0.05. DRL trains 12,000 steps: plain DRL settles
-# from step 5,000-7,750. At the paper's scale: --set batch=8192 (M: and minibatch=1024).
+# STEADY_EPS_LANGEVIN instead of the paper's 0.05. M refreshes its pools only every 50 steps,
+# so it takes STEADY_M_LANGEVIN_STEPS iterations per refresh instead of 10: each refresh then
+# moves its pools as far in Langevin time as the paper's step does (40 × 0.0125 = 10 × 0.05).
+# DRL trains 12,000 steps: plain DRL settles from step 5,000-7,750. At the paper's scale:
+# --set batch=8192 (M: and minibatch=1024).
 STEADY_EPS_LANGEVIN = 0.0125
+STEADY_M_LANGEVIN_STEPS = 40
 STEADY = {algo: replace(cfg, eps_langevin=STEADY_EPS_LANGEVIN, antithetic=algo != "ac")
           for algo, cfg in ROBUST.items()}
+STEADY["m"] = replace(STEADY["m"], langevin_steps=STEADY_M_LANGEVIN_STEPS)
 STEADY["drl"] = replace(STEADY["drl"], steps=12_000)
 
 NAMED_PRESETS = {"quick": QUICK, "paper": PAPER, "lean": LEAN, "robust": ROBUST, "steady": STEADY}

@@ -85,15 +85,17 @@ def _settled_mean(state):
 
 
 def test_deep_m_settles_at_the_nash_mean_without_and_at_m_star_with_the_correction(steady_run):
-    """Steady-preset M, the first 4,750 steps of seed 3 without the correction and the first
-    1,750 of seed 0 with it (committed runs of docs/results/steady that settle early, which
-    keeps the suite short). Averaged over their last four evaluations the local means are
-    0.032 below m_mfg = 0.714 and 0.018 below m* = 0.241, the control errors (against the
-    equilibrium's own control, over its own law) 0.045 and 0.039; over the last quarter of
-    the whole runs (10,000 steps, seeds 0–9) every evaluation is within 0.043 of m_mfg
-    without the correction and within 0.037 of m* with it. Asserted: the settled thresholds."""
+    """Steady-preset M, the first 3,500 steps of seed 3 without the correction and the first
+    2,000 of seed 0 with it (committed runs of docs/results/steady that settle early, which
+    keeps the suite short). In the report, averaged over their last four evaluations the
+    local means are 0.022 below m_mfg = 0.714 and 0.019 below m* = 0.241, the control errors
+    (against the equilibrium's own control, over its own law) 0.050 and 0.041; over the last
+    quarter of the whole runs (10,000 steps, seeds 0–9) every evaluation is within 0.039 of
+    m_mfg without the correction and within 0.040 of m* with it. Retrained on another CPU
+    the runs drift apart from the report's (tests/test_steady.py), so asserted: the settled
+    thresholds."""
     from run_experiments import SETTLED
-    plain, corrected = steady_run("m-s3", 4750)[0], steady_run("m+mf-s0", 1750)[0]
+    plain, corrected = steady_run("m-s3", 3500)[0], steady_run("m+mf-s0", 2000)[0]
     assert abs(_settled_mean(plain) - SOL.mean_mfg) < SETTLED["distance"], _settled_mean(plain)
     assert abs(_settled_mean(corrected) - SOL.mean) < SETTLED["distance"], _settled_mean(corrected)
     assert plain["history"][-1]["control_rmse_at_mfg"] < SETTLED["control"]

@@ -124,7 +124,8 @@ def test_the_robust_switches_are_off_in_the_paper_presets():
 
 def test_the_steady_preset_is_the_robust_one_with_quieter_sampling():
     """steady = robust + antithetic agents (not AC: one agent has no partner) + the Langevin
-    step STEADY_EPS_LANGEVIN, and DRL 12,000 steps; nothing else differs."""
+    step STEADY_EPS_LANGEVIN (M, which refreshes its pools every 50 steps, with as many more
+    iterations per refresh as the step is smaller), and DRL 12,000 steps; nothing else differs."""
     assert mfcg.STEADY_EPS_LANGEVIN < preset("paper", "b").eps_langevin == 0.05
     for algo in mfcg.ALGOS:
         robust, steady = preset("robust", algo).to_dict(), preset("steady", algo).to_dict()
@@ -134,6 +135,10 @@ def test_the_steady_preset_is_the_robust_one_with_quieter_sampling():
             expected["antithetic"] = True
         if algo == "drl":
             expected["steps"] = 12_000
+        if algo == "m":   # the same Langevin time per refresh as the robust preset's
+            expected["langevin_steps"] = mfcg.STEADY_M_LANGEVIN_STEPS
+            assert (steady["langevin_steps"] * steady["eps_langevin"]
+                    == robust["langevin_steps"] * robust["eps_langevin"])
         assert changed == expected, (algo, changed)
     with pytest.raises(ValueError, match="antithetic needs an even batch"):
         preset("steady", "ac", antithetic=True)   # why AC is left out: one agent has no partner
