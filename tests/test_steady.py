@@ -14,9 +14,9 @@ import pytest
 import mfcg
 import run_experiments as rx
 
-# Runs repeat bit for bit on one CPU. On another, NumPy's float32 tanh and exp round some
-# results differently in the last bit (with AVX-512 or without it), and training carries the
-# difference on: retrained on an Intel Xeon with AVX-512, runs made on an AMD EPYC without it
+# Runs repeat bit for bit on one CPU. On another, some float32 results round differently in
+# the last bit (NumPy's tanh and exp, the BLAS kernels: AVX-512 or not), and training carries
+# the difference on: retrained on an Intel Xeon with AVX-512, runs made on an AMD EPYC without it
 # keep their control errors within 0.009 of the report's, but the local law's mean, which the
 # evaluation reads off the fast-learning local score network, drifts apart: within 0.010 of
 # the report's over the first 1,000 steps, up to 0.024 later (M seed 7, step 2,750; B seed 6
