@@ -63,13 +63,16 @@ REPORT = $(PY) run_experiments.py report
 
 robust-study: $(STAMP)
 	$(ROBUST) --algos b,m,drl,ac --seeds 10 --runs runs --out runs/report-robust
-	$(ROBUST) --algos drl --seeds 5 --set score_warmup=0 --runs runs --out runs/report-drl-nowarm
-	$(ROBUST) --algos drl --variants mf --seeds 3 --set ppo_epochs=1 --set ppo_minibatches=1 \
+	$(ROBUST) --algos drl --variants mf --seeds 5 --set ppo_epochs=1 --set ppo_minibatches=1 \
 		--set adv_norm=false --runs runs --out runs/report-drl-a4
-	for s in adv_norm=false gae_lambda=0.0,1.0 ent_coef=0.0 ppo_clip=0.0 rollout=256; do \
-		$(ROBUST) --algos drl --variants mf --seeds 3 --set $$s \
+	for s in adv_norm=false gae_lambda=0.0,1.0 ent_coef=0.0 ppo_clip=0.0 rollout=256 score_warmup=0; do \
+		$(ROBUST) --algos drl --variants mf --seeds 5 --set $$s \
 			--runs runs --out runs/report-drl-$$(echo $$s | tr '=,.' '---') || exit 1; done
-	$(REPORT) runs/robust/drl+mf-s[012] runs/robust/drl+mf_*-s? --out docs/results/drl-ablation
+	$(REPORT) runs/robust/drl+mf-s[0-4] runs/robust/drl+mf_ppo_epochs-*-s[0-4] runs/robust/drl+mf_adv_norm-*-s[0-4] \
+		runs/robust/drl+mf_gae_lambda-*-s[0-4] runs/robust/drl+mf_ent_coef-*-s[0-4] runs/robust/drl+mf_ppo_clip-*-s[0-4] \
+		runs/robust/drl+mf_rollout-*-s[0-4] runs/robust/drl+mf_score_warmup-*-s[0-4] --out docs/results/drl-ablation
+	$(REPORT) runs/robust/drl+mf-s[0-4] runs/robust/drl+mf_score_warmup-0-s[0-4] \
+		--out docs/results/robust-ablations/warm-start-drl
 	$(ROBUST) --algos b,m --variants plain --seeds 5 --set lr_peak=3.0 --runs runs --out runs/report-peak3-plain
 	$(REPORT) runs/robust/b_lr_peak-3.0-s? runs/robust/m_lr_peak-3.0-s? runs/robust/b-s[0-4] \
 		runs/robust/m-s[0-4] --out docs/results/robust-ablations/lr-peak-3
@@ -80,9 +83,9 @@ robust-study: $(STAMP)
 	$(REPORT) runs/robust/*_lr_final-0.05-s? runs/robust/b-s[0-4] runs/robust/b+mf-s[01] \
 		runs/robust/drl+mf-s[01] --out docs/results/robust-ablations/lr-final-0.05
 	$(ROBUST) --algos drl --variants plain --seeds 5 --steps 12000 --runs runs/long --out runs/report-drl-12k
-	$(ROBUST) --algos drl --variants mf --seeds 3 --set rollout=256 --steps 48000 --runs runs/long \
+	$(ROBUST) --algos drl --variants mf --seeds 5 --set rollout=256 --steps 48000 --runs runs/long \
 		--out runs/report-drl-rollout-equal-updates
-	$(REPORT) runs/robust/drl+mf-s[012] runs/long/robust/drl+mf_rollout-256-s? \
+	$(REPORT) runs/robust/drl+mf-s[0-4] runs/long/robust/drl+mf_rollout-256-s? \
 		--out docs/results/drl-ablation-rollout-equal-updates
 	$(ROBUST) --algos b --variants mf --seeds 3 --set lr_critic=0.001 --runs runs --out runs/report-critic10
 	$(REPORT) runs/robust/b+mf-s[012] runs/robust/b+mf_lr_critic-0.001-s? \
@@ -126,7 +129,7 @@ robust-paper-scale: $(STAMP)
 
 # the steady preset's study (docs/robust.md): seeds 0-9 at 1,024 agents, the report that
 # `make reproduce PRESET=steady SEEDS=10` makes too; then each of its changes undone alone
-# (seeds 0-9, DRL+mf 0-4; B's and M's runs with the paper's step are robust-study's
+# (seeds 0-9; B's and M's runs with the paper's step are robust-study's
 # antithetic ones), M with 10 Langevin iterations per refresh instead of 40 (seeds 0-9); then
 # the paper's scale, 8,192 agents, seeds 0-4. Hours on 2 cores; resumable like the others.
 STEADY = $(PY) run_experiments.py reproduce --preset steady --jobs $(JOBS)
@@ -135,8 +138,8 @@ steady-study: $(STAMP)
 	$(STEADY) --algos b,m --seeds 10 --set antithetic=false --runs runs --out runs/report-steady-bm-noanti
 	$(STEADY) --algos drl --variants plain --seeds 10 --set antithetic=false --runs runs --out runs/report-steady-drl-noanti
 	$(STEADY) --algos drl --variants plain --seeds 10 --set eps_langevin=0.05 --runs runs --out runs/report-steady-drl-eps05
-	$(STEADY) --algos drl --variants mf --seeds 5 --set antithetic=false --runs runs --out runs/report-steady-drlmf-noanti
-	$(STEADY) --algos drl --variants mf --seeds 5 --set eps_langevin=0.05 --runs runs --out runs/report-steady-drlmf-eps05
+	$(STEADY) --algos drl --variants mf --seeds 10 --set antithetic=false --runs runs --out runs/report-steady-drlmf-noanti
+	$(STEADY) --algos drl --variants mf --seeds 10 --set eps_langevin=0.05 --runs runs --out runs/report-steady-drlmf-eps05
 	$(STEADY) --algos drl --variants plain --seeds 5 --steps 6000 --runs runs/short --out runs/report-steady-drl-6k
 	$(REPORT) runs/steady/b-s? runs/steady/b+mf-s? runs/steady/m-s? runs/steady/m+mf-s? \
 		runs/steady/drl-s? runs/steady/drl+mf-s? runs/steady/*_antithetic-False-s? \
