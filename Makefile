@@ -131,7 +131,7 @@ robust-paper-scale: $(STAMP)
 # `make reproduce PRESET=steady SEEDS=10` makes too; then each of its changes undone alone
 # (seeds 0-9; B's and M's runs with the paper's step are robust-study's
 # antithetic ones), M with 10 Langevin iterations per refresh instead of 40 (seeds 0-9); then
-# the paper's scale, 8,192 agents, seeds 0-4 (B+mf, M, DRL+mf: 0-9). Hours on 2 cores;
+# the paper's scale, 8,192 agents, seeds 0-4 (B+mf, M, M+mf, DRL+mf: 0-9). Hours on 2 cores;
 # resumable like the others.
 STEADY = $(PY) run_experiments.py reproduce --preset steady --jobs $(JOBS)
 steady-study: $(STAMP)
