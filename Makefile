@@ -131,7 +131,7 @@ robust-paper-scale: $(STAMP)
 # `make reproduce PRESET=steady SEEDS=10` makes too; then each of its changes undone alone
 # (seeds 0-9; B's and M's runs with the paper's step are robust-study's
 # antithetic ones), M with 10 Langevin iterations per refresh instead of 40 (seeds 0-9); then
-# the paper's scale, 8,192 agents, seeds 0-4 (B+mf, M, M+mf, DRL+mf: 0-9). Hours on 2 cores;
+# the paper's scale, 8,192 agents, seeds 0-9 (plain DRL: 0-4). Hours on 2 cores;
 # resumable like the others.
 STEADY = $(PY) run_experiments.py reproduce --preset steady --jobs $(JOBS)
 steady-study: $(STAMP)
@@ -156,9 +156,10 @@ steady-study: $(STAMP)
 	$(REPORT) runs/steady/m-s? runs/steady/m+mf-s? runs/steady/m_langevin_steps-10-s? \
 		runs/steady/m+mf_langevin_steps-10-s? runs/steady/m_antithetic-False_langevin_steps-10-s? \
 		runs/steady/m+mf_antithetic-False_langevin_steps-10-s? --out docs/results/steady-ablations/m-langevin-steps-10
-	$(STEADY) --algos b,drl --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-steady-ps-b-drl
-	$(STEADY) --algos b,drl --variants mf --seeds 10 --set batch=8192 --runs runs/paper-scale \
-		--out runs/report-steady-ps-b-drl-mf
+	$(STEADY) --algos b --seeds 10 --set batch=8192 --runs runs/paper-scale --out runs/report-steady-ps-b
+	$(STEADY) --algos drl --seeds 5 --set batch=8192 --runs runs/paper-scale --out runs/report-steady-ps-drl
+	$(STEADY) --algos drl --variants mf --seeds 10 --set batch=8192 --runs runs/paper-scale \
+		--out runs/report-steady-ps-drl-mf
 	$(STEADY) --algos m --seeds 10 --set batch=8192 --set minibatch=1024 --runs runs/paper-scale \
 		--out runs/report-steady-ps-m
 	$(STEADY) --algos m --variants plain --seeds 5 --set batch=8192 --set minibatch=1024 \
