@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test reproduce bench ablation robust-study robust-paper-scale steady-study venv clean gpu-check
+.PHONY: test reproduce reports bench ablation robust-study robust-paper-scale steady-study venv clean gpu-check
 
 venv: $(STAMP)
 
@@ -40,6 +40,13 @@ JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 reproduce: $(STAMP)
 	$(PY) run_experiments.py reproduce --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) \
 		--runs runs --out docs/results/$(PRESET)
+
+# every committed report again from the runs it keeps (docs/results/**/runs/), in place: after
+# a change to `report`. The runs are not retrained, so nothing but the report's own output
+# can change. About 3 minutes on one core.
+REPORT_DIRS = $(patsubst %/runs,%,$(wildcard docs/results/*/runs docs/results/*/*/runs))
+reports: $(STAMP)
+	$(PY) run_experiments.py report --again $(REPORT_DIRS)
 
 # steps/s of each algorithm, with a per-phase breakdown, for the paper preset, the lean one
 # (10 Langevin iterations per refresh) and the quick one, on this machine's device (the GPU

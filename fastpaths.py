@@ -14,8 +14,8 @@ Contents
     random      make_rng: the stream keyed by a tuple (NumPy's Generator; on CuPy a Philox
                 stream computed on the device: PhiloxStream, philox4x32, box_muller)
     CUDA        the kernels' sources, compiled by cuda_kernel and launched by _launch_elementwise
-    bench       bench_algo: steps/s of a trainer and its time per phase (PhaseTimer), the
-                device's name and the bare tanh speed it is compared with
+    timing      sync, PhaseTimer (time spent in given functions, by phase), device_name
+                and machine: what the benchmark (run_experiments.py bench) is built from
 """
 import math
 import os
@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from autograd_lite import backend_name, check_array, get_xp, xp_of
+from autograd_lite import check_array, get_xp, xp_of
 
 # ---------------------------------------------------------------------------------------
 # Threads
@@ -543,43 +543,6 @@ class PhaseTimer:
         sys.setprofile(None)
 
 
-# Timed steps per algorithm: whole cycles, so M's Langevin (every 50 steps) and DRL's PPO
-# update (every 256) are counted at their real frequency.
-BENCH_STEPS = {"ac": 20, "b": 10, "m": 100, "drl": 256}
-
-
-def bench_algo(algo, steps, xp, preset="paper"):
-    """Steps/s of one algorithm at a preset's sizes (the paper's by default) after a 1-step
-    warm-up, and the time per step spent in each phase. Two windows of `steps` steps: the
-    first times whole steps as training runs them (nothing waits for the device inside a
-    step), the second times each phase (PhaseTimer). Step 0 (the warm-up) does M's first
-    Langevin refresh, so the windows hold steps/50 of them each, as a long run does."""
-    import mfcg  # mfcg imports this module: the benchmark reaches back only when it runs
-    phases = {"langevin": (mfcg.langevin_refresh,), "scores": (mfcg.score_update,),
-              "actor_critic": (mfcg.actor_critic_update, mfcg.ppo_update),
-              "environment": (mfcg.act_and_step,)}
-    cfg = mfcg.preset(preset, algo, eval_every=10**9, checkpoint_every=10**9)
-    state = mfcg.init_state(cfg, xp)
-    mfcg.train(cfg, state, until=1)
-    sync(xp)
-    t0 = time.perf_counter()
-    mfcg.train(cfg, state, until=1 + steps)
-    sync(xp)
-    total = time.perf_counter() - t0
-    with PhaseTimer(phases, xp) as timer:
-        t0 = time.perf_counter()
-        mfcg.train(cfg, state, until=1 + 2 * steps)
-        sync(xp)
-        total_phased = time.perf_counter() - t0
-    per_step = {k: v / steps for k, v in timer.totals.items()}
-    per_step["other"] = total_phased / steps - sum(per_step.values())
-    refreshes = sum(1 for n in range(1 + steps, 1 + 2 * steps) if n % cfg.langevin_every == 0)
-    tanh_evals = refreshes * 2 * cfg.langevin_steps * cfg.n_samples * cfg.hidden_score
-    return {"steps_per_second": steps / total, "seconds_per_step": per_step, "timed_steps": steps,
-            "batch": cfg.batch, "langevin_us_per_million_tanh":
-            1e12 * per_step["langevin"] * steps / tanh_evals if tanh_evals else math.nan}
-
-
 def device_name(xp):
     """The device the arrays live on, in words, and as a directory name: ('NVIDIA H200',
     'gpu-nvidia-h200') or ('x86_64 Linux, 2 cores', 'cpu-2-cores')."""
@@ -594,54 +557,3 @@ def machine():
     """The host, in words, as the platform module reports it (on Linux without the CPU's
     model name, which docs/performance.md gives beside the numbers), and its cores."""
     return f"{platform.processor() or platform.machine()} {platform.system()}, {os.cpu_count()} cores"
-
-
-def bare_tanh_us_per_million(xp, cfg):
-    """The machine's own elementwise limit: xp.tanh over a (k, H) float32 array, in place."""
-    a = xp.asarray(np.random.default_rng(0).standard_normal((cfg.n_samples, cfg.hidden_score)),
-                   dtype=cfg.dtype)
-    for _ in range(20):
-        xp.tanh(a, out=a)
-    sync(xp)
-    reps = 500
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        xp.tanh(a, out=a)
-    sync(xp)
-    return 1e6 * (time.perf_counter() - t0) / reps / (a.size / 1e6)
-
-
-def bench(algos, steps, preset, xp):
-    """bench_algo for each algorithm (steps: None for BENCH_STEPS), with the sizes, the
-    device, the host and the bare tanh speed: what bench.json holds."""
-    import mfcg
-    cfg = mfcg.preset(preset, "b")
-    result = {"backend": backend_name(), "dtype": cfg.dtype, "machine": machine(),
-              "device": device_name(xp)[0], "preset": preset,
-              "sizes": {"batch": cfg.batch, "n_samples": cfg.n_samples, "langevin_steps": cfg.langevin_steps,
-                        "minibatch": mfcg.preset(preset, "m").minibatch},
-              "bare_tanh_us_per_million": bare_tanh_us_per_million(xp, cfg), "algorithms": {}}
-    for algo in algos:
-        n = steps or BENCH_STEPS[algo]
-        print(f"bench: {algo} ({n} steps, {preset} preset) ...", file=sys.stderr, flush=True)
-        result["algorithms"][algo] = bench_algo(algo, n, xp, preset)
-    return result
-
-
-def bench_table(result):
-    """BENCH.md: steps/s and milliseconds per step by phase, one row per algorithm."""
-    z = result["sizes"]
-    lines = [f"{result['preset'].capitalize()} preset (B = {z['batch']}, k = {z['n_samples']}, "
-             f"{z['langevin_steps']} Langevin iterations per refresh, M: b = {z['minibatch']}; "
-             f"{result['backend']}, {result['dtype']}, {result['device']}"
-             + ("" if result["device"] == result["machine"] else f"; host {result['machine']}") + "). "
-             f"Steps/s of whole steps; milliseconds per step by phase, each phase timed apart "
-             f"(on a GPU with the device synchronised around it). Bare tanh: "
-             f"{result['bare_tanh_us_per_million']:.0f} µs per million.",
-             "", "| algorithm | steps/s | langevin | scores | actor–critic | environment | other "
-             "| Langevin µs per million tanh |", "|---|---|---|---|---|---|---|---|"]
-    for algo, r in result["algorithms"].items():
-        ph = r["seconds_per_step"]
-        cells = " | ".join(f"{1e3 * ph[k]:.1f}" for k in ("langevin", "scores", "actor_critic", "environment", "other"))
-        lines.append(f"| {algo} | {r['steps_per_second']:.1f} | {cells} | {r['langevin_us_per_million_tanh']:.0f} |")
-    return "\n".join(lines) + "\n"

@@ -26,8 +26,7 @@ from autograd_lite import (adam_init, adam_update, check_array, clip_grad_norm, 
                            to_numpy, xp_of)
 from fastpaths import (FlatParams, adam_step, chunk_mean, chunk_rows, concurrently, gae_by_matmul,
                        in_chunks, langevin_score_net, make_rng)
-from rundir import (Loop, check_config, check_problem, density_from_score, readout_range,  # noqa: F401
-                    save_checkpoint, load_checkpoint as read_checkpoint)  # save_checkpoint: mfcg's API
+from rundir import Loop, check_config, check_problem, load_checkpoint as read_checkpoint
 
 
 # ---------------------------------------------------------------------------------------
@@ -829,6 +828,67 @@ def evaluate(state, cfg):
     out["mean_error"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean))
     out["mean_error_mfg"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean_mfg))
     return out
+
+
+def density_from_score(score_fn, lo, hi, n=2001):
+    """Read a 1-d density off a score function, with no sampler.
+
+    log p(x) = ∫_lo^x s(u) du + const (trapezoid rule on a uniform grid), then exponentiate
+    and normalise. Returns a dict: grid (n,), density (n,), mean, std — NumPy, float64.
+    This separates the score network's error from the Langevin sampler's bias.
+    """
+    if not hi > lo or n < 3:
+        raise ValueError(f"need hi > lo and n >= 3, got lo={lo}, hi={hi}, n={n}")
+    grid = np.linspace(lo, hi, n)
+    s = np.asarray(to_numpy(score_fn(grid[:, None])), dtype=np.float64).reshape(n)
+    h = grid[1] - grid[0]
+    logp = np.concatenate([[0.0], np.cumsum(0.5 * h * (s[1:] + s[:-1]))])
+    p = np.exp(logp - logp.max())
+    p /= np.trapezoid(p, grid)
+    mean = np.trapezoid(grid * p, grid)
+    var = np.trapezoid((grid - mean) ** 2 * p, grid)
+    return {"grid": grid, "density": p, "mean": float(mean), "std": float(math.sqrt(var))}
+
+
+def readout_range(sol, *sample_sets, width=10.0):
+    """Grid limits for the 1-d density read-out: the limiting law's m* ± width·std, widened
+    to cover every sample set's central 99 % plus half its width, so a population far from
+    m* is not cut off."""
+    lo, hi = sol.mean - width * sol.std, sol.mean + width * sol.std
+    for s in sample_sets:
+        q_lo, q_hi = np.quantile(s, [0.005, 0.995])  # quantiles: robust to stray chains
+        pad = 0.5 * (q_hi - q_lo) + 1e-3
+        lo, hi = min(lo, q_lo - pad), max(hi, q_hi + pad)
+    return float(lo), float(hi)
+
+
+def final_curves(state, cfg, n_grid=201):
+    """The arrays the report's figures need, as NumPy float64 (d = 1 only): grid (n_grid,),
+    m* ± 6 std of the limiting law (the same for every run, so seeds can be averaged), with
+    neg_critic and actor_mean on it; global_/local_samples (k,), fresh Langevin samples of
+    the two score networks (fresh_samples, on their own stream); density_grid (n_grid,),
+    that range widened to cover the samples, with global_/local_density read off the score
+    networks."""
+    pb, sol = cfg.problem, cfg.problem.solution()
+    if pb.dim != 1:
+        raise ValueError(f"final_curves needs a 1-d problem, got dim={pb.dim}")
+    xp, dtype = xp_of(state["x"]), state["x"].dtype
+    pools = fresh_samples(state, cfg, STREAM_CURVES)[1:]
+    out = {f"{tag}_samples": to_numpy(pool)[:, 0].astype(np.float64)
+           for tag, pool in zip(("global", "local"), pools)}
+    lo, hi = readout_range(sol, out["global_samples"], out["local_samples"], width=6.0)
+    out["density_grid"] = np.linspace(lo, hi, n_grid)
+    for tag in ("global", "local"):
+        p = state["params"][f"score_{tag}"]
+        out[f"{tag}_density"] = density_from_score(
+            lambda z, p=p: nets.score_forward(p, xp.asarray(z, dtype=dtype)), lo, hi, n_grid)["density"]
+    grid = np.linspace(sol.mean - 6 * sol.std, sol.mean + 6 * sol.std, n_grid)  # same for every run
+    g = xp.asarray(grid[:, None], dtype=dtype)
+    out["grid"] = grid
+    out["neg_critic"] = -to_numpy(nets.critic_forward(state["params"]["critic"], g)).astype(np.float64)
+    out["actor_mean"] = to_numpy(nets.actor_forward(state["params"]["actor"], g)[0][:, 0]).astype(np.float64)
+    return out
+
 
 
 def _mean_and_std(a):

@@ -1,20 +1,25 @@
 """run_experiments: the command line of mfcg.
 
-    python run_experiments.py run --algo b --preset quick --seed 0 [--steps N] [--set KEY=VALUE]
-                                  [--out DIR] [--resume]
-    python run_experiments.py report DIR [DIR ...] [--out results]
-    python run_experiments.py reproduce --preset quick [--seeds 5] [--jobs J] [--algos b,m]
-                                        [--set KEY=V1,V2,...] [--runs runs] [--out results]
+    python run_experiments.py run --algo b [--preset quick] [--seed 0] [--mf] [--steps N]
+                                  [--set KEY=VALUE] [--out DIR] [--resume]
+    python run_experiments.py report RUN [RUN ...] [--out results]
+    python run_experiments.py report --again REPORT [REPORT ...]
+    python run_experiments.py reproduce [--preset quick] [--seeds 5 | 20-23 | 0,5,9] [--jobs J]
+                                        [--algos b,m] [--set KEY=V1,V2,...] [--dry-run]
     python run_experiments.py bench [--algo A] [--steps N] [--preset paper] [--out ROOT]
     python run_experiments.py memory [--preset lean] [--seed 0] [--out DIR]
 
-`run` trains one algorithm into its own directory (config.json, history.json, metrics.json,
-curves.npz, checkpoint.npz); `report` turns any number of such directories into a table and
-figures; `reproduce` runs every algorithm × seed as independent processes, then reports;
-`memory` measures how much of the group's term AC's own score network passes to its agent.
-`--set` changes one Config field of the preset (`reproduce` sweeps a list of values); the
-field and its value become part of the run's label, so `report` keeps such runs apart.
-Runs never overwrite each other: an existing directory is only continued, with --resume.
+`run` trains one algorithm into its own directory (config.json, checkpoint.npz, and when it
+finishes run.npz: config, metrics, history and curves in one file); `report` turns any
+number of finished runs into a table, four figures and a compact copy of each run, and
+`report --again` remakes a report from the copies it keeps; `reproduce` runs every
+algorithm × seed as independent processes (or prints their commands), then reports;
+`bench` measures steps/s and where a step's time goes; `memory` measures how much of the
+group's term AC's own score network passes to its agent. `--set` changes one Config field
+of the preset (`reproduce` sweeps a list of values); the field and its value become part
+of the run's label, so `report` keeps such runs apart. Runs never overwrite each other: an
+existing directory is only continued, with --resume. `--help` on each command lists its
+options and their defaults.
 """
 import os
 import signal
@@ -31,10 +36,12 @@ if __name__ == "__main__":  # Ctrl-C while the modules load: one line, not a tra
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
+import io  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
+import shlex  # noqa: E402
 import time  # noqa: E402
 
 # mfcg runs its independent pieces (the two Langevin pools, the two score networks, critic
@@ -48,10 +55,10 @@ import numpy as np  # noqa: E402
 
 import mfcg  # noqa: E402
 from autograd_lite import backend_name, get_xp  # noqa: E402
-from fastpaths import bench, bench_table, device_name  # noqa: E402
-from rundir import (RUN_FILES, Progress, UsageError, claim, final_curves, keep_freed_memory, one_line,  # noqa: E402,F401
-                    run_copies, run_dir_status, run_processes, settings_diff, value_from_text,
-                    write_json, write_report_dir, write_text)
+from fastpaths import PhaseTimer, device_name, machine, sync  # noqa: E402
+from rundir import (RUN_FILE, Progress, UsageError, claim, keep_freed_memory, one_line,  # noqa: E402
+                    pack_run, run_copies, run_dir_status, run_processes, settings_diff, value_from_text,
+                    write_atomically, write_json, write_report_dir, write_text)
 import rundir  # noqa: E402
 
 
@@ -222,7 +229,9 @@ def cmd_run(args):
     claim(out)
     label = run_label(args.algo, args.mf, settings)
     tag = f"{label} s{args.seed}"
-    ckpt, metrics_path = os.path.join(out, "checkpoint.npz"), os.path.join(out, "metrics.json")
+    ckpt, history_path = os.path.join(out, "checkpoint.npz"), os.path.join(out, "history.json")
+    saved = {"preset": args.preset, "settings": settings, "config": cfg.to_dict()}  # config.json
+
     def differs():  # how the run in `out` was made otherwise ('' if not)
         return rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg)
     status = run_dir_status(out, args.resume, differs)
@@ -234,33 +243,30 @@ def cmd_run(args):
         print(f"[{tag}] {out} never reached its first checkpoint; starting it from step 0", file=sys.stderr)
     elif status == "resume":
         try:
-            state, saved = mfcg.load_checkpoint(ckpt)
+            state, saved_cfg = mfcg.load_checkpoint(ckpt)
         except ValueError as exc:
             raise UsageError(f"--resume: {exc}") from None
-        diff = settings_diff(saved, cfg) or differs()
+        diff = settings_diff(saved_cfg, cfg) or differs()
         if diff:
             raise UsageError(f"--resume: {out} was made with different settings ({diff})")
     else:
-        write_json(os.path.join(out, "config.json"),
-                   {"preset": args.preset, "settings": settings, "config": cfg.to_dict()})
+        write_json(os.path.join(out, "config.json"), saved)
     state = state or mfcg.init_state(cfg)
     until = state["step"] + args.stop_after if args.stop_after else None
     started = time.time()
     try:
         mfcg.train(cfg, state, run_dir=out, until=until, on_step=Progress(tag, cfg.steps))
     except FloatingPointError as exc:  # diverged: keep what is good, say so in one line
-        write_json(os.path.join(out, "history.json"), state["history"])
+        write_json(history_path, state["history"])
         last = state["history"][-1]["step"] if state["history"] else 0
         kept = ("the last good checkpoint is kept" if os.path.exists(ckpt)
                 else "no checkpoint had been written")
         raise UsageError(f"[{tag}] {exc}; history.json holds the evaluations up to step {last}; {kept}") from None
-    write_json(os.path.join(out, "history.json"), state["history"])
     if state["step"] < cfg.steps:
+        write_json(history_path, state["history"])
         print(f"[{tag}] stopped at step {state['step']}/{cfg.steps}; continue with --resume",
               file=sys.stderr)
         return 0
-    pools = mfcg.fresh_samples(state, cfg, mfcg.STREAM_CURVES)[1:]  # as evaluate draws them
-    np.savez(os.path.join(out, "curves.npz"), **final_curves(state, cfg, pools))
     metrics = dict(state["history"][-1])
     metrics.update({"algo": cfg.algo, "label": label, "settings": settings,
                     "mf_correction": cfg.mf_correction, "preset": args.preset, "seed": cfg.seed, "steps": cfg.steps,
@@ -268,7 +274,10 @@ def cmd_run(args):
                     "steps_per_second": cfg.steps / state["train_seconds"],
                     "backend": backend_name(), "dtype": cfg.dtype,
                     "started_at": started, "finished_at": time.time()})
-    write_json(metrics_path, metrics)
+    content = pack_run(saved, metrics, state["history"], mfcg.final_curves(state, cfg))
+    write_atomically(os.path.join(out, RUN_FILE), lambda fh: fh.write(content))
+    if os.path.exists(history_path):  # an earlier stop's, a part of what RUN_FILE holds
+        os.remove(history_path)
     print(f"[{tag}] done: {cfg.steps} steps in {state['wall_seconds']:.0f}s, "
           f"mean_error {metrics['mean_error']:.3f}, control_rmse {metrics['control_rmse']:.3f}, "
           f"value_rmse {metrics['value_rmse']:.3f}", file=sys.stderr)
@@ -394,7 +403,7 @@ def results_table(summary, problem):
     return "# Results\n\n" + head + "\n\n" + "\n".join(lines + late) + "\n"
 
 
-def _band(ax, x, ys, label, spread="std", **kw):
+def _band(ax, x, ys, label=None, spread="std", **kw):
     """The mean over runs as a line, with a band: ± one std, or the min–max range (which
     stays positive on a log axis)."""
     ys = np.asarray(ys)
@@ -410,94 +419,203 @@ def _band(ax, x, ys, label, spread="std", **kw):
     return line
 
 
+FIGURE_DPI = 90  # about 1,000 pixels across for a full-width figure: reads on a screen
+
+
 def _save(fig, out, name):
+    """Write a figure as a PNG of 256 colours (a third of the bytes of full colour, and
+    the same to the eye), atomically; the same figure gives the same bytes."""
     import matplotlib.pyplot as plt
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, name), dpi=110)
+    from PIL import Image  # matplotlib's own dependency
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
     plt.close(fig)
+    image = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    write_atomically(os.path.join(out, name), lambda fh: image.save(fh, format="PNG", optimize=True))
     return name
 
 
+def _panels(plt, n, width=3.4, height=2.6):
+    """A grid of n small panels, four to a row; the unused ones hidden."""
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat[:n]
+
+
+def _equilibrium_lines(ax, sol, vertical=False):
+    """m* and m_mfg as reference lines, labelled once."""
+    line = ax.axvline if vertical else ax.axhline
+    line(sol.mean, color="k", lw=1.2, label=f"m* = {sol.mean:.3f} (MFCG)")
+    line(sol.mean_mfg, color="k", lw=1.2, ls=":", label=f"m_mfg = {sol.mean_mfg:.3f} (Nash)")
+
+
+def _control_error(record, mf):
+    """A run's control error against the control of the equilibrium its variant aims at:
+    α̂ with the correction, the Nash control over its own law without (older histories:
+    over the MFCG law)."""
+    if mf:
+        return record["control_rmse"]
+    return record.get("control_rmse_at_mfg", record["control_rmse_mfg"])
+
+
 def make_figures(summary, runs, out):
-    """PNG figures into `out`; returns their file names."""
+    """The report's four figures into `out`; returns their names.
+
+        learning_curves.png  per row, the local mean against training steps on the lines
+                             of m* and m_mfg, and the control error against the control of
+                             the equilibrium the row aims at (+mf: α̂; plain: the Nash one)
+        settled.png          per row, the runs settled at m* and at m_mfg (SETTLED), and
+                             where each run's agents rest over its late window
+        laws.png             per row, the local law: Langevin samples of every run, each
+                             run's score read-out, and the closed-form laws at m* and m_mfg
+        controls.png         per row, the actor's mean action (mean ± std over runs) on α̂
+                             and the Nash control
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    problem = runs[0]["config"].problem
-    sol = problem.solution()
-    files = []
+    sol = runs[0]["config"].problem.solution()
     by_label = {label: [r for r in runs if r["label"] == label] for label in summary}
-    for label, rs in by_label.items():
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-        for ax, tag in zip(axes[:2], ("global", "local")):
-            samples = np.concatenate([r["curves"][f"{tag}_samples"] for r in rs])
-            ax.hist(samples, bins=np.linspace(*np.quantile(samples, [0.005, 0.995]), 60),
-                    density=True, alpha=0.35, color="C0",
-                    label=f"Langevin samples ({len(rs)} runs)")
-            for i, r in enumerate(rs):
-                ax.plot(r["curves"]["density_grid"], r["curves"][f"{tag}_density"], color="C1",
-                        lw=1, alpha=0.8, label="score read-out (per run)" if i == 0 else None)
-            q_lo, q_hi = np.quantile(samples, [0.005, 0.995])
-            lo = min(q_lo - 0.2 * (q_hi - q_lo), sol.mean - 4 * sol.std)
-            hi = max(q_hi + 0.2 * (q_hi - q_lo), sol.mean + 4 * sol.std)
-            g = np.linspace(lo, hi, 400)
-            ax.plot(g, sol.density(g[:, None]), "k", lw=2, label="closed form N(m*, σ²/4Γ2)")
-            ax.set_xlim(lo, hi)
-            ax.set_title(f"{label}: {tag} distribution")
-            ax.set_xlabel("x")
-            ax.legend(fontsize=8)
-        ax = axes[2]
-        grid = rs[0]["curves"]["grid"]
-        _band(ax, grid, [r["curves"]["neg_critic"] for r in rs], "−critic (mean ± std)")
-        ax.plot(grid, sol.value(grid[:, None]), "k", lw=2, label="cost-to-go of α̂ (closed form)")
-        ax.plot(grid, sol.value_paper(grid[:, None]), "k--", lw=1, label="appendix formula (as published)")
-        ax.set_title(f"{label}: value function")
-        ax.set_xlabel("x")
-        ax.legend(fontsize=8)
-        files.append(_save(fig, out, f"distributions_{file_name(label)}.png"))
-
-        fig, ax = plt.subplots(figsize=(6, 4.2))
-        _band(ax, grid, [r["curves"]["actor_mean"] for r in rs], "actor mean (mean ± std)")
-        ax.plot(grid, sol.control(grid[:, None])[:, 0], "k", lw=2, label="α̂ (MFCG)")
-        ax.plot(grid, sol.control_mfg(grid[:, None])[:, 0], "k:", lw=1.5, label="MFG control")
-        ax.set_title(f"{label}: learned control")
-        ax.set_xlabel("x")
-        ax.set_ylabel("action")
-        ax.legend(fontsize=8)
-        files.append(_save(fig, out, f"control_{file_name(label)}.png"))
-
-    keys = (("mean_error", "|local mean − m*|"), ("control_rmse", "control error (α̂)"),
-            ("value_rmse", "value error"))
     # one colour per algorithm and --set values; with the correction, the same colour dashed
     bases = list(dict.fromkeys(label.replace("+mf", "", 1) for label in by_label))
-    for xkey, xlabel in (("step", "training step"), ("wall_seconds", "wall-clock seconds")):
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-        for label, rs in by_label.items():
-            n = min(len(r["history"]) for r in rs)
-            x = np.mean([[h[xkey] for h in r["history"][:n]] for r in rs], axis=0)
-            i = bases.index(label.replace("+mf", "", 1))
-            style = dict(marker=".x+"[i // 10 % 3], color=f"C{i % 10}",
-                         linestyle="--" if rs[0]["config"].mf_correction else "-")
-            for ax, (key, title) in zip(axes, keys):
-                _band(ax, x, [[h[key] for h in r["history"][:n]] for r in rs], label,
-                      spread="range", **style)
-                ax.set_title(f"{title} (mean, range over runs)")
-                ax.set_xlabel(xlabel)
-                ax.set_yscale("log")
-        axes[0].legend(fontsize=8)
-        files.append(_save(fig, out, f"learning_curves_{'steps' if xkey == 'step' else 'wall'}.png"))
+    style = {}
+    for label, rs in by_label.items():
+        i = bases.index(label.replace("+mf", "", 1))
+        style[label] = dict(color=f"C{i % 10}", linestyle="--" if rs[0]["config"].mf_correction else "-")
+    files = []
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for label, rs in by_label.items():
+        n = min(len(r["history"]) for r in rs)
+        steps = [h["step"] for h in rs[0]["history"][:n]]
+        mf = rs[0]["config"].mf_correction
+        _band(axes[0], steps, [[h["local_mean"] for h in r["history"][:n]] for r in rs], label,
+              spread="range", **style[label])
+        _band(axes[1], steps, [[_control_error(h, mf) for h in r["history"][:n]] for r in rs], label,
+              spread="range", **style[label])
+    _equilibrium_lines(axes[0], sol)
+    lo, hi = sorted((sol.mean, sol.mean_mfg))
+    axes[0].set_ylim(lo - 1.0, hi + 1.0)  # the equilibria in view; a run far away leaves it
+    axes[0].set_title("local mean (mean and range over runs)")
+    axes[1].axhline(SETTLED["control"], color="0.5", lw=1, ls="-.", label=f"settled below {SETTLED['control']}")
+    axes[1].set_yscale("log")
+    axes[1].set_title("control error against its equilibrium's control\n(+mf: α̂ at m*; plain: the Nash control at m_mfg)",
+                      fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("training step")
+    axes[0].legend(fontsize=7, ncol=2 if len(by_label) > 6 else 1)
+    files.append(_save(fig, out, "learning_curves.png"))
+
+    labels = list(by_label)
+    window = (lo - 0.75, hi + 0.75)  # where the runs' rests are drawn; farther ones at its edges
+    fig, axes = plt.subplots(1, 2, figsize=(12, 1.4 + 0.32 * len(labels)), sharey=True)
+    y = np.arange(len(labels))[::-1]
+    for yi, label in zip(y, labels):
+        e = summary[label]
+        ok = {at: e[f"settled_{at}"] for at in EQUILIBRIA}
+        n = len(e["seeds"])
+        left = 0.0
+        for at, color in zip(EQUILIBRIA, ("C2", "C1")):
+            if None in ok[at]:
+                continue
+            share = sum(ok[at]) / n
+            axes[0].barh(yi, share, left=left, color=color, label=f"settled at {at}" if yi == y[0] else None)
+            left += share
+        text = ", ".join(f"{sum(ok[at])}/{n} at {at}" for at in EQUILIBRIA if None not in ok[at] and any(ok[at]))
+        axes[0].text(1.02, yi, text or f"0/{n}", va="center", fontsize=8)
+        rests = np.array([w["agents_mean"] if w["agents_mean"] is not None else w["median"]
+                          for w in e["late_local_mean"]])
+        inside = (rests >= window[0]) & (rests <= window[1])
+        axes[1].plot(rests[inside], [yi] * inside.sum(), "o", ms=4, alpha=0.7, color=style[label]["color"])
+        for edge, side, marker in ((window[0], rests < window[0], "<"), (window[1], rests > window[1], ">")):
+            axes[1].plot([edge] * side.sum(), [yi] * side.sum(), marker, ms=5, alpha=0.7, color=style[label]["color"],
+                         clip_on=False)
+    axes[0].set_xlim(0, 1.4)
+    axes[0].set_yticks(y, labels, fontsize=8)
+    axes[0].set_xlabel("share of runs settled")
+    axes[0].legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    _equilibrium_lines(axes[1], sol, vertical=True)
+    axes[1].set_xlim(*window)
+    axes[1].set_xlabel("where each run's agents rest: their mean over the late window\n"
+                       "(◀ ▶: beyond the axis)")
+    axes[1].legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    files.append(_save(fig, out, "settled.png"))
+
+    fig, axes = _panels(plt, len(by_label))
+    for ax, (label, rs) in zip(axes, by_label.items()):
+        samples = np.concatenate([r["curves"]["local_samples"] for r in rs])
+        q_lo, q_hi = np.quantile(samples, [0.005, 0.995])
+        a, b = min(q_lo, lo - 3 * sol.std), max(q_hi, hi + 3 * sol.std)
+        ax.hist(samples, bins=np.linspace(a, b, 60), density=True, alpha=0.35, color="C0",
+                label=f"Langevin samples, {len(rs)} runs")
+        for i, r in enumerate(rs):
+            ax.plot(r["curves"]["density_grid"], r["curves"]["local_density"], color="C1", lw=0.8,
+                    alpha=0.7, label="score read-out, per run" if i == 0 else None)
+        g = np.linspace(a, b, 400)
+        for m, ls, name in ((sol.mean, "-", "at m*"), (sol.mean_mfg, ":", "at m_mfg")):
+            ax.plot(g, np.exp(-0.5 * ((g - m) / sol.std) ** 2) / (math.sqrt(2 * math.pi) * sol.std),
+                    "k", ls=ls, lw=1.3, label=f"closed form {name}")
+        ax.set_xlim(a, b)
+        ax.set_title(label, fontsize=9)
+    axes[0].legend(fontsize=6)
+    fig.suptitle("The local law: learned against the closed form", fontsize=11)
+    fig.tight_layout()
+    files.append(_save(fig, out, "laws.png"))
+
+    fig, axes = _panels(plt, len(by_label))
+    for ax, (label, rs) in zip(axes, by_label.items()):
+        grid = rs[0]["curves"]["grid"]
+        _band(ax, grid, [r["curves"]["actor_mean"] for r in rs], "actor's mean action (± std)", color="C0")
+        ax.plot(grid, sol.control(grid[:, None])[:, 0], "k", lw=1.3, label="α̂ (MFCG)")
+        ax.plot(grid, sol.control_mfg(grid[:, None])[:, 0], "k:", lw=1.3, label="Nash control")
+        ax.set_title(label, fontsize=9)
+    axes[0].legend(fontsize=6)
+    fig.suptitle("The learned control against the closed form", fontsize=11)
+    fig.tight_layout()
+    files.append(_save(fig, out, "controls.png"))
     return files
 
 
 def cmd_report(args):
+    if not args.again:
+        return report(args.dirs, args.out or "results", args.allow_mixed_presets)
+    if args.out:
+        raise UsageError("--again reports each folder into itself: it takes no --out")
+    for folder in args.dirs:
+        report(kept_runs(folder), folder, allow_mixed_presets=True)
+    return 0
+
+
+def kept_runs(folder):
+    """The runs a report in `folder` keeps, in the order it reported them (its
+    summary.json's "copies"), as paths: what `report --again` reports."""
+    path = os.path.join(folder, "summary.json")
+    try:
+        with open(path) as fh:
+            copies = json.load(fh)["copies"]
+        if not isinstance(copies, list) or not all(isinstance(c, str) for c in copies):
+            raise TypeError("copies is not a list of names")
+    except FileNotFoundError:
+        raise UsageError(f"{folder} holds no report (no summary.json)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path} lists no copies of its runs ({one_line(exc)}): report them "
+                         f"from their run directories instead") from None
+    return [os.path.join(folder, c) for c in copies]
+
+
+def report(paths, out, allow_mixed_presets=False):
+    """The table, the figures and the runs' copies of these runs into `out` (report)."""
     dirs, seen = [], set()
-    for d in args.dirs:  # each run once, however it is spelled (D, D/, ./D)
+    for d in paths:  # each run once, however it is spelled (D, D/, ./D)
         if os.path.realpath(d) not in seen:
             seen.add(os.path.realpath(d))
             dirs.append(d)
     runs = [rundir.load_run(d, mfcg.PRESETS, mfcg.Config, TABLE_METRICS) for d in dirs]
     presets = sorted({r["preset"] for r in runs})
-    if len(presets) > 1 and not args.allow_mixed_presets:
+    if len(presets) > 1 and not allow_mixed_presets:
         raise UsageError(f"the runs mix presets ({', '.join(presets)}); pass "
                          f"--allow-mixed-presets to report them together")
     if len(presets) > 1:  # the same algorithm under two presets is two rows: 'b [quick]', 'b [robust]'
@@ -516,12 +634,12 @@ def cmd_report(args):
         write_text(os.path.join(out, "RESULTS.md"), table)
         return make_figures(summary, runs, out)
 
-    figures, kept = write_report_dir(args.out, copies, table_and_figures)
-    write_json(os.path.join(args.out, "summary.json"),
-                {"presets": presets, "runs": [r["path"] for r in runs], "algorithms": summary,
-                 "files": figures + kept})
-    print(f"report: {len(runs)} runs → {args.out}/RESULTS.md, summary.json, {len(figures)} figures, "
-          f"the runs' files in {args.out}/runs/", file=sys.stderr)
+    figures, kept = write_report_dir(out, copies, table_and_figures)
+    write_json(os.path.join(out, "summary.json"),
+               {"presets": presets, "runs": [r["path"] for r in runs], "copies": list(copies),
+                "algorithms": summary, "files": figures + kept})
+    print(f"report: {len(runs)} runs → {out}/RESULTS.md, summary.json, {len(figures)} figures, "
+          f"the runs' files in {out}/runs/", file=sys.stderr)
     return 0
 
 
@@ -540,7 +658,7 @@ def cmd_reproduce(args):
         raise UsageError(f"--algos {args.algos}: expected distinct names from {', '.join(mfcg.ALGOS)}")
     sweep = parse_settings(args.set, sweep=True)
     grid = [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
-    for algo, mf, settings, seed in itertools.product(algos, variants, grid, range(args.seeds)):
+    for algo, mf, settings, seed in itertools.product(algos, variants, grid, args.seeds):
         out = default_run_dir(args.runs, args.preset, algo, seed, mf, settings)
         cfg = run_config(args.preset, algo, seed, mf, args.steps, settings)  # checks the values
         dirs.append(out)
@@ -555,7 +673,7 @@ def cmd_reproduce(args):
             if differs:
                 raise UsageError(f"{out} was made with different settings ({differs}); "
                                  f"move it away or pass another --runs (results are never overwritten)")
-        if os.path.exists(os.path.join(out, "metrics.json")):
+        if rundir.finished(out):
             reused.append(out)
             continue
         if os.path.exists(os.path.join(out, "checkpoint.npz")):
@@ -563,15 +681,107 @@ def cmd_reproduce(args):
         jobs.append((out, cmd))
     for out in reused:  # told only once every existing run has passed the settings check
         print(f"reproduce: {out} is finished; reusing it", file=sys.stderr)
+    if args.dry_run:  # for a scheduler: the runs left to do, one shell command a line
+        for _, cmd in jobs:
+            print(shlex.join(cmd))
+        print(f"reproduce: {len(jobs)} run(s) to do, {len(reused)} finished; the same command without "
+              f"--dry-run reports them once all are done", file=sys.stderr)
+        return 0
     failed = run_processes(jobs, args.jobs, "reproduce")
     if failed:
         raise UsageError(f"{len(failed)} run(s) failed, see {', '.join(f + '.log' for f in failed)}")
-    return cmd_report(argparse.Namespace(dirs=dirs, out=args.out, allow_mixed_presets=False))
+    return report(dirs, args.out)
 
 
 # ---------------------------------------------------------------------------------------
 # bench
 # ---------------------------------------------------------------------------------------
+
+# Timed steps per algorithm: whole cycles, so M's Langevin (every 50 steps) and DRL's PPO
+# update (every 256) are counted at their real frequency.
+BENCH_STEPS = {"ac": 20, "b": 10, "m": 100, "drl": 256}
+
+
+def bench_algo(algo, steps, xp, preset="paper"):
+    """Steps/s of one algorithm at a preset's sizes (the paper's by default) after a 1-step
+    warm-up, and the time per step spent in each phase. Two windows of `steps` steps: the
+    first times whole steps as training runs them (nothing waits for the device inside a
+    step), the second times each phase (PhaseTimer). Step 0 (the warm-up) does M's first
+    Langevin refresh, so the windows hold steps/50 of them each, as a long run does."""
+    phases = {"langevin": (mfcg.langevin_refresh,), "scores": (mfcg.score_update,),
+              "actor_critic": (mfcg.actor_critic_update, mfcg.ppo_update),
+              "environment": (mfcg.act_and_step,)}
+    cfg = mfcg.preset(preset, algo, eval_every=10**9, checkpoint_every=10**9)
+    state = mfcg.init_state(cfg, xp)
+    mfcg.train(cfg, state, until=1)
+    sync(xp)
+    t0 = time.perf_counter()
+    mfcg.train(cfg, state, until=1 + steps)
+    sync(xp)
+    total = time.perf_counter() - t0
+    with PhaseTimer(phases, xp) as timer:
+        t0 = time.perf_counter()
+        mfcg.train(cfg, state, until=1 + 2 * steps)
+        sync(xp)
+        total_phased = time.perf_counter() - t0
+    per_step = {k: v / steps for k, v in timer.totals.items()}
+    per_step["other"] = total_phased / steps - sum(per_step.values())
+    refreshes = sum(1 for n in range(1 + steps, 1 + 2 * steps) if n % cfg.langevin_every == 0)
+    tanh_evals = refreshes * 2 * cfg.langevin_steps * cfg.n_samples * cfg.hidden_score
+    return {"steps_per_second": steps / total, "seconds_per_step": per_step, "timed_steps": steps,
+            "batch": cfg.batch, "langevin_us_per_million_tanh":
+            1e12 * per_step["langevin"] * steps / tanh_evals if tanh_evals else math.nan}
+
+
+def bare_tanh_us_per_million(xp, cfg):
+    """The machine's own elementwise limit: xp.tanh over a (k, H) float32 array, in place."""
+    a = xp.asarray(np.random.default_rng(0).standard_normal((cfg.n_samples, cfg.hidden_score)),
+                   dtype=cfg.dtype)
+    for _ in range(20):
+        xp.tanh(a, out=a)
+    sync(xp)
+    reps = 500
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        xp.tanh(a, out=a)
+    sync(xp)
+    return 1e6 * (time.perf_counter() - t0) / reps / (a.size / 1e6)
+
+
+def bench(algos, steps, preset, xp):
+    """bench_algo for each algorithm (steps: None for BENCH_STEPS), with the sizes, the
+    device, the host and the bare tanh speed: what bench.json holds."""
+    cfg = mfcg.preset(preset, "b")
+    result = {"backend": backend_name(), "dtype": cfg.dtype, "machine": machine(),
+              "device": device_name(xp)[0], "preset": preset,
+              "sizes": {"batch": cfg.batch, "n_samples": cfg.n_samples, "langevin_steps": cfg.langevin_steps,
+                        "minibatch": mfcg.preset(preset, "m").minibatch},
+              "bare_tanh_us_per_million": bare_tanh_us_per_million(xp, cfg), "algorithms": {}}
+    for algo in algos:
+        n = steps or BENCH_STEPS[algo]
+        print(f"bench: {algo} ({n} steps, {preset} preset) ...", file=sys.stderr, flush=True)
+        result["algorithms"][algo] = bench_algo(algo, n, xp, preset)
+    return result
+
+
+def bench_table(result):
+    """BENCH.md: steps/s and milliseconds per step by phase, one row per algorithm."""
+    z = result["sizes"]
+    lines = [f"{result['preset'].capitalize()} preset (B = {z['batch']}, k = {z['n_samples']}, "
+             f"{z['langevin_steps']} Langevin iterations per refresh, M: b = {z['minibatch']}; "
+             f"{result['backend']}, {result['dtype']}, {result['device']}"
+             + ("" if result["device"] == result["machine"] else f"; host {result['machine']}") + "). "
+             f"Steps/s of whole steps; milliseconds per step by phase, each phase timed apart "
+             f"(on a GPU with the device synchronised around it). Bare tanh: "
+             f"{result['bare_tanh_us_per_million']:.0f} µs per million.",
+             "", "| algorithm | steps/s | langevin | scores | actor–critic | environment | other "
+             "| Langevin µs per million tanh |", "|---|---|---|---|---|---|---|---|"]
+    for algo, r in result["algorithms"].items():
+        ph = r["seconds_per_step"]
+        cells = " | ".join(f"{1e3 * ph[k]:.1f}" for k in ("langevin", "scores", "actor_critic", "environment", "other"))
+        lines.append(f"| {algo} | {r['steps_per_second']:.1f} | {cells} | {r['langevin_us_per_million_tanh']:.0f} |")
+    return "\n".join(lines) + "\n"
+
 
 def cmd_bench(args):
     xp = get_xp()
@@ -717,53 +927,108 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def parse_seeds(text):
+    """--seeds: a count from 0 ('5': seeds 0–4), an inclusive range ('20-23') or a list
+    ('0,5,9') → the seeds, in order; anything else is a one-line error."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        elif "-" in text.strip()[1:]:
+            lo, hi = (int(s) for s in text.split("-", 1))
+            if hi < lo:
+                raise ValueError("a range runs upwards")
+            seeds = list(range(lo, hi + 1))
+        else:
+            count = int(text)
+            if count < 1:
+                raise ValueError("a count is at least 1")
+            seeds = list(range(count))
+    except ValueError as exc:
+        why = str(exc) if "invalid literal" not in str(exc) else "expected a count (5), a range (20-23) or a list (0,5,9)"
+        raise UsageError(f"--seeds {text}: {why}") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {text}: expected distinct non-negative seeds")
+    return seeds
+
+
 def build_parser():
     p = _Parser(prog="run_experiments.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    r = sub.add_parser("run", help="train one algorithm into its own directory")
-    r.add_argument("--algo", required=True, choices=mfcg.ALGOS)
-    r.add_argument("--preset", default="quick", choices=mfcg.PRESETS)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--steps", type=int, help="override the preset's number of steps")
-    r.add_argument("--out", help="run directory (default: RUNS/PRESET/ALGO-sSEED)")
-    r.add_argument("--runs", default="runs", help="root of the default run directories")
-    r.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    r.add_argument("--mf", action="store_true", help="add the mean-field correction to the reward")
-    r.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
+    presets = ", ".join(mfcg.PRESETS)
+    r = sub.add_parser("run", help="train one algorithm into its own directory",
+                       description="Train one algorithm into its own directory: config.json first, "
+                                   "checkpoint.npz as it goes, run.npz when finished.")
+    r.add_argument("--algo", required=True, choices=mfcg.ALGOS, help="the algorithm (required)")
+    r.add_argument("--preset", default="quick", choices=mfcg.PRESETS, metavar="PRESET",
+                   help=f"the named settings: {presets} (default: quick; docs/training.md)")
+    r.add_argument("--seed", type=int, default=0, help="the random seed (default: 0)")
+    r.add_argument("--mf", action="store_true", help="add the mean-field correction to the reward (default: off)")
+    r.add_argument("--steps", type=int, help="the number of steps (default: the preset's)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="change one Config field of the preset, e.g. langevin_steps=5 (repeatable)")
-    rep = sub.add_parser("report", help="table and figures from run directories")
-    rep.add_argument("dirs", nargs="+", help="run directories")
-    rep.add_argument("--out", default="results", help="where RESULTS.md, summary.json and figures go")
-    rep.add_argument("--allow-mixed-presets", action="store_true")
-    rp = sub.add_parser("reproduce", help="every algorithm × seed, in parallel, then report")
-    rp.add_argument("--preset", default="quick", choices=mfcg.PRESETS)
-    rp.add_argument("--seeds", type=int, default=5)
-    rp.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    rp.add_argument("--steps", type=int, help="override every run's number of steps")
-    rp.add_argument("--variants", default="plain,mf", choices=["plain,mf", "plain", "mf"],
-                    help="without and/or with the mean-field correction (default: both)")
-    rp.add_argument("--algos", default=",".join(mfcg.ALGOS), help="comma-separated (default: all four)")
+                   help="change one Config field of the preset, e.g. langevin_steps=5; repeatable (default: none)")
+    r.add_argument("--out", help="the run directory (default: RUNS/PRESET/LABEL-sSEED)")
+    r.add_argument("--runs", default="runs", help="the root of the default run directories (default: runs)")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (default: start a new run)")
+    r.add_argument("--stop-after", type=int, metavar="N",
+                   help="stop, with a checkpoint, after N more steps (default: run to the end)")
+    rep = sub.add_parser("report", help="table and figures from finished runs",
+                         description="RESULTS.md, summary.json, four figures and one compact copy of "
+                                     "each run (runs/PRESET/NAME.npz) into --out.")
+    rep.add_argument("dirs", nargs="+", metavar="RUN",
+                     help="finished runs: run directories, or a report's copies (NAME.npz); "
+                          "with --again, report folders")
+    rep.add_argument("--out", help="where the report goes (default: results)")
+    rep.add_argument("--allow-mixed-presets", action="store_true",
+                     help="report runs of several presets together, a row per preset (default: refuse)")
+    rep.add_argument("--again", action="store_true",
+                     help="report each given report folder again from the runs it keeps, into "
+                          "itself (default: off)")
+    rp = sub.add_parser("reproduce", help="every algorithm × seed, in parallel, then report",
+                        description="Train every algorithm × variant × seed (× --set value) as its own "
+                                    "process, J at a time, reusing finished runs and resuming "
+                                    "checkpointed ones, then report them all.")
+    rp.add_argument("--preset", default="quick", choices=mfcg.PRESETS, metavar="PRESET",
+                    help=f"the named settings: {presets} (default: quick)")
+    rp.add_argument("--algos", default=",".join(mfcg.ALGOS),
+                    help=f"comma-separated algorithms (default: {','.join(mfcg.ALGOS)})")
+    rp.add_argument("--variants", default="plain,mf", choices=["plain,mf", "plain", "mf"], metavar="VARIANTS",
+                    help="plain (no correction), mf (with the mean-field correction) or plain,mf (default: plain,mf)")
+    rp.add_argument("--seeds", default="5", type=parse_seeds, metavar="SEEDS",
+                    help="a count from 0 (5: seeds 0-4), a range (20-23) or a list (0,5,9) (default: 5)")
+    rp.add_argument("--steps", type=int, help="every run's number of steps (default: the preset's)")
     rp.add_argument("--set", action="append", metavar="KEY=V1,V2,...",
-                    help="change a Config field of the preset, runs for each value; several "
-                         "--set run every combination")
-    rp.add_argument("--runs", default="runs", help="root of the run directories")
-    rp.add_argument("--out", default="results", help="where the report goes")
-    b = sub.add_parser("bench", help="steps/s at the paper's sizes, with a per-phase breakdown")
+                    help="change a Config field of the preset, a run for each value; several --set "
+                         "run every combination (default: none)")
+    rp.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="J",
+                    help=f"runs at a time, one core each (default: the cores, {os.cpu_count() or 1})")
+    rp.add_argument("--runs", default="runs", help="the root of the run directories (default: runs)")
+    rp.add_argument("--out", default="results", help="where the report goes (default: results)")
+    rp.add_argument("--dry-run", action="store_true",
+                    help="print each run's command, one per line, and run nothing (default: off)")
+    b = sub.add_parser("bench", help="steps/s at the paper's sizes, with a per-phase breakdown",
+                       description="Steps/s of each algorithm and its milliseconds per step by phase, "
+                                   "on this machine's device: bench.json and BENCH.md.")
     b.add_argument("--algo", choices=mfcg.ALGOS, help="one algorithm (default: all four)")
-    b.add_argument("--preset", default="paper", choices=mfcg.PRESETS, help="whose sizes (default: paper)")
+    b.add_argument("--preset", default="paper", choices=mfcg.PRESETS, metavar="PRESET",
+                   help=f"whose sizes: {presets} (default: paper)")
     b.add_argument("--steps", type=int, help="timed steps (default: a whole cycle per algorithm)")
     b.add_argument("--out", default="results/bench",
-                   help="root of the results: bench.json and BENCH.md go to OUT/DEVICE/PRESET")
+                   help="the root: bench.json and BENCH.md go to OUT/DEVICE/PRESET (default: results/bench)")
     mem = sub.add_parser("memory", help="the memory w of AC's local score network, and the "
-                                        "settled mean it predicts")
-    mem.add_argument("--preset", default="lean", choices=mfcg.PRESETS)
-    mem.add_argument("--seed", type=int, default=0)
-    mem.add_argument("--warmup", type=int, default=20_000, help="steps before the first fork")
-    mem.add_argument("--reps", type=int, default=8, help="forks, averaged")
-    mem.add_argument("--horizon", type=int, default=1000, help="steps followed after each fork")
-    mem.add_argument("--langevin-steps", type=int, help="iterations per refresh after the warm-up")
-    mem.add_argument("--out", default="results/memory", help="where memory.json and MEMORY.md go")
+                                        "settled mean it predicts",
+                         description="How much of the group's term AC's own local score network passes "
+                                     "to its agent (w), at three rate levels: memory.json and MEMORY.md.")
+    mem.add_argument("--preset", default="lean", choices=mfcg.PRESETS, metavar="PRESET",
+                     help=f"the named settings: {presets} (default: lean)")
+    mem.add_argument("--seed", type=int, default=0, help="the random seed (default: 0)")
+    mem.add_argument("--warmup", type=int, default=20_000, help="steps before the first fork (default: 20000)")
+    mem.add_argument("--reps", type=int, default=8, help="forks, averaged (default: 8)")
+    mem.add_argument("--horizon", type=int, default=1000, help="steps followed after each fork (default: 1000)")
+    mem.add_argument("--langevin-steps", type=int,
+                     help="Langevin iterations per refresh after the warm-up (default: the preset's)")
+    mem.add_argument("--out", default="results/memory",
+                     help="where memory.json and MEMORY.md go (default: results/memory)")
     return p
 
 
@@ -774,7 +1039,7 @@ def main(argv=None):
     keep_freed_memory()
     try:
         args = build_parser().parse_args(argv)
-        for name in ("steps", "seeds", "jobs", "stop_after", "warmup", "reps", "horizon", "langevin_steps"):
+        for name in ("steps", "jobs", "stop_after", "warmup", "reps", "horizon", "langevin_steps"):
             value = getattr(args, name, None)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")

@@ -8,23 +8,23 @@ resumable and changes no number it computes:
     files        write_atomically, through which the checkpoint and the command line's
                  files are written: a file holds its old content or its new, never a part
     checkpoints  save_checkpoint, load_checkpoint: one .npz that resumes a run bit for bit
-    read-outs    density_from_score and readout_range: the quadrature and the grid with
-                 which mfcg.evaluate reads a 1-d density off a score network; final_curves,
-                 the arrays a finished run keeps for the report's figures. They report on a
-                 run and take no part in training it
+    run files    pack_run, unpack_run: a finished run as one compressed file (config,
+                 metrics, history, the curves a report draws), lossless and byte-stable;
+                 load_run reads it (or the four files runs had before)
     the loop     Loop: the steps' numbers, Ctrl-C, and the checks for non-finite or runaway
                  values before every evaluation and checkpoint; the trainers call evaluate
                  and Loop.checkpoint in sight, at the end of every step
     the command line's directories (run_experiments.py): a run directory's lock (claim),
-                 the config it was made with (saved_config, made_otherwise), a finished
-                 run's files (load_run), a report folder that never loses a run's record
-                 (write_report_dir, run_copies), what `run` does with a directory
-                 (run_dir_status), runs as processes J at a time (run_processes),
-                 progress lines, UsageError
+                 the config it was made with (saved_config, made_otherwise), a report folder
+                 that never loses a run's record (write_report_dir, run_copies), what `run`
+                 does with a directory (run_dir_status), runs as processes J at a time
+                 (run_processes), progress lines, UsageError
 It knows the training state as the plain dict mfcg.init_state makes, but does not import
-mfcg (mfcg imports it): what it needs from there (Config, MeanField, LQProblem) is passed in.
+mfcg (mfcg imports it, and imports run one way: autograd_lite → nets → fastpaths → rundir
+→ mfcg → run_experiments): what it needs from there (Config, MeanField) is passed in.
 """
 import contextlib
+import io
 import json
 import math
 import os
@@ -33,11 +33,11 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
-import nets
 from autograd_lite import get_xp, to_numpy, xp_of
 from fastpaths import FlatParams, sync
 
@@ -297,68 +297,6 @@ def one_line(exc):
     """An exception as 'Type: message' on one line, for error messages that quote it."""
     text = " ".join(str(exc).split()) or "no message"
     return f"{type(exc).__name__}: {text[:200]}"
-
-
-# ---------------------------------------------------------------------------------------
-# Read-outs: a density off a score network (mfcg.evaluate), the curves a report draws
-# ---------------------------------------------------------------------------------------
-
-def density_from_score(score_fn, lo, hi, n=2001):
-    """Read a 1-d density off a score function, with no sampler.
-
-    log p(x) = ∫_lo^x s(u) du + const (trapezoid rule on a uniform grid), then exponentiate
-    and normalise. Returns a dict: grid (n,), density (n,), mean, std — NumPy, float64.
-    This separates the score network's error from the Langevin sampler's bias.
-    """
-    if not hi > lo or n < 3:
-        raise ValueError(f"need hi > lo and n >= 3, got lo={lo}, hi={hi}, n={n}")
-    grid = np.linspace(lo, hi, n)
-    s = np.asarray(to_numpy(score_fn(grid[:, None])), dtype=np.float64).reshape(n)
-    h = grid[1] - grid[0]
-    logp = np.concatenate([[0.0], np.cumsum(0.5 * h * (s[1:] + s[:-1]))])
-    p = np.exp(logp - logp.max())
-    p /= np.trapezoid(p, grid)
-    mean = np.trapezoid(grid * p, grid)
-    var = np.trapezoid((grid - mean) ** 2 * p, grid)
-    return {"grid": grid, "density": p, "mean": float(mean), "std": float(math.sqrt(var))}
-
-
-def readout_range(sol, *sample_sets, width=10.0):
-    """Grid limits for the 1-d density read-out: the limiting law's m* ± width·std, widened
-    to cover every sample set's central 99 % plus half its width, so a population far from
-    m* is not cut off."""
-    lo, hi = sol.mean - width * sol.std, sol.mean + width * sol.std
-    for s in sample_sets:
-        q_lo, q_hi = np.quantile(s, [0.005, 0.995])  # quantiles: robust to stray chains
-        pad = 0.5 * (q_hi - q_lo) + 1e-3
-        lo, hi = min(lo, q_lo - pad), max(hi, q_hi + pad)
-    return float(lo), float(hi)
-
-
-def final_curves(state, cfg, pools, n_grid=201):
-    """The arrays the report's figures need, as NumPy float64 (d = 1 only): grid (n_grid,),
-    m* ± 6 std of the limiting law (the same for every run, so seeds can be averaged), with
-    neg_critic and actor_mean on it; global_/local_samples (k,), the fresh Langevin samples
-    `pools` (global, local); density_grid (n_grid,), that range widened to cover the
-    samples, with global_/local_density read off the score networks."""
-    pb, sol = cfg.problem, cfg.problem.solution()
-    if pb.dim != 1:
-        raise ValueError(f"final_curves needs a 1-d problem, got dim={pb.dim}")
-    xp, dtype = xp_of(state["x"]), state["x"].dtype
-    out = {f"{tag}_samples": to_numpy(pool)[:, 0].astype(np.float64)
-           for tag, pool in zip(("global", "local"), pools)}
-    lo, hi = readout_range(sol, out["global_samples"], out["local_samples"], width=6.0)
-    out["density_grid"] = np.linspace(lo, hi, n_grid)
-    for tag in ("global", "local"):
-        p = state["params"][f"score_{tag}"]
-        out[f"{tag}_density"] = density_from_score(
-            lambda z, p=p: nets.score_forward(p, xp.asarray(z, dtype=dtype)), lo, hi, n_grid)["density"]
-    grid = np.linspace(sol.mean - 6 * sol.std, sol.mean + 6 * sol.std, n_grid)  # same for every run
-    g = xp.asarray(grid[:, None], dtype=dtype)
-    out["grid"] = grid
-    out["neg_critic"] = -to_numpy(nets.critic_forward(state["params"]["critic"], g)).astype(np.float64)
-    out["actor_mean"] = to_numpy(nets.actor_forward(state["params"]["actor"], g)[0][:, 0]).astype(np.float64)
-    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -626,12 +564,127 @@ def made_otherwise(run_dir, presets, preset, settings, cfg):
     return "; ".join(d for d in diff if d)
 
 
-# A finished run, less its checkpoint, and what report reads from each file.
-RUN_FILES = ("config.json", "metrics.json", "history.json", "curves.npz")
-RUN_KEYS = {"metrics.json": ("label", "seed", "steps", "wall_seconds", "steps_per_second"),
-            "history.json": ("step", "wall_seconds", "mean_error", "control_rmse", "value_rmse", "local_mean"),
-            "curves.npz": ("grid", "neg_critic", "actor_mean", "global_samples", "local_samples",
-                           "density_grid", "global_density", "local_density")}
+# ---------------------------------------------------------------------------------------
+# A finished run as one file: what a report keeps and reads
+# ---------------------------------------------------------------------------------------
+
+RUN_FILE = "run.npz"   # in a finished run's directory; a report keeps it as runs/PRESET/NAME.npz
+RUN_FORMAT = 1
+# What report reads, by part of the run; a run without one of these is refused by name.
+RUN_KEYS = {"metrics": ("label", "seed", "steps", "wall_seconds", "steps_per_second"),
+            "history": ("step", "wall_seconds", "mean_error", "control_rmse", "value_rmse", "local_mean"),
+            "curves": ("grid", "neg_critic", "actor_mean", "global_samples", "local_samples",
+                       "density_grid", "global_density", "local_density")}
+# The four files a finished run directory held before RUN_FILE (read, never written).
+OLD_RUN_FILES = ("config.json", "metrics.json", "history.json", "curves.npz")
+
+
+def _column(values, key):
+    """One history field over the evaluations as the smallest array that holds it exactly:
+    integers as int64, numbers as float32 where every value is a float32, else float64."""
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise ValueError(f"history field {key!r} holds a value that is not a number")
+    if all(isinstance(v, int) for v in values):
+        return np.array(values, dtype=np.int64)
+    return _smallest(np.array(values, dtype=np.float64))
+
+
+def _smallest(a):
+    """A float64 array as float32 where that loses nothing (NaN included), else as it is."""
+    if a.dtype == np.float64 and np.array_equal(a.astype(np.float32).astype(np.float64), a, equal_nan=True):
+        return a.astype(np.float32)
+    return a
+
+
+def _records(columns):
+    """Columns of equal length → one structured array, a field per column."""
+    table = np.empty(len(next(iter(columns.values()))), dtype=[(k, c.dtype) for k, c in columns.items()])
+    for k, c in columns.items():
+        table[k] = c
+    return table
+
+
+def pack_run(saved, metrics, history, curves):
+    """A finished run as the bytes of one compressed .npz, RUN_FILE: `saved` (what
+    config.json holds: preset, settings, config) and `metrics` as JSON in the member
+    "meta"; the history as one structured array, a field per key ("history"; a key
+    missing from some evaluations, as a loss where no update happened since the last one,
+    also has a field in the mask "history_present"); the curves ("curves/NAME"), an evenly
+    spaced grid as its ends and length ("linspace/NAME"). Lossless: unpack_run gives back equal values of the same
+    types. The same content always gives the same bytes (no time stamps in the archive)."""
+    keys = list(dict.fromkeys(k for record in sorted(history, key=len, reverse=True) for k in record))
+    columns = {k: _column([record.get(k, 0) for record in history], k) for k in keys}
+    arrays = {"history": _records(columns)}
+    partial = {k: np.array([k in record for record in history]) for k in keys}
+    partial = {k: present for k, present in partial.items() if not present.all()}
+    if partial:
+        arrays["history_present"] = _records(partial)
+    for name, a in curves.items():
+        a = np.asarray(a)
+        if a.ndim == 1 and a.size > 2 and np.array_equal(np.linspace(a[0], a[-1], a.size), a):
+            arrays[f"linspace/{name}"] = np.array([a[0], a[-1], a.size], dtype=np.float64)
+        else:
+            arrays[f"curves/{name}"] = _smallest(a)
+    meta = {"format": RUN_FORMAT, **saved, "metrics": metrics}
+    arrays["meta"] = np.array(json.dumps(meta, separators=(",", ":")))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, a in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w") as fh:
+                np.lib.format.write_array(fh, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def unpack_run(path):
+    """A RUN_FILE → (saved, metrics, history, curves): saved {preset, settings, config} as
+    config.json holds them, metrics the dict, history the list of evaluation records,
+    curves NumPy float64 arrays. Errors propagate (load_run names the file)."""
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}  # reading every member checks its CRC
+    meta = json.loads(str(data.pop("meta")))
+    if not isinstance(meta, dict) or meta.get("format") != RUN_FORMAT:
+        raise ValueError(f"not a run file of format {RUN_FORMAT}")
+    saved = {k: meta[k] for k in ("preset", "settings", "config")}
+    table, present = data["history"], data.get("history_present")
+    history = [{} for _ in range(len(table))]
+    for k in table.dtype.names:
+        mask = present[k] if present is not None and k in present.dtype.names else [True] * len(table)
+        for record, value, there in zip(history, table[k].tolist(), mask):
+            if there:
+                record[k] = value
+    curves = {}
+    for name, a in data.items():
+        kind, _, key = name.partition("/")
+        if kind == "curves":
+            curves[key] = a.astype(np.float64)
+        elif kind == "linspace":
+            curves[key] = np.linspace(a[0], a[1], int(a[2]))
+    return saved, meta["metrics"], history, curves
+
+
+def _read_old_run(path):
+    """A run directory of the four files runs had before RUN_FILE → unpack_run's tuple;
+    an unreadable file is a ValueError naming it."""
+    parts = []
+    for f in OLD_RUN_FILES:
+        try:
+            if f.endswith(".npz"):
+                with np.load(os.path.join(path, f), allow_pickle=False) as z:
+                    parts.append({k: z[k] for k in z.files})
+            else:
+                with open(os.path.join(path, f)) as fh:
+                    parts.append(json.load(fh))
+        except Exception as exc:  # noqa: BLE001 — JSON, zip and npy errors alike
+            raise ValueError(f"{f}: {one_line(exc)}") from None
+    return tuple(parts)
+
+
+def finished(run_dir):
+    """Whether a run directory holds a finished run (its RUN_FILE, or the files of old)."""
+    return (os.path.isfile(os.path.join(run_dir, RUN_FILE))
+            or os.path.isfile(os.path.join(run_dir, "metrics.json")))
 
 
 def _require(mapping, keys):
@@ -643,52 +696,78 @@ def _require(mapping, keys):
 
 
 def load_run(path, presets, config_class, metrics_keys=()):
-    """A finished run directory → dict(path, preset, config, label, metrics, history,
-    curves); a file without what report reads is refused by name."""
-    missing = [f for f in RUN_FILES if not os.path.exists(os.path.join(path, f))]
-    if not os.path.isdir(path) or missing:
-        why = "does not exist" if not os.path.isdir(path) else f"has no {missing[0]}"
-        raise UsageError(f"{path} is not a finished run directory ({why})")
-    preset, _, cfg = saved_config(path, presets, config_class)
-    file = "metrics.json"
+    """A finished run → dict(path, preset, settings, config, label, metrics, history,
+    curves, saved). `path` is a run's file (a report's copy, runs/PRESET/NAME.npz), a run
+    directory holding one (RUN_FILE), or a run directory of the four files of old. A run
+    without what report reads is refused in one line naming the file."""
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, RUN_FILE)):
+        old = [f for f in OLD_RUN_FILES if not os.path.exists(os.path.join(path, f))]
+        if old:
+            why = f"has no {RUN_FILE}" + ("" if len(old) == len(OLD_RUN_FILES) else f", nor the old {old[0]}")
+            raise UsageError(f"{path} is not a finished run ({why})")
+        where, read, parts = path, _read_old_run, OLD_RUN_FILES
+    else:
+        where = os.path.join(path, RUN_FILE) if os.path.isdir(path) else path
+        if not os.path.isfile(where):
+            raise UsageError(f"{path} is not a finished run (it does not exist)")
+        read, parts = unpack_run, ("its config", "its metrics", "its history", "its curves")
     try:
-        with open(os.path.join(path, file)) as fh:
-            metrics = json.load(fh)
-        _require(metrics, RUN_KEYS[file] + tuple(metrics_keys))
-        file = "history.json"
-        with open(os.path.join(path, file)) as fh:
-            history = json.load(fh)
+        saved, metrics, history, curves = read(where)
+    except Exception as exc:  # noqa: BLE001 — zip, npy, JSON and key errors alike
+        raise UsageError(f"{where} is unreadable ({one_line(exc)})") from None
+    part = None
+    try:
+        part = parts[0]
+        _require(saved, ("preset", "config"))
+        part = parts[1]
+        _require(metrics, RUN_KEYS["metrics"] + tuple(metrics_keys))
+        part = parts[2]
         if not isinstance(history, list) or not history:
             raise ValueError("expected a non-empty list of evaluations")
         for record in history:
-            _require(record, RUN_KEYS[file])
-        file = "curves.npz"
-        with np.load(os.path.join(path, file), allow_pickle=False) as z:
-            curves = {k: z[k] for k in z.files}
-        _require(curves, RUN_KEYS[file])
-    except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
-        raise UsageError(f"{os.path.join(path, file)} is unreadable or incomplete ({one_line(exc)})") from None
-    except Exception as exc:  # noqa: BLE001 — zipfile's BadZipFile and the like
-        raise UsageError(f"{os.path.join(path, file)} is unreadable ({one_line(exc)})") from None
-    return {"path": path, "preset": preset, "config": cfg,
-            "label": metrics["label"], "metrics": metrics, "history": history, "curves": curves}
+            _require(record, RUN_KEYS["history"])
+        part = parts[3]
+        _require(curves, RUN_KEYS["curves"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UsageError(f"{where} is incomplete ({part}: {one_line(exc)})") from None
+    if saved["preset"] not in presets:
+        raise UsageError(f"{where} names no preset of this version ({saved['preset']!r}; "
+                         f"expected one of {', '.join(presets)})")
+    try:
+        cfg = config_class(**saved["config"])
+    except ValueError as exc:
+        raise UsageError(f"{where} holds settings this version refuses: {exc}") from None
+    except (TypeError, AttributeError) as exc:
+        raise UsageError(f"{where} is unreadable or incomplete ({one_line(exc)})") from None
+    saved = {"preset": saved["preset"], "settings": saved.get("settings", {}), "config": saved["config"]}
+    return {"path": path, "preset": saved["preset"], "settings": saved["settings"], "config": cfg,
+            "label": metrics["label"], "metrics": metrics, "history": history, "curves": curves,
+            "saved": saved}
 
 
 def run_copies(runs):
-    """Each run's files less its checkpoint, read now (the runs may be the copies an old
-    report holds, which the new one rewrites), as {runs/PRESET/NAME: {file: bytes}}: the
-    report's runs can be reported again, and their histories read, without the checkpoints."""
+    """Each run as the report keeps it, {runs/PRESET/NAME.npz: bytes} (pack_run, made now:
+    the runs may be the copies an old report holds, which the new one rewrites), NAME the
+    run's directory or file name: the report's runs can be reported again without their
+    checkpoints."""
     copies, origin = {}, {}
     for r in runs:
-        where = os.path.join("runs", r["preset"], os.path.basename(os.path.realpath(r["path"])))
+        name = os.path.basename(os.path.realpath(r["path"]))
+        name = name[:-len(".npz")] if name.endswith(".npz") else name
+        where = os.path.join("runs", r["preset"], f"{name}.npz")
         if where in copies:
             raise UsageError(f"two runs would be kept as {where} ({origin[where]} and {r['path']}): "
                              f"report them separately")
-        copies[where], origin[where] = {}, r["path"]
-        for f in RUN_FILES:
-            with open(os.path.join(r["path"], f), "rb") as fh:
-                copies[where][f] = fh.read()
+        copies[where] = pack_run(r["saved"], r["metrics"], r["history"], r["curves"])
+        origin[where] = r["path"]
     return copies
+
+
+def _kept_as(name):
+    """The copy a file an earlier report listed under runs/ belongs to: runs/P/NAME.npz
+    itself, or for an old report's runs/P/NAME/FILE, runs/P/NAME.npz."""
+    parts = os.path.normpath(name).split(os.sep)
+    return os.path.join(*parts[:3]) + ("" if len(parts) == 3 else ".npz")
 
 
 def write_report_dir(out, copies, write_report):
@@ -697,30 +776,38 @@ def write_report_dir(out, copies, write_report):
     names it wrote; the caller writes summary.json last, listing all of them (until then
     the old one, listing the copies, stays). A report already there (its summary.json
     lists its files) is replaced whole, so old figures never mix with new ones; other
-    files are left alone. Nothing is removed or written before every check passed: a
-    copy's folder must hold only what an earlier report wrote, reached without a symbolic
-    link, and the earlier report's copies of runs this one leaves out are refused, since
-    they may be the only record of those runs. Returns (figures, copies): the names."""
+    files are left alone. An old report's copies of the same runs, in the four files of
+    old (runs/P/NAME/), are replaced by their one file. Nothing is removed or written
+    before every check passed: a copy must replace only what an earlier report wrote,
+    reached without a symbolic link, and the earlier report's copies of runs this one
+    leaves out are refused, since they may be the only record of those runs. Returns
+    (figures, copies): the names."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file, not a directory")
     listed = {os.path.normpath(f) for f in _old_report_files(out) if _stays_inside(out, f)}
-    kept = {os.path.normpath(os.path.join(where, f)): content
-            for where, files in copies.items() for f, content in files.items()}
-    dropped = sorted(f for f in listed if f.startswith("runs" + os.sep) and f not in kept
-                     and os.path.exists(os.path.join(out, f)))
+    kept = {os.path.normpath(where): content for where, content in copies.items()}
+    dropped = sorted(f for f in listed if f.startswith("runs" + os.sep) and f.count(os.sep) >= 2
+                     and _kept_as(f) not in kept and os.path.exists(os.path.join(out, f)))
     if dropped:
         raise UsageError(f"{out} holds an earlier report's copy of a run this one leaves out "
-                         f"({os.path.dirname(dropped[0])}): report it too, or report to another --out")
-    for where in copies:
-        dest = os.path.join(out, where)
-        if not _stays_inside(out, where):
-            raise UsageError(f"{dest} is reached through a symbolic link: report to another --out")
-        if os.path.exists(dest) and not os.path.isdir(dest):
-            raise UsageError(f"{dest} is a file: report to another --out")
-        there = os.listdir(dest) if os.path.isdir(dest) else []
-        foreign = [f for f in there if os.path.normpath(os.path.join(where, f)) not in listed]
+                         f"({os.path.splitext(_kept_as(dropped[0]))[0]}): report it too, or report to another --out")
+    for where in kept:
+        old_dir = os.path.splitext(where)[0]
+        for name in (where, old_dir):
+            dest = os.path.join(out, name)
+            if not _stays_inside(out, name):
+                raise UsageError(f"{dest} is reached through a symbolic link: report to another --out")
+        dest, old = os.path.join(out, where), os.path.join(out, old_dir)
+        if os.path.isdir(dest):
+            raise UsageError(f"{dest} is a directory: report to another --out")
+        if os.path.exists(dest) and where not in listed:
+            raise UsageError(f"{dest} is no earlier report's copy: report to another --out")
+        if os.path.exists(old) and not os.path.isdir(old):
+            raise UsageError(f"{old} is a file: report to another --out")
+        there = os.listdir(old) if os.path.isdir(old) else []
+        foreign = [f for f in there if os.path.normpath(os.path.join(old_dir, f)) not in listed]
         if foreign:
-            raise UsageError(f"{dest} holds files no earlier report wrote ({foreign[0]}): report to another --out")
+            raise UsageError(f"{old} holds files no earlier report wrote ({foreign[0]}): report to another --out")
     os.makedirs(out, exist_ok=True)
     for name, content in kept.items():
         os.makedirs(os.path.join(out, os.path.dirname(name)), exist_ok=True)
@@ -728,6 +815,9 @@ def write_report_dir(out, copies, write_report):
     for name in (listed - set(kept) - {"summary.json"}) | {"RESULTS.md"}:
         if os.path.isfile(os.path.join(out, name)):
             os.remove(os.path.join(out, name))
+    for name in kept:  # an old copy's folder, emptied above
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(out, os.path.splitext(name)[0]))
     return write_report(out), sorted(kept)  # the old summary.json stays until the new one replaces it
 
 
@@ -763,7 +853,7 @@ def run_dir_status(out, resume, made_otherwise):
     do). Anything else is refused in one line, for results are never overwritten; so is a
     finished or never-started run that made_otherwise() says was made with other settings."""
     files = set(os.listdir(out)) - {LOCK_FILE}
-    if "metrics.json" in files:
+    if finished(out):
         if not resume:
             raise UsageError(f"{out} holds a finished run (results are never overwritten): choose another --out")
         differs = made_otherwise()

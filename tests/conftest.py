@@ -16,21 +16,19 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 @pytest.fixture(scope="session")
 def steady_run():
-    """steady_run(name, until) → (state, saved config.json, committed history): the run
-    docs/results/steady/runs/steady/NAME retrained from its saved config up to step `until`,
-    once per session (the tests of the steady preset and of the correction share them)."""
-    import json
+    """steady_run(name, until) → (state, saved settings, committed history): the run
+    docs/results/steady/runs/steady/NAME.npz retrained from its saved config up to step
+    `until`, once per session (the tests of the steady preset and of the correction share
+    them)."""
     import mfcg
+    import rundir
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "docs", "results", "steady", "runs", "steady")
     cache = {}
 
     def get(name, until):
         if (name, until) not in cache:
-            with open(os.path.join(root, name, "config.json")) as fh:
-                saved = json.load(fh)
-            with open(os.path.join(root, name, "history.json")) as fh:
-                history = json.load(fh)
+            saved, _, history, _ = rundir.unpack_run(os.path.join(root, f"{name}.npz"))
             state = mfcg.train(mfcg.Config(**saved["config"]), until=until)
             cache[(name, until)] = (state, saved, history)
         return cache[(name, until)]

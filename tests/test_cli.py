@@ -28,6 +28,15 @@ def _json(path):
         return json.load(fh)
 
 
+def _metrics(run_dir):
+    """A finished run's metrics, from its one file (run.npz)."""
+    return rundir.load_run(str(run_dir), mfcg.PRESETS, mfcg.Config)["metrics"]
+
+
+def _history(run_dir):
+    return rundir.load_run(str(run_dir), mfcg.PRESETS, mfcg.Config)["history"]
+
+
 TIMING = set(mfcg.TIMING_KEYS) | {"train_seconds", "started_at", "finished_at"}
 
 
@@ -36,21 +45,20 @@ def test_run_then_report_end_to_end(tmp_path):
         code, _, err = cli("run", "--algo", algo, "--seed", seed, "--steps", 20, "--runs", "runs", cwd=tmp_path)
         assert code == 0, err
     run_dir = tmp_path / "runs" / "quick" / "b-s0"
-    for f in ("config.json", "history.json", "metrics.json", "curves.npz", "checkpoint.npz"):
-        assert (run_dir / f).exists(), f
-    metrics = _json(run_dir / "metrics.json")
+    assert sorted(os.listdir(run_dir)) == [".lock", "checkpoint.npz", "config.json", "run.npz"]
+    metrics = _metrics(run_dir)
     assert metrics["steps"] == 20 and metrics["seed"] == 0
     assert metrics["backend"] == al.backend_name()  # the subprocess chooses as this one does
-    assert metrics["mean_error"] == _json(run_dir / "history.json")[-1]["mean_error"]
+    assert metrics["mean_error"] == _history(run_dir)[-1]["mean_error"]
     code, _, err = cli("report", "runs/quick/b-s1", "runs/quick/b-s0", "runs/quick/m-s0",  # seeds reversed
                        "--out", "res", cwd=tmp_path)
     assert code == 0, err
     res = tmp_path / "res"
-    expected = {"RESULTS.md", "summary.json", "learning_curves_steps.png", "learning_curves_wall.png",
-                "distributions_b.png", "distributions_m.png", "control_b.png", "control_m.png"}
-    assert expected <= set(os.listdir(res))
+    assert set(os.listdir(res)) == {"RESULTS.md", "summary.json", "learning_curves.png", "settled.png",
+                                    "laws.png", "controls.png", "runs"}
+    assert sorted(os.listdir(res / "runs" / "quick")) == ["b-s0.npz", "b-s1.npz", "m-s0.npz"]
     summary = _json(res / "summary.json")["algorithms"]
-    runs_b = [_json(tmp_path / "runs" / "quick" / f"b-s{s}" / "metrics.json") for s in (0, 1)]
+    runs_b = [_metrics(tmp_path / "runs" / "quick" / f"b-s{s}") for s in (0, 1)]
     for key in ("mean_error", "control_rmse", "value_rmse"):
         vals = [m[key] for m in runs_b]
         assert summary["b"][key]["mean"] == pytest.approx(np.mean(vals), rel=1e-12)
@@ -60,7 +68,7 @@ def test_run_then_report_end_to_end(tmp_path):
     assert f"{np.mean([m['mean_error'] for m in runs_b]):.3f} ± {np.std([m['mean_error'] for m in runs_b], ddof=1):.3f}" in row
     assert summary["m"]["n_runs"] == 1
     # the late window of a 20-step run is its last evaluation, step 20; per run in seed order
-    lasts = [_json(tmp_path / "runs" / "quick" / f"b-s{s}" / "history.json")[-1]["local_mean"] for s in (0, 1)]
+    lasts = [_history(tmp_path / "runs" / "quick" / f"b-s{s}")[-1]["local_mean"] for s in (0, 1)]
     late_row = [line for line in table.splitlines() if line.startswith("| b |")][1]
     assert late_row.startswith("| b | " + "; ".join(f"{v:.3f} [{v:.3f}, {v:.3f}]" for v in lasts) + " |")
 
@@ -70,10 +78,11 @@ def test_resume_after_stop_gives_the_uninterrupted_metrics(tmp_path):
     assert code == 0, err
     code, _, err = cli("run", "--algo", "drl", "--steps", 40, "--out", "parts", "--stop-after", 17, cwd=tmp_path)
     assert code == 0 and "stopped at step 17/40" in err
-    assert not (tmp_path / "parts" / "metrics.json").exists()
+    assert not (tmp_path / "parts" / "run.npz").exists() and (tmp_path / "parts" / "history.json").exists()
     code, _, err = cli("run", "--algo", "drl", "--steps", 40, "--out", "parts", "--resume", cwd=tmp_path)
     assert code == 0, err
-    whole, parts = _json(tmp_path / "whole" / "metrics.json"), _json(tmp_path / "parts" / "metrics.json")
+    whole, parts = _metrics(tmp_path / "whole"), _metrics(tmp_path / "parts")
+    assert not (tmp_path / "parts" / "history.json").exists()  # the stop's, now a part of run.npz
     assert {k: v for k, v in whole.items() if k not in TIMING} == {k: v for k, v in parts.items() if k not in TIMING}
 
 
@@ -84,14 +93,14 @@ def test_reproduce_runs_processes_in_parallel(tmp_path):
     spans = []
     for algo in mfcg.ALGOS:
         for label in (algo, f"{algo}+mf"):
-            m = _json(tmp_path / "runs" / "quick" / f"{label}-s0" / "metrics.json")
+            m = _metrics(tmp_path / "runs" / "quick" / f"{label}-s0")
             spans.append((m["started_at"], m["finished_at"]))
     overlaps = sum(1 for i, a in enumerate(spans) for b in spans[i + 1:] if a[0] < b[1] and b[0] < a[1])
     assert overlaps >= 1, spans  # with --jobs 2, at least two runs were alive at once
     # both variants, named apart: without and with the mean-field correction
     table = (tmp_path / "res" / "RESULTS.md").read_text()
     for algo in mfcg.ALGOS:
-        m = _json(tmp_path / "runs" / "quick" / f"{algo}+mf-s0" / "metrics.json")
+        m = _metrics(tmp_path / "runs" / "quick" / f"{algo}+mf-s0")
         assert m["label"] == f"{algo}+mf" and m["mf_correction"] is True
         assert f"| {algo} |" in table and f"| {algo}+mf |" in table
     # a second reproduce reuses the finished runs instead of overwriting them
@@ -132,18 +141,17 @@ def test_set_changes_one_field_and_reproduce_sweeps_it(tmp_path):
         saved = _json(run_dir / "config.json")
         assert saved["settings"] == {"langevin_steps": L}
         assert saved["config"]["langevin_steps"] == L and saved["config"]["mf_correction"] is True
-        assert _json(run_dir / "metrics.json")["label"] == f"m+mf langevin_steps={L}"
+        assert _metrics(run_dir)["label"] == f"m+mf langevin_steps={L}"
     table = (tmp_path / "res" / "RESULTS.md").read_text()
     assert "| m+mf langevin_steps=3 |" in table and "| m+mf langevin_steps=7 |" in table
-    assert {"control_m+mf_langevin_steps-3.png", "control_m+mf_langevin_steps-7.png"} <= set(os.listdir(tmp_path / "res"))
     # the sweep's run is the run that `run --set` makes with the same value
     code, _, err = cli("run", "--algo", "m", "--mf", "--steps", 10, "--set", "langevin_steps=7",
                        "--out", "single", cwd=tmp_path)
     assert code == 0, err
-    single, swept = _json(tmp_path / "single" / "metrics.json"), _json(runs[7] / "metrics.json")
+    single, swept = _metrics(tmp_path / "single"), _metrics(runs[7])
     assert {k: v for k, v in single.items() if k not in TIMING} == {k: v for k, v in swept.items() if k not in TIMING}
     # ... and differs from the run with the other value
-    assert _json(runs[3] / "metrics.json")["local_mean"] != swept["local_mean"]
+    assert _metrics(runs[3])["local_mean"] != swept["local_mean"]
     # resuming it without the same --set is refused
     _one_line_error(*cli("run", "--algo", "m", "--mf", "--steps", 10, "--out", "single", "--resume",
                          cwd=tmp_path)[::2], "was made with different settings (langevin_steps; --set {'langevin_steps': 7}, not {})")
@@ -191,7 +199,7 @@ def _one_line_error(code, err, match):
     (("run", "--algo", "sac"), "invalid choice: 'sac'"),
     (("run", "--algo", "b", "--preset", "huge"), "invalid choice: 'huge'"),
     (("run", "--algo", "b", "--steps", 0), "--steps must be a positive integer"),
-    (("report", "nowhere"), "nowhere is not a finished run directory (does not exist)"),
+    (("report", "nowhere"), "nowhere is not a finished run (it does not exist)"),
     (("run", "--algo", "b", "--out", "x", "--resume"), "has no checkpoint.npz to resume"),
     (("frobnicate",), "invalid choice: 'frobnicate'"),
     (("run", "--algo", "m", "--set", "langevin_step=5"), "Config has no field 'langevin_step'"),
@@ -213,13 +221,13 @@ def test_bad_input_is_one_line(tmp_path, args, match):
 def test_existing_output_is_never_overwritten(tmp_path):
     code, _, err = cli("run", "--algo", "m", "--steps", 10, "--out", "r", cwd=tmp_path)
     assert code == 0, err
-    before = (tmp_path / "r" / "metrics.json").read_bytes()
+    before = (tmp_path / "r" / "run.npz").read_bytes()
     _one_line_error(*cli("run", "--algo", "m", "--steps", 10, "--out", "r", cwd=tmp_path)[::2],
                     "r holds a finished run (results are never overwritten)")
-    assert (tmp_path / "r" / "metrics.json").read_bytes() == before
+    assert (tmp_path / "r" / "run.npz").read_bytes() == before
     # a directory that is not a run
     (tmp_path / "junk").mkdir()
-    _one_line_error(*cli("report", "junk", cwd=tmp_path)[::2], "junk is not a finished run directory (has no config.json)")
+    _one_line_error(*cli("report", "junk", cwd=tmp_path)[::2], "junk is not a finished run (has no run.npz)")
     # resuming with different settings is refused
     _one_line_error(*cli("run", "--algo", "m", "--steps", 12, "--out", "r", "--resume", cwd=tmp_path)[::2],
                     "was made with different settings (steps)")

@@ -13,6 +13,7 @@ import pytest
 
 import mfcg
 import run_experiments as rx
+import rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "run_experiments.py")
@@ -131,7 +132,7 @@ def test_bad_paths_and_values_are_one_line(tmp_path):
         (["run", "--algo", "b", "--out", "afile/below"], "afile/below"),
         (["run", "--algo", "b", "--runs", "afile"], "afile"),
         (["run", "--algo", "b", "--set", "hidden_actor=100000000000000000000"], "hidden_actor must be below 2**31"),
-        (["report", "afile"], "afile is not a finished run directory"),
+        (["report", "afile"], "afile is unreadable"),
         (["bench", "--algo", "b", "--steps", 1, "--out", "afile"], "--out afile is a file"),
         (["reproduce", "--seeds", 1, "--runs", "afile", "--algos", "b"], "afile"),
     ]
@@ -198,15 +199,98 @@ def _copy_run(src, dst):
     return dst
 
 
+def _old_layout(run, dst):
+    """A finished run as the four files runs had before run.npz (config.json, metrics.json,
+    history.json, curves.npz), made from its run.npz."""
+    saved, metrics, history, curves = rundir.unpack_run(str(run / "run.npz"))
+    dst.mkdir(parents=True)
+    for name, obj in (("config.json", saved), ("metrics.json", metrics), ("history.json", history)):
+        (dst / name).write_text(json.dumps(obj, indent=1))
+    np.savez(dst / "curves.npz", **curves)
+    return dst
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "bit-flipped", "another npz"])
+def test_report_of_a_broken_run_is_one_line(tmp_path, finished, how):
+    run = _copy_run(finished / "b0", tmp_path / "b0")
+    if how == "another npz":
+        np.savez(run / "run.npz", a=np.zeros(3))
+    else:
+        _break(run / "run.npz", how)
+    code, _, err = cli("report", "b0", "--out", "res", cwd=tmp_path)
+    assert code == 2
+    assert "b0/run.npz is unreadable" in one_line(err)
+    assert not (tmp_path / "res").exists()
+
+
 @pytest.mark.parametrize("file, how", [("metrics.json", "not json"), ("metrics.json", "empty object"),
                                        ("history.json", "not json"), ("history.json", "empty object"),
                                        ("config.json", "not json"), ("curves.npz", "truncated")])
-def test_report_of_a_broken_run_is_one_line(tmp_path, finished, file, how):
-    run = _copy_run(finished / "b0", tmp_path / "b0")
+def test_report_of_a_broken_old_run_is_one_line(tmp_path, finished, file, how):
+    run = _old_layout(finished / "b0", tmp_path / "b0")
     _break(run / file, how)
     code, _, err = cli("report", "b0", "--out", "res", cwd=tmp_path)
     assert code == 2
-    assert f"b0/{file}" in one_line(err)
+    assert ("b0 is unreadable" in one_line(err) or "b0 is incomplete" in one_line(err)) and file in one_line(err)
+
+
+def test_a_run_of_the_old_layout_reports_as_its_one_file(tmp_path, finished):
+    """A run of four files reports as the same run in one file: the same table, and its
+    copy is the one file, byte for byte."""
+    _copy_run(finished / "b0", tmp_path / "new")
+    _old_layout(finished / "b0", tmp_path / "old")
+    for name in ("new", "old"):
+        code, _, err = cli("report", name, "--out", f"res-{name}", cwd=tmp_path)
+        assert code == 0, err
+    assert (tmp_path / "res-old" / "RESULTS.md").read_text() == (tmp_path / "res-new" / "RESULTS.md").read_text()
+    assert (tmp_path / "res-old/runs/quick/old.npz").read_bytes() == (tmp_path / "res-new/runs/quick/new.npz").read_bytes()
+
+
+def test_a_report_of_old_copies_is_converted_in_place(tmp_path, finished):
+    """A report whose copies are runs of four files (runs/quick/b0/...), reported again into
+    its own folder: each copy becomes its one file, the old files go, the table stays."""
+    for seed in (0, 1):
+        _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
+    assert cli("report", "b0", "b1", "--out", "res", cwd=tmp_path)[0] == 0
+    res = tmp_path / "res"
+    new_copies = {f: (res / "runs/quick" / f).read_bytes() for f in ("b0.npz", "b1.npz")}
+    table = (res / "RESULTS.md").read_text()
+    summary = json.loads((res / "summary.json").read_text())
+    for seed in (0, 1):  # as an older version kept them, listed by the summary
+        (res / f"runs/quick/b{seed}.npz").unlink()
+        _old_layout(finished / f"b{seed}", res / f"runs/quick/b{seed}")
+    summary["files"] = [f for f in summary["files"] if not f.endswith(".npz")] + [
+        f"runs/quick/b{seed}/{f}" for seed in (0, 1) for f in rundir.OLD_RUN_FILES]
+    del summary["copies"]
+    (res / "summary.json").write_text(json.dumps(summary))
+    code, _, err = cli("report", "res/runs/quick/b0", "res/runs/quick/b1", "--out", "res", cwd=tmp_path)
+    assert code == 0, err
+    assert sorted(os.listdir(res / "runs/quick")) == ["b0.npz", "b1.npz"]
+    assert {f: (res / "runs/quick" / f).read_bytes() for f in new_copies} == new_copies
+    assert (res / "RESULTS.md").read_text() == table
+
+
+def test_report_again_remakes_a_report_from_its_copies(tmp_path, finished):
+    """`report --again` reads the copies a report lists, in its order, and writes the same
+    report; a folder without a report, or a summary listing no copies, is one line."""
+    for seed in (0, 1):
+        _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
+    assert cli("report", "b1", "b0", "--out", "res", cwd=tmp_path)[0] == 0
+    before = {f: (tmp_path / "res" / f).read_bytes() for f in ("RESULTS.md", "laws.png", "runs/quick/b0.npz")}
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    assert summary["copies"] == ["runs/quick/b1.npz", "runs/quick/b0.npz"]
+    code, _, err = cli("report", "--again", "res", cwd=tmp_path)
+    assert code == 0, err
+    assert {f: (tmp_path / "res" / f).read_bytes() for f in before} == before
+    again = json.loads((tmp_path / "res" / "summary.json").read_text())
+    assert again["algorithms"] == summary["algorithms"] and again["copies"] == summary["copies"]
+    (tmp_path / "empty").mkdir()
+    _one_line_error = (lambda args, match: (lambda r: r[0] == 2 and match in one_line(r[2]))(cli(*args, cwd=tmp_path)))
+    assert _one_line_error(("report", "--again", "empty"), "empty holds no report (no summary.json)")
+    assert _one_line_error(("report", "--again", "res", "--out", "x"), "--again reports each folder into itself")
+    del summary["copies"]
+    (tmp_path / "res" / "summary.json").write_text(json.dumps(summary))
+    assert _one_line_error(("report", "--again", "res"), "res/summary.json lists no copies of its runs")
 
 
 def test_report_out_that_is_a_file(tmp_path, finished):
@@ -355,7 +439,7 @@ def test_load_checkpoint_with_settings_this_version_refuses(tmp_path):
     the refused setting, not a broken file."""
     cfg = mfcg.preset("quick", "drl", batch=4, n_samples=8, steps=2)
     path = tmp_path / "c.npz"
-    mfcg.save_checkpoint(str(path), mfcg.init_state(cfg), cfg)
+    rundir.save_checkpoint(str(path), mfcg.init_state(cfg), cfg)
     with np.load(path) as z:
         data = {k: z[k] for k in z.files}
     meta = json.loads(str(data["meta"]))
@@ -394,38 +478,39 @@ def test_report_out_replaces_an_old_report_whole(tmp_path, finished):
     (tmp_path / "res").mkdir()
     (tmp_path / "res" / "notes.txt").write_text("mine")
     assert cli("report", "b0", "m0", "--out", "res", cwd=tmp_path)[0] == 0
-    of_m = {f for f in os.listdir(tmp_path / "res") if f.startswith(("distributions_m", "control_m"))}
-    assert len(of_m) == 2
+    labels = lambda: json.loads((tmp_path / "res" / "summary.json").read_text())["algorithms"]  # noqa: E731
+    assert any(label.startswith("m ") for label in labels())
     before = {f: (tmp_path / "res" / f).read_bytes() for f in os.listdir(tmp_path / "res") if f.endswith((".md", ".json"))}
     code, _, err = cli("report", "b0", "--out", "res", cwd=tmp_path)  # m0's copy may be its only record
     assert code == 2 and "res holds an earlier report's copy of a run this one leaves out (runs/quick/m0)" in one_line(err)
     assert {f: (tmp_path / "res" / f).read_bytes() for f in before} == before
-    import shutil
-    shutil.rmtree(tmp_path / "res" / "runs" / "quick" / "m0")   # the user lets it go
+    (tmp_path / "res" / "runs" / "quick" / "m0.npz").unlink()   # the user lets it go
+    (tmp_path / "res" / "stale.png").write_text("an old report's figure")
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    summary["files"].append("stale.png")
+    (tmp_path / "res" / "summary.json").write_text(json.dumps(summary))
     assert cli("report", "b0", "--out", "res", cwd=tmp_path)[0] == 0
     left = set(os.listdir(tmp_path / "res"))
-    assert not of_m & left                                      # m's old figures are gone
-    assert {"RESULTS.md", "summary.json", "notes.txt"} <= left  # the new report, and the user's file
-    assert any(f.startswith("distributions_b") for f in left)
+    assert "stale.png" not in left                              # the old report's figure is gone
+    assert {"RESULTS.md", "summary.json", "notes.txt", "laws.png"} <= left  # the new report, and the user's file
+    assert not any(label.startswith("m ") for label in labels())
 
 
 def test_report_keeps_the_runs_files_and_reports_them_again(tmp_path, finished):
-    """The report holds each run's files but its checkpoint, byte for byte, under
-    runs/PRESET/NAME; a report of those copies into the same folder is the same report."""
+    """The report keeps each run as its one file, byte for byte (the checkpoint left out),
+    as runs/PRESET/NAME.npz; a report of those copies into the same folder is the same report."""
     for seed in (0, 1):
         _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
     assert cli("report", "b0", "b1", "--out", "res", cwd=tmp_path)[0] == 0
     kept = tmp_path / "res" / "runs" / "quick"
-    assert sorted(os.listdir(kept)) == ["b0", "b1"]
+    assert sorted(os.listdir(kept)) == ["b0.npz", "b1.npz"]
     for seed in (0, 1):
-        assert sorted(os.listdir(kept / f"b{seed}")) == sorted(rx.RUN_FILES)  # no checkpoint
-        for f in rx.RUN_FILES:
-            assert (kept / f"b{seed}" / f).read_bytes() == (tmp_path / f"b{seed}" / f).read_bytes(), f
+        assert (kept / f"b{seed}.npz").read_bytes() == (tmp_path / f"b{seed}" / rx.RUN_FILE).read_bytes()
     table = (tmp_path / "res" / "RESULTS.md").read_text()
-    code, _, err = cli("report", "res/runs/quick/b0", "res/runs/quick/b1", "--out", "res", cwd=tmp_path)
+    code, _, err = cli("report", "res/runs/quick/b0.npz", "res/runs/quick/b1.npz", "--out", "res", cwd=tmp_path)
     assert code == 0, err
     assert (tmp_path / "res" / "RESULTS.md").read_text() == table
-    assert (kept / "b1" / "history.json").read_bytes() == (tmp_path / "b1" / "history.json").read_bytes()
+    assert (kept / "b1.npz").read_bytes() == (tmp_path / "b1" / rx.RUN_FILE).read_bytes()
 
 
 def test_report_interrupted_while_drawing_keeps_the_runs_copies(tmp_path, finished, monkeypatch):
@@ -435,17 +520,17 @@ def test_report_interrupted_while_drawing_keeps_the_runs_copies(tmp_path, finish
         _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
     monkeypatch.chdir(tmp_path)
     assert rx.main(["report", "b0", "b1", "--out", "res"]) == 0
-    originals = {f: (tmp_path / "b1" / f).read_bytes() for f in rx.RUN_FILES}
+    original = (tmp_path / "b1" / rx.RUN_FILE).read_bytes()
     import shutil
     for seed in (0, 1):
         shutil.rmtree(tmp_path / f"b{seed}")
 
     def fail(*args, **kwargs):
         raise KeyboardInterrupt("interrupted while drawing")
-    copies = ["res/runs/quick/b0", "res/runs/quick/b1"]
+    copies = ["res/runs/quick/b0.npz", "res/runs/quick/b1.npz"]
     monkeypatch.setattr(rx, "make_figures", fail)
     assert rx.main(["report", *copies, "--out", "res"]) == 130  # main's one line for Ctrl-C
-    assert {f: (tmp_path / "res/runs/quick/b1" / f).read_bytes() for f in rx.RUN_FILES} == originals
+    assert (tmp_path / "res/runs/quick/b1.npz").read_bytes() == original
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
     assert rx.main(["report", *copies, "--out", "res"]) == 0
@@ -455,9 +540,8 @@ def test_report_never_follows_a_link_into_a_run(tmp_path, finished):
     """An old report's copy replaced by a link to the run itself: refused, the run untouched."""
     run = _copy_run(finished / "b0", tmp_path / "b0")
     assert cli("report", "b0", "--out", "res", cwd=tmp_path)[0] == 0
-    import shutil
-    shutil.rmtree(tmp_path / "res" / "runs" / "quick" / "b0")
-    os.symlink(run, tmp_path / "res" / "runs" / "quick" / "b0")
+    (tmp_path / "res" / "runs" / "quick" / "b0.npz").unlink()
+    os.symlink(run / rx.RUN_FILE, tmp_path / "res" / "runs" / "quick" / "b0.npz")
     before = {f: (run / f).read_bytes() for f in os.listdir(run)}
     code, _, err = cli("report", "b0", "--out", "res", cwd=tmp_path)
     assert code == 2 and "is reached through a symbolic link" in one_line(err)
@@ -465,14 +549,13 @@ def test_report_never_follows_a_link_into_a_run(tmp_path, finished):
 
 
 def test_a_run_naming_no_preset_is_one_line(tmp_path, finished):
-    """A config.json whose preset is not a name (it becomes a folder of the report's copies)."""
+    """A run whose preset is not a name (it becomes a folder of the report's copies)."""
     run = _copy_run(finished / "b0", tmp_path / "b0")
-    saved = json.loads((run / "config.json").read_text())
+    saved, metrics, history, curves = rundir.unpack_run(str(run / rx.RUN_FILE))
     for preset in ("../../elsewhere", 1):
-        saved["preset"] = preset
-        (run / "config.json").write_text(json.dumps(saved))
+        (run / rx.RUN_FILE).write_bytes(rundir.pack_run({**saved, "preset": preset}, metrics, history, curves))
         code, _, err = cli("report", "b0", "--out", "res", cwd=tmp_path)
-        assert code == 2 and "b0/config.json names no preset of this version" in one_line(err)
+        assert code == 2 and "b0/run.npz names no preset of this version" in one_line(err)
     assert not (tmp_path / "res").exists() and not (tmp_path / "elsewhere").exists()
 
 
@@ -524,3 +607,40 @@ def test_stopping_reproduce_stops_its_runs_after_a_checkpoint(tmp_path, sig):
         os.kill(child, 0)
     log = (run_dir.parent / (run_dir.name + ".log")).read_text()
     assert "checkpoint written to" in log
+
+
+# --- 9. a finished run as one file ---------------------------------------------------------------
+
+def test_a_run_file_gives_back_what_was_packed():
+    """Integers, float32 values, float64 values, NaN, a field missing from some evaluations,
+    an evenly spaced grid and other arrays: unpack_run(pack_run(...)) is equal, of the same
+    types, with the records' keys in their order; the same run packs to the same bytes."""
+    import io
+    saved = {"preset": "quick", "settings": {"langevin_steps": 5}, "config": {"algo": "b", "seed": 3}}
+    metrics = {"label": "b langevin_steps=5", "seed": 3, "mean_error": 0.1, "settings": {"langevin_steps": 5}}
+    history = [{"step": 250, "mean_error": float(np.float32(0.3)), "loss_actor": 0.1, "wall_seconds": 1.5},
+               {"step": 500, "mean_error": float(np.float32(0.2)), "wall_seconds": float("nan")},
+               {"step": 750, "mean_error": 0.1, "loss_actor": -2.0, "wall_seconds": 3.25}]
+    curves = {"grid": np.linspace(-1.7, 2.2, 201), "density": np.exp(-np.linspace(0, 3, 50) ** 2) + 1e-9,
+              "samples": np.random.default_rng(0).standard_normal(100).astype(np.float32).astype(np.float64),
+              "uneven": np.array([0.0, 0.1, 0.3])}
+    packed = rundir.pack_run(saved, metrics, history, curves)
+    assert packed == rundir.pack_run(saved, metrics, history, curves)
+    s, m, h, c = rundir.unpack_run(io.BytesIO(packed))
+    assert s == saved and m == metrics
+    assert [list(r) for r in h] == [list(r) for r in history]
+    for mine, theirs in zip(h, history):
+        for k, v in theirs.items():
+            assert type(mine[k]) is type(v) and (mine[k] == v or (np.isnan(v) and np.isnan(mine[k]))), (k, v)
+    assert set(c) == set(curves)
+    for k, a in curves.items():
+        assert c[k].dtype == np.float64 and np.array_equal(c[k], a), k
+    with np.load(io.BytesIO(packed)) as z:  # stored compactly: the grid as its ends, float32 where exact
+        assert "linspace/grid.npy" not in z.files and "linspace/grid" in z.files
+        assert z["curves/samples"].dtype == np.float32 and z["curves/density"].dtype == np.float64
+        assert z["history"]["mean_error"].dtype == np.float64 and z["history"]["step"].dtype == np.int64
+
+
+def test_a_run_file_refuses_what_it_cannot_hold_exactly():
+    with pytest.raises(ValueError, match="history field 'note' holds a value that is not a number"):
+        rundir.pack_run({"preset": "quick", "settings": {}, "config": {}}, {}, [{"step": 1, "note": "x"}], {})

@@ -1,0 +1,98 @@
+"""How the project is laid out for its readers: imports that run one way, a command line
+whose every option says what it does and its default, seeds as a count, a range or a
+list, and a dry run that prints each run's command."""
+import argparse
+import ast
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+import run_experiments as rx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Each module imports only those before it here.
+ORDER = ("autograd_lite", "nets", "fastpaths", "rundir", "mfcg", "run_experiments")
+
+
+def imported(module):
+    """The project's modules that `module` imports, anywhere in it (inside functions too)."""
+    with open(os.path.join(ROOT, f"{module}.py")) as fh:
+        tree = ast.parse(fh.read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    return names & set(ORDER)
+
+
+@pytest.mark.parametrize("module", ORDER)
+def test_imports_run_one_way(module):
+    above = set(ORDER[ORDER.index(module):])
+    assert not imported(module) & above, f"{module} imports {sorted(imported(module) & above)}"
+
+
+def test_the_order_is_checked_against_a_cycle():
+    """The check above sees an import inside a function: fastpaths reached back into mfcg
+    that way once."""
+    assert "mfcg" in imported("run_experiments") and "rundir" in imported("mfcg")
+
+
+def _actions():
+    parser = rx.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command, p in sub.choices.items():
+        for action in p._actions:
+            if not isinstance(action, argparse._HelpAction):
+                yield command, action
+
+
+def test_every_option_says_what_it_does_and_its_default():
+    seen = 0
+    for command, action in _actions():
+        name = f"{command} {'/'.join(action.option_strings) or action.dest}"
+        assert action.help, f"{name} has no help line"
+        if action.option_strings:
+            assert "default" in action.help or "required" in action.help, f"{name}: {action.help}"
+        seen += 1
+    assert seen >= 30
+
+
+@pytest.mark.parametrize("text, seeds", [("5", [0, 1, 2, 3, 4]), ("1", [0]), ("20-23", [20, 21, 22, 23]),
+                                         ("7-7", [7]), ("0,5,9", [0, 5, 9]), ("9,0", [9, 0]), ("12,", [12])])
+def test_seeds_are_a_count_a_range_or_a_list(text, seeds):
+    assert rx.parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text, message", [("0", "a count is at least 1"), ("3-1", "a range runs upwards"),
+                                           ("x", "expected a count (5), a range (20-23) or a list"),
+                                           ("1,1", "expected distinct non-negative seeds"),
+                                           ("2-x", "expected a count (5), a range (20-23) or a list")])
+def test_bad_seeds_are_one_line(text, message):
+    with pytest.raises(rx.UsageError, match=f"--seeds {text}: .*" + message.replace("(", r"\(").replace(")", r"\)")):
+        rx.parse_seeds(text)
+
+
+def test_a_dry_run_prints_each_run_and_runs_nothing(tmp_path):
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "run_experiments.py"), "reproduce", "--algos", "b,m",
+                        "--variants", "mf", "--seeds", "20-21", "--set", "langevin_steps=3,5", "--dry-run"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert len(lines) == 8 and not os.listdir(tmp_path)
+    parser = rx.build_parser()
+    made = set()
+    for line in lines:
+        argv = shlex.split(line)
+        assert argv[:2] == [sys.executable, os.path.join(ROOT, "run_experiments.py")]
+        args = parser.parse_args(argv[2:])   # each line is a `run` this command line takes
+        assert args.command == "run" and args.mf and args.preset == "quick"
+        made.add((args.algo, args.seed, tuple(args.set)))
+        assert args.out == rx.default_run_dir("runs", "quick", args.algo, args.seed, True,
+                                              dict(s.split("=") for s in args.set))
+    assert made == {(a, s, (f"langevin_steps={L}",)) for a in "bm" for s in (20, 21) for L in (3, 5)}
+    assert "8 run(s) to do, 0 finished" in p.stderr
