@@ -403,7 +403,7 @@ def warm_start_scores(state, cfg):
     score network can point outward on both sides; at the global network's slow rate it
     is not corrected in time, its persistent pool drifts away, and the agents pay for a
     global mean that no population has. Starting each network at the score of the law its
-    pool already holds removes that transient and nothing else (docs/robust.md)."""
+    pool already holds removes that transient and nothing else (docs/ablations.md, the warm start)."""
     xp, d, dtype = xp_of(state["x"]), cfg.problem.dim, state["x"].dtype
     rng = make_rng((cfg.seed, 0, STREAM_WARMUP), xp)
     for name in ("score_global", "score_local"):
@@ -526,7 +526,7 @@ class AntitheticNormals:
     agents then pay for. With independent noise that mean fluctuates (standard error
     σ/√(2κB) ≈ 0.010 at B = 1,024), and the equilibrium's feedback amplifies the
     fluctuation by about √(K/D): ×2.7 at the Nash mean. With pairs z, −z the noise cancels
-    in the mean of every step (docs/robust.md, "Antithetic agents")."""
+    in the mean of every step (docs/antithetic.md)."""
 
     def __init__(self, rng):
         self.rng = rng
@@ -722,7 +722,7 @@ def agent_order(cfg, rng):
     the agents: minibatch j holds pairs P_j (B/2 rows' indices, a random b/2 of them) as
     rows P_j then P_j + B/2, so each minibatch's rows i and i + b/2 are partners and its own
     normals (AntitheticNormals) keep every pair antithetic. Split pairs would leave each
-    minibatch an unpaired sample of the population (docs/robust.md, "Antithetic agents")."""
+    minibatch an unpaired sample of the population (docs/antithetic.md)."""
     if not cfg.antithetic:
         return rng.permutation(cfg.batch)
     half = cfg.batch // 2

@@ -171,6 +171,7 @@ def late_window(history, steps, m_star, m_mfg, part=LATE_PART):
 SETTLED = {"distance": 0.05, "control": 0.1}
 # Each control error is measured over its own equilibrium's limiting law (mfcg.evaluate).
 EQUILIBRIA = {"m*": ("mean_error", "control_rmse"), "m_mfg": ("mean_error_mfg", "control_rmse_at_mfg")}
+EQUILIBRIUM_MEAN = {"m*": lambda sol: sol.mean, "m_mfg": lambda sol: sol.mean_mfg}
 
 
 def _within(record, at):
@@ -187,6 +188,21 @@ def settled(history, steps, at, part=LATE_PART):
         return None
     late = [h for h in history if h["step"] > (1 - part) * steps] or history[-1:]
     return all(_within(h, at) for h in late)
+
+
+def settled_on_average(history, steps, at, mean, part=LATE_PART):
+    """Whether a run rests at equilibrium `at` on average: over its late window (as
+    settled's), the mean of its local mean within SETTLED["distance"] of the equilibrium's
+    `mean`, and the mean of its control error below SETTLED["control"]. Weaker than
+    settled (which implies it): for a learner whose estimate swings from one evaluation
+    to the next while it is right on average, as a single agent's (AC) does. None where
+    the history lacks the control error it needs."""
+    if any(EQUILIBRIA[at][1] not in h for h in history):
+        return None
+    late = [h for h in history if h["step"] > (1 - part) * steps] or history[-1:]
+    local = np.mean([h["local_mean"] for h in late])
+    return bool(abs(local - mean) < SETTLED["distance"]
+                and np.mean([h[EQUILIBRIA[at][1]] for h in late]) < SETTLED["control"])
 
 
 def settled_from(history, at):
@@ -318,6 +334,9 @@ def summarise(runs):
         for at in EQUILIBRIA:
             entry[f"settled_{at}"] = [settled(r["history"], r["metrics"]["steps"], at) for r in by_seed]
             entry[f"settled_from_{at}"] = [settled_from(r["history"], at) for r in by_seed]
+            entry[f"settled_on_average_{at}"] = [
+                settled_on_average(r["history"], r["metrics"]["steps"], at, mean)
+                for r in by_seed for mean in [EQUILIBRIUM_MEAN[at](r["config"].problem.solution())]]
         entry["late_local_mean"] = [late_window(r["history"], r["metrics"]["steps"], sol.mean, sol.mean_mfg)
                                     for r in by_seed for sol in [r["config"].problem.solution()]]
         summary[label] = entry
@@ -399,6 +418,20 @@ def results_table(summary, problem):
             steps = [n for n, good in zip(e[f"settled_from_{at}"], ok) if good and n is not None]
             cells += [f"{sum(ok)}/{len(ok)}", ", ".join(map(str, missed)) or "–",
                       f"{np.median(steps):.0f}" if steps else "–"]
+        late.append(f"| {label} | " + " | ".join(cells) + " |")
+    late += ["", f"Settled on average: over the same window, the mean of the local mean within "
+                 f"{SETTLED['distance']} of the equilibrium's and the mean control error below "
+                 f"{SETTLED['control']}. Every settled run is settled on average; the converse "
+                 f"admits a learner whose estimate swings between evaluations while it is right "
+                 f"on average (a single agent, AC).", "",
+             "| algorithm | on average at m* | not (seeds) | on average at m_mfg | not (seeds) |",
+             "|---" * 5 + "|"]
+    for label, e in summary.items():
+        cells = []
+        for at in EQUILIBRIA:
+            ok = e[f"settled_on_average_{at}"]
+            missed = [seed for seed, good in zip(e["seeds"], ok) if not good]
+            cells += ["n/a", "n/a"] if None in ok else [f"{sum(ok)}/{len(ok)}", ", ".join(map(str, missed)) or "–"]
         late.append(f"| {label} | " + " | ".join(cells) + " |")
     return "# Results\n\n" + head + "\n\n" + "\n".join(lines + late) + "\n"
 

@@ -299,6 +299,24 @@ def test_settled_means_every_late_evaluation_within_both_thresholds():
     assert rx.settled(history, 100, "m_mfg") is None and rx.settled_from(history, "m_mfg") is None
 
 
+def test_settled_on_average_judges_the_late_window_s_means():
+    """A local mean that swings ±0.08 around m* = 0.25 over the late window (steps 80–100),
+    with control errors 0.05, 0.12, 0.07: not settled (two evaluations 0.08 away, one control
+    error above 0.1), but settled on average (mean 0.25, mean control error 0.08). Shift the
+    swing by 0.06, or raise the control errors' mean above 0.1: not on average either."""
+    import run_experiments as rx
+    m_star = 0.25
+    rows = [(40, 1.0, 0.5), (80, m_star - 0.08, 0.05), (90, m_star + 0.08, 0.12), (100, m_star, 0.07)]
+    history = [{"step": n, "local_mean": x, "mean_error": abs(x - m_star), "control_rmse": c}
+               for n, x, c in rows]
+    assert not rx.settled(history, 100, "m*")
+    assert rx.settled_on_average(history, 100, "m*", m_star)
+    assert not rx.settled_on_average(history, 100, "m*", m_star + 0.06)
+    history[-1]["control_rmse"] = 0.14   # the mean control error is now 0.103
+    assert not rx.settled_on_average(history, 100, "m*", m_star)
+    assert rx.settled_on_average(history, 100, "m_mfg", 0.7) is None  # no Nash control error recorded
+
+
 def test_memory_writes_its_table_and_never_overwrites_it(tmp_path):
     """`memory` on a tiny budget: one row per rate level, w finite; a second run into the
     same directory is refused and leaves the first measurement as it was."""
