@@ -804,6 +804,9 @@ def evaluate(state, cfg):
                                   and m̃ the agents pay for, so a runaway pool shows here first
     value_rmse, value_rmse_paper  −critic vs the cost-to-go of α̂, vs the appendix formula
     mean_error, mean_error_mfg    |local_mean − m*|, |local_mean − m_mfg| (Euclidean)
+    For d > 1 also each coordinate on its own (coordinate_metrics): the worst and the RMS
+    over coordinates of the local mean's distance to each equilibrium, the worst
+    coordinate's control error, and the control's Jacobian against −2Γ2·I.
     """
     pb, sol = cfg.problem, cfg.problem.solution()
     xp, dtype = xp_of(state["x"]), state["x"].dtype
@@ -827,6 +830,39 @@ def evaluate(state, cfg):
     out["value_rmse_paper"] = _rmse(neg_v, sol.value_paper(x_eval))
     out["mean_error"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean))
     out["mean_error_mfg"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean_mfg))
+    if pb.dim > 1:
+        out.update(coordinate_metrics(state, cfg, samples["local"], x_eval, sol.mean_mfg + sol.std * z))
+    return out
+
+
+def coordinate_metrics(state, cfg, local, x_eval, x_nash):
+    """Each coordinate judged on its own (d > 1), so that a vector's norm, which grows with
+    √d, hides no coordinate: from the local law's samples local (k, d) and the actor's mean
+    action over x_eval ~ the MFCG law and x_nash ~ the Nash law (n, d):
+
+    mean_error_worst, _rms        max and RMS over coordinates i of |m̃_i − m*_i|
+    mean_error_mfg_worst, _rms    the same against m_mfg
+    control_rmse_worst            max over i of the RMSE of action i against α̂_i, over x_eval
+    control_rmse_at_mfg_worst     max over i against the Nash control, over x_nash
+    jacobian_diag_error           max over i of |J_ii + 2Γ2|, J the least-squares Jacobian of
+                                  the mean action over x_eval (α̂'s is −2Γ2·I)
+    jacobian_offdiag              max over i ≠ j of |J_ij|: one coordinate leaking into another
+    """
+    sol = cfg.problem.solution()
+    actor = lambda x: _at(state, lambda z: nets.actor_forward(state["params"]["actor"], z)[0], x)  # noqa: E731
+    out = {}
+    for tag, target in (("", sol.mean), ("_mfg", sol.mean_mfg)):
+        gap = np.abs(local.astype(np.float64).mean(axis=0) - target)
+        out[f"mean_error{tag}_worst"], out[f"mean_error{tag}_rms"] = float(gap.max()), float(np.sqrt(np.mean(gap ** 2)))
+    a = actor(x_eval)
+    out["control_rmse_worst"] = float(np.sqrt(np.mean((a - sol.control(x_eval)) ** 2, axis=0)).max())
+    a_nash = actor(x_nash)
+    out["control_rmse_at_mfg_worst"] = float(np.sqrt(np.mean((a_nash - sol.control_mfg(x_nash)) ** 2, axis=0)).max())
+    design = np.hstack([x_eval, np.ones((len(x_eval), 1))])
+    jacobian = np.linalg.lstsq(design, a, rcond=None)[0][:-1].T            # (d, d): J_ij = ∂a_i/∂x_j
+    diag = np.diag(jacobian)
+    out["jacobian_diag_error"] = float(np.abs(diag + 2.0 * sol.gamma2).max())
+    out["jacobian_offdiag"] = float(np.abs(jacobian - np.diag(diag)).max())
     return out
 
 
@@ -862,33 +898,41 @@ def readout_range(sol, *sample_sets, width=10.0):
     return float(lo), float(hi)
 
 
+MARGINALS = 4  # in d > 1 dimensions, the coordinates whose marginal laws a run keeps
+
+
 def final_curves(state, cfg, n_grid=201):
-    """The arrays the report's figures need, as NumPy float64 (d = 1 only): grid (n_grid,),
-    m* ± 6 std of the limiting law (the same for every run, so seeds can be averaged), with
-    neg_critic and actor_mean on it; global_/local_samples (k,), fresh Langevin samples of
-    the two score networks (fresh_samples, on their own stream); density_grid (n_grid,),
-    that range widened to cover the samples, with global_/local_density read off the score
-    networks."""
+    """The arrays the report's figures need, as NumPy float64: grid (n_grid,), m* ± 6 std of
+    the limiting law (the same for every run, so seeds can be averaged), with neg_critic
+    and actor_mean on it; global_/local_samples (k,), fresh Langevin samples of the two
+    score networks (fresh_samples, on their own stream); density_grid (n_grid,), that range
+    widened to cover the samples, with global_/local_density read off the score networks.
+
+    In d > 1 dimensions: the samples of the first MARGINALS coordinates, (k, c); local_means
+    (d,), every coordinate's mean of the local samples; the critic and the first action
+    along coordinate 0 with the others at m*; no density read-out (it is 1-d)."""
     pb, sol = cfg.problem, cfg.problem.solution()
-    if pb.dim != 1:
-        raise ValueError(f"final_curves needs a 1-d problem, got dim={pb.dim}")
     xp, dtype = xp_of(state["x"]), state["x"].dtype
-    pools = fresh_samples(state, cfg, STREAM_CURVES)[1:]
-    out = {f"{tag}_samples": to_numpy(pool)[:, 0].astype(np.float64)
-           for tag, pool in zip(("global", "local"), pools)}
+    pools = [to_numpy(pool).astype(np.float64) for pool in fresh_samples(state, cfg, STREAM_CURVES)[1:]]
+    grid = np.linspace(sol.mean - 6 * sol.std, sol.mean + 6 * sol.std, n_grid)  # same for every run
+    points = np.full((n_grid, pb.dim), sol.mean)
+    points[:, 0] = grid
+    g = xp.asarray(points, dtype=dtype)
+    out = {"grid": grid,
+           "neg_critic": -to_numpy(nets.critic_forward(state["params"]["critic"], g)).astype(np.float64),
+           "actor_mean": to_numpy(nets.actor_forward(state["params"]["actor"], g)[0][:, 0]).astype(np.float64)}
+    if pb.dim > 1:
+        out.update({f"{tag}_samples": pool[:, :MARGINALS] for tag, pool in zip(("global", "local"), pools)})
+        out["local_means"] = pools[1].mean(axis=0)
+        return out
+    out.update({f"{tag}_samples": pool[:, 0] for tag, pool in zip(("global", "local"), pools)})
     lo, hi = readout_range(sol, out["global_samples"], out["local_samples"], width=6.0)
     out["density_grid"] = np.linspace(lo, hi, n_grid)
     for tag in ("global", "local"):
         p = state["params"][f"score_{tag}"]
         out[f"{tag}_density"] = density_from_score(
             lambda z, p=p: nets.score_forward(p, xp.asarray(z, dtype=dtype)), lo, hi, n_grid)["density"]
-    grid = np.linspace(sol.mean - 6 * sol.std, sol.mean + 6 * sol.std, n_grid)  # same for every run
-    g = xp.asarray(grid[:, None], dtype=dtype)
-    out["grid"] = grid
-    out["neg_critic"] = -to_numpy(nets.critic_forward(state["params"]["critic"], g)).astype(np.float64)
-    out["actor_mean"] = to_numpy(nets.actor_forward(state["params"]["actor"], g)[0][:, 0]).astype(np.float64)
     return out
-
 
 
 def _mean_and_std(a):

@@ -69,10 +69,10 @@ TABLE_METRICS = ("mean_error", "mean_error_mfg", "local_mean", "local_std", "glo
                  "value_rmse_paper", "agents_mean", "agents_std")
 
 
-def run_label(algo, mf, settings=None):
-    """A run's name in tables and figures: the algorithm, '+mf' with the correction, then
-    any field changed with --set, as ' key=value'."""
-    label = f"{algo}+mf" if mf else algo
+def run_label(algo, mf, settings=None, dim=1):
+    """A run's name in tables and figures: the algorithm, '+mf' with the correction, ' d=D'
+    in D > 1 dimensions, then any field changed with --set, as ' key=value'."""
+    label = (f"{algo}+mf" if mf else algo) + (f" d={dim}" if dim != 1 else "")
     return label + "".join(f" {k}={v}" for k, v in (settings or {}).items())
 
 
@@ -144,19 +144,27 @@ def time_to_accuracy(history, key, threshold):
 LATE_PART = 0.25  # the late window: the evaluations in the last quarter of a run
 
 
-def late_window(history, steps, m_star, m_mfg, part=LATE_PART):
+def per_coordinate(value, dim):
+    """A mean vector's norm (what evaluate records as local_mean, agents_mean for d > 1) as
+    the RMS over coordinates of their means: on the isotropic problem, comparable with the
+    1-d m* and m_mfg."""
+    return value if value is None or dim == 1 else value / math.sqrt(dim)
+
+
+def late_window(history, steps, m_star, m_mfg, part=LATE_PART, dim=1):
     """Where a run's local mean spends the last `part` of its steps: the median and the
     quartiles over the evaluations after step (1 − part)·steps, and the share of them
     within the distance threshold of m* and of m_mfg. A run that wanders is judged badly by
     its last evaluation alone. With no evaluation in the window, the last one. Also the
     mean and the standard deviation of the agents' own mean over the window (`agents_mean`,
     `agents_sd`; None where the history does not record it): where the population itself
-    rests and how much it wanders, without the sampler's noise."""
+    rests and how much it wanders, without the sampler's noise. In d > 1 dimensions the
+    means are per coordinate (per_coordinate)."""
     window = [h for h in history if h["step"] > (1 - part) * steps] or [history[-1]]
-    late = np.array([h["local_mean"] for h in window], dtype=float)
+    late = np.array([per_coordinate(h["local_mean"], dim) for h in window], dtype=float)
     q1, median, q3 = np.percentile(late, [25, 50, 75])
     near = ACCURACY_THRESHOLDS["mean_error"]
-    agents = [h.get("agents_mean") for h in window]
+    agents = [per_coordinate(h.get("agents_mean"), dim) for h in window]
     return {"median": float(median), "q1": float(q1), "q3": float(q3), "evaluations": len(late),
             "near_m_star": float(np.mean(abs(late - m_star) < near)),
             "near_m_mfg": float(np.mean(abs(late - m_mfg) < near)),
@@ -174,9 +182,15 @@ EQUILIBRIA = {"m*": ("mean_error", "control_rmse"), "m_mfg": ("mean_error_mfg", 
 EQUILIBRIUM_MEAN = {"m*": lambda sol: sol.mean, "m_mfg": lambda sol: sol.mean_mfg}
 
 
+def judged_by(record, at):
+    """The distance and the control error that judge equilibrium `at`: EQUILIBRIA's, or in
+    d > 1 dimensions their worst coordinate's (mfcg.coordinate_metrics: KEY_worst)."""
+    return tuple(f"{k}_worst" if f"{k}_worst" in record else k for k in EQUILIBRIA[at])
+
+
 def _within(record, at):
     """Whether one evaluation is within both of SETTLED's thresholds of equilibrium `at`."""
-    distance, control = EQUILIBRIA[at]
+    distance, control = judged_by(record, at)
     return record[distance] < SETTLED["distance"] and record[control] < SETTLED["control"]
 
 
@@ -184,7 +198,7 @@ def settled(history, steps, at, part=LATE_PART):
     """Whether a run settled at equilibrium `at` ("m*" or "m_mfg"; see SETTLED): every
     evaluation after step (1 − part)·steps within both thresholds (with none there, the
     last evaluation). None for a history that does not record the control error it needs."""
-    if any(EQUILIBRIA[at][1] not in h for h in history):
+    if any(judged_by(h, at)[1] not in h for h in history):
         return None
     late = [h for h in history if h["step"] > (1 - part) * steps] or history[-1:]
     return all(_within(h, at) for h in late)
@@ -196,25 +210,27 @@ def settled_on_average(history, steps, at, mean, part=LATE_PART):
     `mean`, and the mean of its control error below SETTLED["control"]. Weaker than
     settled (which implies it): for a learner whose estimate swings from one evaluation
     to the next while it is right on average, as a single agent's (AC) does. None where
-    the history lacks the control error it needs."""
-    if any(EQUILIBRIA[at][1] not in h for h in history):
+    the history lacks the control error it needs. In d > 1 dimensions, the mean over the
+    window of the worst coordinate's distance (judged_by)."""
+    if any(judged_by(h, at)[1] not in h for h in history):
         return None
     late = [h for h in history if h["step"] > (1 - part) * steps] or history[-1:]
-    local = np.mean([h["local_mean"] for h in late])
-    return bool(abs(local - mean) < SETTLED["distance"]
-                and np.mean([h[EQUILIBRIA[at][1]] for h in late]) < SETTLED["control"])
+    distance, control = judged_by(late[0], at)
+    off = (np.mean([h[distance] for h in late]) if distance.endswith("_worst")
+           else abs(np.mean([h["local_mean"] for h in late]) - mean))
+    return bool(off < SETTLED["distance"] and np.mean([h[control] for h in late]) < SETTLED["control"])
 
 
 def settled_from(history, at):
     """The step from which a run stays within both of SETTLED's thresholds of `at` (held_from)."""
-    if any(EQUILIBRIA[at][1] not in h for h in history):
+    if any(judged_by(h, at)[1] not in h for h in history):
         return None
     h = held_from(history, lambda h: _within(h, at))
     return None if h is None else h["step"]
 
 
-def default_run_dir(root, preset, algo, seed, mf=False, settings=None):
-    name = f"{file_name(run_label(algo, mf, settings))}-s{seed}"
+def default_run_dir(root, preset, algo, seed, mf=False, settings=None, dim=1):
+    name = f"{file_name(run_label(algo, mf, settings, dim))}-s{seed}"
     if len(name) > 200:  # file systems allow 255 bytes, and reproduce adds '.log'
         raise UsageError(f"the run's name would be {len(name)} characters, too long for a directory: "
                          f"--set fewer fields, or pass --out")
@@ -225,11 +241,14 @@ def default_run_dir(root, preset, algo, seed, mf=False, settings=None):
 # run
 # ---------------------------------------------------------------------------------------
 
-def run_config(preset, algo, seed, mf, steps=None, settings=None):
-    """The Config that `run` trains for these command-line settings (settings: from --set)."""
+def run_config(preset, algo, seed, mf, steps=None, settings=None, dim=1):
+    """The Config that `run` trains for these command-line settings (settings: from --set;
+    dim: the isotropic problem in that many dimensions)."""
     overrides = {"seed": seed, "mf_correction": mf, **(settings or {})}
     if steps is not None:
         overrides["steps"] = steps
+    if dim != 1:
+        overrides["problem"] = mfcg.LQProblem(dim=dim)
     try:
         return mfcg.preset(preset, algo, **overrides)
     except ValueError as exc:  # Config's own check of the values, e.g. langevin_steps=0
@@ -238,12 +257,12 @@ def run_config(preset, algo, seed, mf, steps=None, settings=None):
 
 def cmd_run(args):
     settings = {k: v[0] for k, v in parse_settings(args.set).items()}
-    cfg = run_config(args.preset, args.algo, args.seed, args.mf, args.steps, settings)
-    out = args.out or default_run_dir(args.runs, args.preset, args.algo, args.seed, args.mf, settings)
+    cfg = run_config(args.preset, args.algo, args.seed, args.mf, args.steps, settings, args.dim)
+    out = args.out or default_run_dir(args.runs, args.preset, args.algo, args.seed, args.mf, settings, args.dim)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"{out} is a file, not a run directory")
     claim(out)
-    label = run_label(args.algo, args.mf, settings)
+    label = run_label(args.algo, args.mf, settings, args.dim)
     tag = f"{label} s{args.seed}"
     ckpt, history_path = os.path.join(out, "checkpoint.npz"), os.path.join(out, "history.json")
     saved = {"preset": args.preset, "settings": settings, "config": cfg.to_dict()}  # config.json
@@ -337,7 +356,8 @@ def summarise(runs):
             entry[f"settled_on_average_{at}"] = [
                 settled_on_average(r["history"], r["metrics"]["steps"], at, mean)
                 for r in by_seed for mean in [EQUILIBRIUM_MEAN[at](r["config"].problem.solution())]]
-        entry["late_local_mean"] = [late_window(r["history"], r["metrics"]["steps"], sol.mean, sol.mean_mfg)
+        entry["late_local_mean"] = [late_window(r["history"], r["metrics"]["steps"], sol.mean, sol.mean_mfg,
+                                                dim=r["config"].problem.dim)
                                     for r in by_seed for sol in [r["config"].problem.solution()]]
         summary[label] = entry
     return summary
@@ -488,10 +508,10 @@ def _equilibrium_lines(ax, sol, vertical=False):
 def _control_error(record, mf):
     """A run's control error against the control of the equilibrium its variant aims at:
     α̂ with the correction, the Nash control over its own law without (older histories:
-    over the MFCG law)."""
+    over the MFCG law); in d > 1 dimensions, the worst coordinate's."""
     if mf:
-        return record["control_rmse"]
-    return record.get("control_rmse_at_mfg", record["control_rmse_mfg"])
+        return record[judged_by(record, "m*")[1]]
+    return record.get(judged_by(record, "m_mfg")[1], record["control_rmse_mfg"])
 
 
 def make_figures(summary, runs, out):
@@ -510,7 +530,8 @@ def make_figures(summary, runs, out):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    sol = runs[0]["config"].problem.solution()
+    problem = runs[0]["config"].problem
+    sol, dim = dataclasses.replace(problem, dim=1).solution(), problem.dim  # per coordinate: isotropic
     by_label = {label: [r for r in runs if r["label"] == label] for label in summary}
     # one colour per algorithm and --set values; with the correction, the same colour dashed
     bases = list(dict.fromkeys(label.replace("+mf", "", 1) for label in by_label))
@@ -525,17 +546,19 @@ def make_figures(summary, runs, out):
         n = min(len(r["history"]) for r in rs)
         steps = [h["step"] for h in rs[0]["history"][:n]]
         mf = rs[0]["config"].mf_correction
-        _band(axes[0], steps, [[h["local_mean"] for h in r["history"][:n]] for r in rs], label,
-              spread="range", **style[label])
+        _band(axes[0], steps, [[per_coordinate(h["local_mean"], dim) for h in r["history"][:n]] for r in rs],
+              label, spread="range", **style[label])
         _band(axes[1], steps, [[_control_error(h, mf) for h in r["history"][:n]] for r in rs], label,
               spread="range", **style[label])
     _equilibrium_lines(axes[0], sol)
     lo, hi = sorted((sol.mean, sol.mean_mfg))
     axes[0].set_ylim(lo - 1.0, hi + 1.0)  # the equilibria in view; a run far away leaves it
-    axes[0].set_title("local mean (mean and range over runs)")
+    axes[0].set_title("local mean (mean and range over runs)" if dim == 1 else
+                      f"local mean, RMS over the {dim} coordinates (mean and range over runs)", fontsize=10)
     axes[1].axhline(SETTLED["control"], color="0.5", lw=1, ls="-.", label=f"settled below {SETTLED['control']}")
     axes[1].set_yscale("log")
-    axes[1].set_title("control error against its equilibrium's control\n(+mf: α̂ at m*; plain: the Nash control at m_mfg)",
+    axes[1].set_title(("control error" if dim == 1 else "the worst coordinate's control error")
+                      + " against its equilibrium's control\n(+mf: α̂ at m*; plain: the Nash control at m_mfg)",
                       fontsize=10)
     for ax in axes:
         ax.set_xlabel("training step")
@@ -579,12 +602,12 @@ def make_figures(summary, runs, out):
 
     fig, axes = _panels(plt, len(by_label))
     for ax, (label, rs) in zip(axes, by_label.items()):
-        samples = np.concatenate([r["curves"]["local_samples"] for r in rs])
+        samples = np.concatenate([r["curves"]["local_samples"].ravel() for r in rs])  # d > 1: the marginals
         q_lo, q_hi = np.quantile(samples, [0.005, 0.995])
         a, b = min(q_lo, lo - 3 * sol.std), max(q_hi, hi + 3 * sol.std)
         ax.hist(samples, bins=np.linspace(a, b, 60), density=True, alpha=0.35, color="C0",
                 label=f"Langevin samples, {len(rs)} runs")
-        for i, r in enumerate(rs):
+        for i, r in enumerate(r for r in rs if "local_density" in r["curves"]):  # d = 1 only
             ax.plot(r["curves"]["density_grid"], r["curves"]["local_density"], color="C1", lw=0.8,
                     alpha=0.7, label="score read-out, per run" if i == 0 else None)
         g = np.linspace(a, b, 400)
@@ -594,7 +617,8 @@ def make_figures(summary, runs, out):
         ax.set_xlim(a, b)
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=6)
-    fig.suptitle("The local law: learned against the closed form", fontsize=11)
+    fig.suptitle("The local law: learned against the closed form" + (
+        "" if dim == 1 else f" (the marginals of the first {min(dim, mfcg.MARGINALS)} coordinates, pooled)"), fontsize=11)
     fig.tight_layout()
     files.append(_save(fig, out, "laws.png"))
 
@@ -606,7 +630,8 @@ def make_figures(summary, runs, out):
         ax.plot(grid, sol.control_mfg(grid[:, None])[:, 0], "k:", lw=1.3, label="Nash control")
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=6)
-    fig.suptitle("The learned control against the closed form", fontsize=11)
+    fig.suptitle("The learned control against the closed form" + (
+        "" if dim == 1 else ": the first action along the first coordinate, the others at m*"), fontsize=11)
     fig.tight_layout()
     files.append(_save(fig, out, "controls.png"))
     return files
@@ -657,8 +682,6 @@ def report(paths, out, allow_mixed_presets=False):
     problems = {r["config"].problem for r in runs}
     if len(problems) > 1:
         raise UsageError("the runs solve different problems (LQProblem settings differ)")
-    if runs[0]["config"].problem.dim != 1:
-        raise UsageError("report draws 1-d figures; these runs have dim > 1")
     copies = run_copies(runs)
     summary = summarise(runs)  # every reading and computing before anything in --out changes
     table = results_table(summary, runs[0]["config"].problem)
@@ -692,13 +715,15 @@ def cmd_reproduce(args):
     sweep = parse_settings(args.set, sweep=True)
     grid = [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
     for algo, mf, settings, seed in itertools.product(algos, variants, grid, args.seeds):
-        out = default_run_dir(args.runs, args.preset, algo, seed, mf, settings)
-        cfg = run_config(args.preset, algo, seed, mf, args.steps, settings)  # checks the values
+        out = default_run_dir(args.runs, args.preset, algo, seed, mf, settings, args.dim)
+        cfg = run_config(args.preset, algo, seed, mf, args.steps, settings, args.dim)  # checks the values
         dirs.append(out)
         cmd = [sys.executable, os.path.abspath(__file__), "run", "--algo", algo,
                "--preset", args.preset, "--seed", str(seed), "--out", out] + (["--mf"] if mf else [])
         if args.steps is not None:
             cmd += ["--steps", str(args.steps)]
+        if args.dim != 1:
+            cmd += ["--dim", str(args.dim)]
         for key, value in settings.items():
             cmd += ["--set", f"{key}={value}"]
         if os.path.exists(os.path.join(out, "config.json")):  # reuse or resume only a run made with these settings
@@ -997,6 +1022,8 @@ def build_parser():
     r.add_argument("--seed", type=int, default=0, help="the random seed (default: 0)")
     r.add_argument("--mf", action="store_true", help="add the mean-field correction to the reward (default: off)")
     r.add_argument("--steps", type=int, help="the number of steps (default: the preset's)")
+    r.add_argument("--dim", type=int, default=1, metavar="D",
+                   help="the isotropic problem in D dimensions (default: 1, the paper's)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change one Config field of the preset, e.g. langevin_steps=5; repeatable (default: none)")
     r.add_argument("--out", help="the run directory (default: RUNS/PRESET/LABEL-sSEED)")
@@ -1030,6 +1057,8 @@ def build_parser():
     rp.add_argument("--seeds", default="5", type=parse_seeds, metavar="SEEDS",
                     help="a count from 0 (5: seeds 0-4), a range (20-23) or a list (0,5,9) (default: 5)")
     rp.add_argument("--steps", type=int, help="every run's number of steps (default: the preset's)")
+    rp.add_argument("--dim", type=int, default=1, metavar="D",
+                    help="the isotropic problem in D dimensions (default: 1, the paper's)")
     rp.add_argument("--set", action="append", metavar="KEY=V1,V2,...",
                     help="change a Config field of the preset, a run for each value; several --set "
                          "run every combination (default: none)")
@@ -1072,7 +1101,7 @@ def main(argv=None):
     keep_freed_memory()
     try:
         args = build_parser().parse_args(argv)
-        for name in ("steps", "jobs", "stop_after", "warmup", "reps", "horizon", "langevin_steps"):
+        for name in ("steps", "dim", "jobs", "stop_after", "warmup", "reps", "horizon", "langevin_steps"):
             value = getattr(args, name, None)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")

@@ -573,8 +573,7 @@ RUN_FORMAT = 1
 # What report reads, by part of the run; a run without one of these is refused by name.
 RUN_KEYS = {"metrics": ("label", "seed", "steps", "wall_seconds", "steps_per_second"),
             "history": ("step", "wall_seconds", "mean_error", "control_rmse", "value_rmse", "local_mean"),
-            "curves": ("grid", "neg_critic", "actor_mean", "global_samples", "local_samples",
-                       "density_grid", "global_density", "local_density")}
+            "curves": ("grid", "neg_critic", "actor_mean", "global_samples", "local_samples")}
 # The four files a finished run directory held before RUN_FILE (read, never written).
 OLD_RUN_FILES = ("config.json", "metrics.json", "history.json", "curves.npz")
 
