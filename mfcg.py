@@ -26,7 +26,7 @@ from autograd_lite import (adam_init, adam_update, check_array, clip_grad_norm, 
                            to_numpy, xp_of)
 from fastpaths import (FlatParams, adam_step, chunk_mean, chunk_rows, concurrently, gae_by_matmul,
                        in_chunks, langevin_score_net, make_rng)
-from rundir import Loop, check_config, check_problem, load_checkpoint as read_checkpoint
+from rundir import Loop, check_config, check_problem, check_rotated_problem, load_checkpoint as read_checkpoint
 
 
 # ---------------------------------------------------------------------------------------
@@ -186,10 +186,173 @@ class LQSolution:
         x = self._x(x)
         return (self.gamma2 * x * x + self.gamma1 * x + self.gamma0_paper).sum(axis=1)
 
+    def sample(self, z, nash=False):
+        """Points of the limiting law N(m*, std²)^{⊗d} from standard normals z (N, d), or with
+        `nash` of the Nash equilibrium's N(m_mfg, std²)^{⊗d}: the same draws shifted."""
+        return (self.mean_mfg if nash else self.mean) + self.std * z
+
+    def jacobian(self):
+        """∂α̂/∂x, (d, d): −2Γ2·I."""
+        return -2.0 * self.gamma2 * np.eye(self.problem.dim)
+
     def density(self, x):
         """Density of the limiting law N(m*, std²)^{⊗d} at x (N, d) → (N,)."""
         u = (self._x(x) - self.mean) / self.std
         return xp_of(x).exp(-0.5 * (u * u).sum(axis=1)) / (math.sqrt(2 * math.pi) * self.std) ** x.shape[1]
+
+
+# ---------------------------------------------------------------------------------------
+# A coupled benchmark with a closed form: different 1-d problems, rotated
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RotatedLQProblem:
+    """d different 1-d problems seen through a fixed rotation Q. In the coordinates
+    y = Qᵀx each coordinate i is the 1-d problem coordinates[i], with its own coefficients
+    and noise; the agents act and are seen in x, where the costs, the noise and the
+    solution couple the coordinates. The problem decouples in y (Q is orthogonal: the
+    control cost ½|a|² = ½|Qᵀa|², and dY = Qᵀa dt + diag(σ) dW), so its solution is the
+    decoupled one rotated: m* = Q m*_y, α̂(x) = Q α̂_y(Qᵀx) (RotatedLQSolution). Row
+    vectors throughout: y = x Q. Every coordinate shares β and Δt (one clock, one
+    discount). `rotation` seeds Q; 0 keeps Q = I."""
+    coordinates: tuple = (LQProblem(),)
+    rotation: int = 1
+
+    def __post_init__(self):
+        coords = tuple(LQProblem(**c) if isinstance(c, dict) else c for c in self.coordinates)  # from JSON
+        object.__setattr__(self, "coordinates", coords)
+        check_rotated_problem(self, LQProblem)   # rundir
+
+    @property
+    def dim(self):
+        return len(self.coordinates)
+
+    @property
+    def dt(self):
+        return self.coordinates[0].dt
+
+    @property
+    def beta(self):
+        return self.coordinates[0].beta
+
+    @property
+    def discount(self):
+        return self.coordinates[0].discount
+
+    @property
+    def rotation_matrix(self):
+        """Q (d, d), orthogonal: the QR factor of a standard normal matrix drawn with
+        `rotation` as seed, its columns' signs fixed so that R's diagonal is positive."""
+        if self.rotation == 0:
+            return np.eye(self.dim)
+        q, r = np.linalg.qr(np.random.default_rng(self.rotation).standard_normal((self.dim, self.dim)))
+        return q * np.sign(np.diag(r))
+
+    def coefficient(self, name, like):
+        """Coefficient `name` of every coordinate, (d,), on like's device and in its dtype."""
+        return xp_of(like).asarray([getattr(c, name) for c in self.coordinates], dtype=like.dtype)
+
+    def _to_y(self, v, like):
+        """Row vectors (or a (d,) mean) from x to y: v Q."""
+        return xp_of(like).asarray(v, dtype=like.dtype) @ xp_of(like).asarray(self.rotation_matrix, dtype=like.dtype)
+
+    def _to_x(self, v):
+        """Row vectors from y back to x: v Qᵀ."""
+        return v @ xp_of(v).asarray(self.rotation_matrix.T, dtype=v.dtype)
+
+    def running_cost(self, x, m, m_tilde, a):
+        """f summed over the coordinates of y: each coordinate i's 1-d cost at
+        (y_i, (Qᵀm)_i, (Qᵀm̃)_i, (Qᵀa)_i).  x, a (N, d); m, m̃ (d,) → (N,)."""
+        check_array("x", x, 2, (None, self.dim))
+        check_array("a", a, 2, (None, self.dim))
+        y, b, my, mty = (self._to_y(v, x) for v in (x, a, m, m_tilde))
+        c = {k: self.coefficient(k, x) for k in ("c1", "c2", "c3", "c4", "c1_tilde", "c2_tilde", "c5_tilde")}
+        per_coord = (0.5 * b * b + c["c1"] * (y - c["c2"] * my) ** 2 + c["c3"] * (y - c["c4"]) ** 2
+                     + c["c1_tilde"] * (y - c["c2_tilde"] * mty) ** 2 + c["c5_tilde"] * mty * mty)
+        return per_coord.sum(axis=1)
+
+    def dcost_dm_tilde(self, x, m_tilde):
+        """∂f/∂m̃ (in x): Q times the 1-d problems' ∂f/∂m̃_y.  x (N, d), m̃ (d,) → (N, d)."""
+        check_array("x", x, 2, (None, self.dim))
+        y, mty = self._to_y(x, x), self._to_y(m_tilde, x)
+        c1t, c2t, c5t = (self.coefficient(k, x) for k in ("c1_tilde", "c2_tilde", "c5_tilde"))
+        return self._to_x(-2.0 * c1t * c2t * (y - c2t * mty) + 2.0 * c5t * mty)
+
+    def reward(self, x, m, m_tilde, a):
+        """r = −f(x, m, m̃, a) Δt, shape (N,)."""
+        return -self.dt * self.running_cost(x, m, m_tilde, a)
+
+    def step(self, x, a, rng):
+        """Euler–Maruyama in x: X' = X + a Δt + Q diag(σ) √Δt z, z ~ N(0, I)."""
+        check_array("x", x, 2, (None, self.dim))
+        check_array("a", a, 2, (None, self.dim))
+        z = rng.standard_normal(x.shape, dtype=x.dtype)
+        return x + a * self.dt + self._to_x(self.coefficient("sigma", x) * math.sqrt(self.dt) * z)
+
+    def solution(self):
+        return RotatedLQSolution(self)
+
+
+class RotatedLQSolution:
+    """The closed form of a RotatedLQProblem: each coordinate's LQSolution in y, rotated
+    into x. mean and mean_mfg are (d,) vectors in x; std the x coordinates' marginal stds
+    (the law itself is N(Q m*_y, Q diag(std_y²) Qᵀ): use sample, not mean + std·z)."""
+
+    def __init__(self, problem):
+        self.problem, self.q = problem, problem.rotation_matrix
+        self.each = [c.solution() for c in problem.coordinates]
+        y = {k: np.array([getattr(s, k) for s in self.each]) for k in ("gamma2", "mean", "std", "mean_mfg")}
+        self.gamma2_y, self.mean_y, self.std_y, self.mean_mfg_y = y["gamma2"], y["mean"], y["std"], y["mean_mfg"]
+        self.mean, self.mean_mfg = self.mean_y @ self.q.T, self.mean_mfg_y @ self.q.T
+        self.std = np.sqrt((self.q ** 2) @ self.std_y ** 2)
+
+    def _y(self, x):
+        check_array("x", x, 2, (None, self.problem.dim))
+        return x @ self.q
+
+    def sample(self, z, nash=False):
+        """Points of the limiting law (or the Nash one) from standard normals z (N, d)."""
+        return ((self.mean_mfg_y if nash else self.mean_y) + self.std_y * z) @ self.q.T
+
+    def control(self, x):
+        """α̂(x) = Q α̂_y(Qᵀx), α̂_y(y)_i = −2 Γ2_i (y_i − m*_i).  (N, d) → (N, d)."""
+        return (-2.0 * self.gamma2_y * (self._y(x) - self.mean_y)) @ self.q.T
+
+    def control_mfg(self, x):
+        """The Nash control, rotated the same way.  (N, d) → (N, d)."""
+        return (-2.0 * self.gamma2_y * (self._y(x) - self.mean_mfg_y)) @ self.q.T
+
+    def jacobian(self):
+        """∂α̂/∂x = −2 Q diag(Γ2) Qᵀ, (d, d)."""
+        return -2.0 * (self.q * self.gamma2_y) @ self.q.T
+
+    def mean_own_influence(self, w):
+        """Each coordinate's μ(w) (LQSolution.mean_own_influence), rotated into x: (d,)."""
+        return np.array([s.mean_own_influence(w) for s in self.each]) @ self.q.T
+
+    def value(self, x):
+        """Σ_i v_i(y_i): each coordinate's cost-to-go of α̂.  (N, d) → (N,)."""
+        y = self._y(x)
+        return sum(s.value(y[:, i:i + 1]) for i, s in enumerate(self.each))
+
+    def value_paper(self, x):
+        y = self._y(x)
+        return sum(s.value_paper(y[:, i:i + 1]) for i, s in enumerate(self.each))
+
+    def density(self, x):
+        """The limiting law's density: the product over y's coordinates (Q keeps volumes)."""
+        y = self._y(x)
+        return np.prod([s.density(y[:, i:i + 1]) for i, s in enumerate(self.each)], axis=0)
+
+
+def rotated_problem(dim, rotation=1):
+    """The coupled benchmark of this project: in y, coordinate i (t = i/(d − 1)) has
+    c3 = 0.5 + 1.5t (its stiffness, so that each coordinate's Γ2 differs and α̂'s Jacobian
+    in x is not diagonal), c4 = 0.5 − 0.5t and σ = 0.3 + 0.4t (the paper's 0.5, 0.25 and
+    0.5 at t = 0, ½, ½), the paper's other coefficients; Q drawn with seed `rotation`."""
+    spread = np.linspace(0.0, 1.0, dim) if dim > 1 else np.array([0.5])
+    return RotatedLQProblem(tuple(LQProblem(c3=float(0.5 + 1.5 * t), c4=float(0.5 - 0.5 * t), sigma=float(0.3 + 0.4 * t))
+                                  for t in spread), rotation)
 
 
 # ---------------------------------------------------------------------------------------
@@ -253,12 +416,13 @@ class Config:
     readable: bool = False          # train with the readable definitions instead of fastpaths.py:
                                     # langevin, clip_grad_norm and adam_update on plain dicts,
                                     # the loop gae, PPO on all rows at once, no threads
-    problem: LQProblem = field(default_factory=LQProblem)  # the benchmark's coefficients
+    problem: LQProblem = field(default_factory=LQProblem)  # the benchmark (or a RotatedLQProblem)
 
     def __post_init__(self):
         if isinstance(self.problem, dict):  # from JSON
-            object.__setattr__(self, "problem", LQProblem(**self.problem))
-        check_config(self, ALGOS, LQProblem)   # every field's type and range (rundir)
+            kind = RotatedLQProblem if "coordinates" in self.problem else LQProblem
+            object.__setattr__(self, "problem", kind(**self.problem))
+        check_config(self, ALGOS, (LQProblem, RotatedLQProblem))   # every field's type and range (rundir)
 
     def to_dict(self):
         return asdict(self)   # the problem too, as a dict
@@ -821,8 +985,8 @@ def evaluate(state, cfg):
                                       *readout_range(sol, s), n=4001)
         out[f"{tag}_mean_density"], out[f"{tag}_std_density"] = read["mean"], read["std"]
     z = to_numpy(rng.standard_normal((cfg.eval_samples, pb.dim), dtype=dtype)).astype(np.float64)
-    x_eval = sol.mean + sol.std * z                      # (n, d) ~ the MFCG limiting law
-    out.update(control_metrics(state, cfg, x_eval, sol.mean_mfg + sol.std * z))
+    x_eval, x_nash = sol.sample(z), sol.sample(z, nash=True)   # (n, d) ~ each equilibrium's law
+    out.update(control_metrics(state, cfg, x_eval, x_nash))
     for tag, key in (("agents", "x"), ("pool_global", "pool_global"), ("pool_local", "pool_local")):
         out[f"{tag}_mean"], out[f"{tag}_std"] = _mean_and_std(to_numpy(state[key]).astype(np.float64))
     neg_v = -_at(state, lambda x: nets.critic_forward(state["params"]["critic"], x), x_eval)  # cost-to-go
@@ -831,7 +995,7 @@ def evaluate(state, cfg):
     out["mean_error"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean))
     out["mean_error_mfg"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean_mfg))
     if pb.dim > 1:
-        out.update(coordinate_metrics(state, cfg, samples["local"], x_eval, sol.mean_mfg + sol.std * z))
+        out.update(coordinate_metrics(state, cfg, samples["local"], x_eval, x_nash))
     return out
 
 
@@ -844,9 +1008,11 @@ def coordinate_metrics(state, cfg, local, x_eval, x_nash):
     mean_error_mfg_worst, _rms    the same against m_mfg
     control_rmse_worst            max over i of the RMSE of action i against α̂_i, over x_eval
     control_rmse_at_mfg_worst     max over i against the Nash control, over x_nash
-    jacobian_diag_error           max over i of |J_ii + 2Γ2|, J the least-squares Jacobian of
-                                  the mean action over x_eval (α̂'s is −2Γ2·I)
-    jacobian_offdiag              max over i ≠ j of |J_ij|: one coordinate leaking into another
+    jacobian_diag_error           max over i of |J_ii − Ĵ_ii|, J the least-squares Jacobian
+                                  of the mean action over x_eval, Ĵ α̂'s (−2Γ2·I on the
+                                  isotropic problem)
+    jacobian_offdiag              max over i ≠ j of |J_ij − Ĵ_ij|: on the isotropic problem one
+                                  coordinate leaking into another's action
     """
     sol = cfg.problem.solution()
     actor = lambda x: _at(state, lambda z: nets.actor_forward(state["params"]["actor"], z)[0], x)  # noqa: E731
@@ -859,10 +1025,9 @@ def coordinate_metrics(state, cfg, local, x_eval, x_nash):
     a_nash = actor(x_nash)
     out["control_rmse_at_mfg_worst"] = float(np.sqrt(np.mean((a_nash - sol.control_mfg(x_nash)) ** 2, axis=0)).max())
     design = np.hstack([x_eval, np.ones((len(x_eval), 1))])
-    jacobian = np.linalg.lstsq(design, a, rcond=None)[0][:-1].T            # (d, d): J_ij = ∂a_i/∂x_j
-    diag = np.diag(jacobian)
-    out["jacobian_diag_error"] = float(np.abs(diag + 2.0 * sol.gamma2).max())
-    out["jacobian_offdiag"] = float(np.abs(jacobian - np.diag(diag)).max())
+    gap = np.linalg.lstsq(design, a, rcond=None)[0][:-1].T - sol.jacobian()  # (d, d): J_ij = ∂a_i/∂x_j
+    out["jacobian_diag_error"] = float(np.abs(np.diag(gap)).max())
+    out["jacobian_offdiag"] = float(np.abs(gap - np.diag(np.diag(gap))).max())
     return out
 
 
@@ -910,11 +1075,13 @@ def final_curves(state, cfg, n_grid=201):
 
     In d > 1 dimensions: the samples of the first MARGINALS coordinates, (k, c); local_means
     (d,), every coordinate's mean of the local samples; the critic and the first action
-    along coordinate 0 with the others at m*; no density read-out (it is 1-d)."""
+    along coordinate 0 (over its marginal's m* ± 6 std) with the others at m*; no density
+    read-out (it is 1-d)."""
     pb, sol = cfg.problem, cfg.problem.solution()
     xp, dtype = xp_of(state["x"]), state["x"].dtype
     pools = [to_numpy(pool).astype(np.float64) for pool in fresh_samples(state, cfg, STREAM_CURVES)[1:]]
-    grid = np.linspace(sol.mean - 6 * sol.std, sol.mean + 6 * sol.std, n_grid)  # same for every run
+    m0, s0 = np.atleast_1d(sol.mean)[0], np.atleast_1d(sol.std)[0]   # coordinate 0's law
+    grid = np.linspace(m0 - 6 * s0, m0 + 6 * s0, n_grid)  # same for every run
     points = np.full((n_grid, pb.dim), sol.mean)
     points[:, 0] = grid
     g = xp.asarray(points, dtype=dtype)
@@ -953,7 +1120,7 @@ def control_metrics(state, cfg, x_eval, x_nash):
     slope, intercept = np.polyfit(x_eval[:, 0], a[:, 0], 1) if one_d else (math.nan, math.nan)
     out = {"control_rmse": _rmse(a, sol.control(x_eval)), "control_rmse_mfg": _rmse(a, sol.control_mfg(x_eval)),
            "control_slope": float(slope), "control_intercept": float(intercept)}
-    if not math.isfinite(sol.mean_mfg):
+    if not np.all(np.isfinite(sol.mean_mfg)):
         return {**out, "control_rmse_at_mfg": math.nan, "control_slope_at_mfg": math.nan}
     a = mean_action(x_nash)
     out["control_rmse_at_mfg"] = _rmse(a, sol.control_mfg(x_nash))

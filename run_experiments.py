@@ -69,10 +69,11 @@ TABLE_METRICS = ("mean_error", "mean_error_mfg", "local_mean", "local_std", "glo
                  "value_rmse_paper", "agents_mean", "agents_std")
 
 
-def run_label(algo, mf, settings=None, dim=1):
+def run_label(algo, mf, settings=None, dim=1, rotated=False):
     """A run's name in tables and figures: the algorithm, '+mf' with the correction, ' d=D'
-    in D > 1 dimensions, then any field changed with --set, as ' key=value'."""
-    label = (f"{algo}+mf" if mf else algo) + (f" d={dim}" if dim != 1 else "")
+    in D > 1 dimensions, ' rotated' on the coupled benchmark, then any field changed with
+    --set, as ' key=value'."""
+    label = (f"{algo}+mf" if mf else algo) + (f" d={dim}" if dim != 1 else "") + (" rotated" if rotated else "")
     return label + "".join(f" {k}={v}" for k, v in (settings or {}).items())
 
 
@@ -149,6 +150,23 @@ def per_coordinate(value, dim):
     the RMS over coordinates of their means: on the isotropic problem, comparable with the
     1-d m* and m_mfg."""
     return value if value is None or dim == 1 else value / math.sqrt(dim)
+
+
+def per_coordinate_means(sol, dim):
+    """m* and m_mfg as the numbers a report compares a run's local mean with: themselves in
+    1-d; in d > 1 dimensions the RMS over coordinates of the two mean vectors, as the run's
+    local mean is (per_coordinate; on the isotropic problem, the 1-d values)."""
+    if dim == 1:
+        return sol.mean, sol.mean_mfg
+    return tuple(float(np.linalg.norm(np.broadcast_to(v, dim)) / math.sqrt(dim)) for v in (sol.mean, sol.mean_mfg))
+
+
+def _number(v):
+    """A closed-form quantity for a report's text: a number, or (d > 1) its coordinates."""
+    v = np.atleast_1d(v)
+    if len(v) == 1 or np.all(v == v[0]):
+        return f"{v[0]:.4f}"
+    return "(" + ", ".join(f"{x:.3f}" for x in v[:4]) + (", …)" if len(v) > 4 else ")")
 
 
 def late_window(history, steps, m_star, m_mfg, part=LATE_PART, dim=1):
@@ -229,8 +247,8 @@ def settled_from(history, at):
     return None if h is None else h["step"]
 
 
-def default_run_dir(root, preset, algo, seed, mf=False, settings=None, dim=1):
-    name = f"{file_name(run_label(algo, mf, settings, dim))}-s{seed}"
+def default_run_dir(root, preset, algo, seed, mf=False, settings=None, dim=1, rotated=False):
+    name = f"{file_name(run_label(algo, mf, settings, dim, rotated))}-s{seed}"
     if len(name) > 200:  # file systems allow 255 bytes, and reproduce adds '.log'
         raise UsageError(f"the run's name would be {len(name)} characters, too long for a directory: "
                          f"--set fewer fields, or pass --out")
@@ -241,13 +259,16 @@ def default_run_dir(root, preset, algo, seed, mf=False, settings=None, dim=1):
 # run
 # ---------------------------------------------------------------------------------------
 
-def run_config(preset, algo, seed, mf, steps=None, settings=None, dim=1):
+def run_config(preset, algo, seed, mf, steps=None, settings=None, dim=1, rotated=False):
     """The Config that `run` trains for these command-line settings (settings: from --set;
-    dim: the isotropic problem in that many dimensions)."""
+    dim: the isotropic problem in that many dimensions, or with `rotated` the coupled one,
+    mfcg.rotated_problem)."""
     overrides = {"seed": seed, "mf_correction": mf, **(settings or {})}
     if steps is not None:
         overrides["steps"] = steps
-    if dim != 1:
+    if rotated:
+        overrides["problem"] = mfcg.rotated_problem(dim)
+    elif dim != 1:
         overrides["problem"] = mfcg.LQProblem(dim=dim)
     try:
         return mfcg.preset(preset, algo, **overrides)
@@ -257,12 +278,13 @@ def run_config(preset, algo, seed, mf, steps=None, settings=None, dim=1):
 
 def cmd_run(args):
     settings = {k: v[0] for k, v in parse_settings(args.set).items()}
-    cfg = run_config(args.preset, args.algo, args.seed, args.mf, args.steps, settings, args.dim)
-    out = args.out or default_run_dir(args.runs, args.preset, args.algo, args.seed, args.mf, settings, args.dim)
+    cfg = run_config(args.preset, args.algo, args.seed, args.mf, args.steps, settings, args.dim, args.rotated)
+    out = args.out or default_run_dir(args.runs, args.preset, args.algo, args.seed, args.mf, settings, args.dim,
+                                      args.rotated)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"{out} is a file, not a run directory")
     claim(out)
-    label = run_label(args.algo, args.mf, settings, args.dim)
+    label = run_label(args.algo, args.mf, settings, args.dim, args.rotated)
     tag = f"{label} s{args.seed}"
     ckpt, history_path = os.path.join(out, "checkpoint.npz"), os.path.join(out, "history.json")
     saved = {"preset": args.preset, "settings": settings, "config": cfg.to_dict()}  # config.json
@@ -356,7 +378,8 @@ def summarise(runs):
             entry[f"settled_on_average_{at}"] = [
                 settled_on_average(r["history"], r["metrics"]["steps"], at, mean)
                 for r in by_seed for mean in [EQUILIBRIUM_MEAN[at](r["config"].problem.solution())]]
-        entry["late_local_mean"] = [late_window(r["history"], r["metrics"]["steps"], sol.mean, sol.mean_mfg,
+        entry["late_local_mean"] = [late_window(r["history"], r["metrics"]["steps"],
+                                                *per_coordinate_means(sol, r["config"].problem.dim),
                                                 dim=r["config"].problem.dim)
                                     for r in by_seed for sol in [r["config"].problem.solution()]]
         summary[label] = entry
@@ -387,8 +410,9 @@ def results_table(summary, problem):
         lines.append(f"| {label} | {e['n_runs']} | {steps} | " + " | ".join(cells)
                      + f" | {e['wall_seconds']['mean']:.0f} | {e['steps_per_second']['mean']:.1f} | "
                      + " | ".join(times) + " |")
-    head = (f"Mean ± std over runs (seeds). Closed form: m* = {sol.mean:.4f}, m_mfg = {sol.mean_mfg:.4f}, "
-            f"limiting std {sol.std:.4f}, α̂ slope {-2 * sol.gamma2:.4f}. 'dist. to m*' is |local mean − m*|, "
+    head = (f"Mean ± std over runs (seeds). Closed form: m* = {_number(sol.mean)}, m_mfg = {_number(sol.mean_mfg)}, "
+            f"limiting std {_number(sol.std)}, α̂ slope {_number(np.diag(sol.jacobian()))}. "
+            f"'dist. to m*' is |local mean − m*|, "
             f"the local mean and std those of fresh Langevin samples of the local score network. Control "
             f"and value errors are RMSEs over x drawn from the limiting law; 'value err (appendix)' "
             f"compares with the paper's appendix formula, which is not the cost-to-go (docs/findings.md). "
@@ -498,11 +522,11 @@ def _panels(plt, n, width=3.4, height=2.6):
     return fig, axes.flat[:n]
 
 
-def _equilibrium_lines(ax, sol, vertical=False):
-    """m* and m_mfg as reference lines, labelled once."""
+def _equilibrium_lines(ax, means, vertical=False):
+    """m* and m_mfg (per_coordinate_means) as reference lines, labelled once."""
     line = ax.axvline if vertical else ax.axhline
-    line(sol.mean, color="k", lw=1.2, label=f"m* = {sol.mean:.3f} (MFCG)")
-    line(sol.mean_mfg, color="k", lw=1.2, ls=":", label=f"m_mfg = {sol.mean_mfg:.3f} (Nash)")
+    line(means[0], color="k", lw=1.2, label=f"m* = {means[0]:.3f} (MFCG)")
+    line(means[1], color="k", lw=1.2, ls=":", label=f"m_mfg = {means[1]:.3f} (Nash)")
 
 
 def _control_error(record, mf):
@@ -531,7 +555,9 @@ def make_figures(summary, runs, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     problem = runs[0]["config"].problem
-    sol, dim = dataclasses.replace(problem, dim=1).solution(), problem.dim  # per coordinate: isotropic
+    sol, dim = problem.solution(), problem.dim
+    means = per_coordinate_means(sol, dim)
+    first = lambda v: float(np.atleast_1d(v)[0])  # noqa: E731  coordinate 0's, for its marginal
     by_label = {label: [r for r in runs if r["label"] == label] for label in summary}
     # one colour per algorithm and --set values; with the correction, the same colour dashed
     bases = list(dict.fromkeys(label.replace("+mf", "", 1) for label in by_label))
@@ -550,11 +576,13 @@ def make_figures(summary, runs, out):
               label, spread="range", **style[label])
         _band(axes[1], steps, [[_control_error(h, mf) for h in r["history"][:n]] for r in rs], label,
               spread="range", **style[label])
-    _equilibrium_lines(axes[0], sol)
-    lo, hi = sorted((sol.mean, sol.mean_mfg))
+    _equilibrium_lines(axes[0], means)
+    lo, hi = sorted(means)
     axes[0].set_ylim(lo - 1.0, hi + 1.0)  # the equilibria in view; a run far away leaves it
-    axes[0].set_title("local mean (mean and range over runs)" if dim == 1 else
-                      f"local mean, RMS over the {dim} coordinates (mean and range over runs)", fontsize=10)
+    if dim == 1:
+        axes[0].set_title("local mean (mean and range over runs)")
+    else:
+        axes[0].set_title(f"local mean, RMS over the {dim} coordinates (mean and range over runs)", fontsize=10)
     axes[1].axhline(SETTLED["control"], color="0.5", lw=1, ls="-.", label=f"settled below {SETTLED['control']}")
     axes[1].set_yscale("log")
     axes[1].set_title(("control error" if dim == 1 else "the worst coordinate's control error")
@@ -593,7 +621,7 @@ def make_figures(summary, runs, out):
     axes[0].set_yticks(y, labels, fontsize=8)
     axes[0].set_xlabel("share of runs settled")
     axes[0].legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    _equilibrium_lines(axes[1], sol, vertical=True)
+    _equilibrium_lines(axes[1], means, vertical=True)
     axes[1].set_xlim(*window)
     axes[1].set_xlabel("where each run's agents rest: their mean over the late window\n"
                        "(◀ ▶: beyond the axis)")
@@ -602,32 +630,36 @@ def make_figures(summary, runs, out):
 
     fig, axes = _panels(plt, len(by_label))
     for ax, (label, rs) in zip(axes, by_label.items()):
-        samples = np.concatenate([r["curves"]["local_samples"].ravel() for r in rs])  # d > 1: the marginals
+        samples = np.concatenate([r["curves"]["local_samples"].reshape(len(r["curves"]["local_samples"]), -1)[:, 0]
+                                  for r in rs])  # d > 1: coordinate 0's marginal
+        m0, m0_mfg, s0 = first(sol.mean), first(sol.mean_mfg), first(sol.std)
         q_lo, q_hi = np.quantile(samples, [0.005, 0.995])
-        a, b = min(q_lo, lo - 3 * sol.std), max(q_hi, hi + 3 * sol.std)
+        a, b = min(q_lo, min(m0, m0_mfg) - 3 * s0), max(q_hi, max(m0, m0_mfg) + 3 * s0)
         ax.hist(samples, bins=np.linspace(a, b, 60), density=True, alpha=0.35, color="C0",
                 label=f"Langevin samples, {len(rs)} runs")
         for i, r in enumerate(r for r in rs if "local_density" in r["curves"]):  # d = 1 only
             ax.plot(r["curves"]["density_grid"], r["curves"]["local_density"], color="C1", lw=0.8,
                     alpha=0.7, label="score read-out, per run" if i == 0 else None)
         g = np.linspace(a, b, 400)
-        for m, ls, name in ((sol.mean, "-", "at m*"), (sol.mean_mfg, ":", "at m_mfg")):
-            ax.plot(g, np.exp(-0.5 * ((g - m) / sol.std) ** 2) / (math.sqrt(2 * math.pi) * sol.std),
+        for m, ls, name in ((m0, "-", "at m*"), (m0_mfg, ":", "at m_mfg")):
+            ax.plot(g, np.exp(-0.5 * ((g - m) / s0) ** 2) / (math.sqrt(2 * math.pi) * s0),
                     "k", ls=ls, lw=1.3, label=f"closed form {name}")
         ax.set_xlim(a, b)
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=6)
     fig.suptitle("The local law: learned against the closed form" + (
-        "" if dim == 1 else f" (the marginals of the first {min(dim, mfcg.MARGINALS)} coordinates, pooled)"), fontsize=11)
+        "" if dim == 1 else " (the first coordinate's marginal)"), fontsize=11)
     fig.tight_layout()
     files.append(_save(fig, out, "laws.png"))
 
     fig, axes = _panels(plt, len(by_label))
     for ax, (label, rs) in zip(axes, by_label.items()):
         grid = rs[0]["curves"]["grid"]
+        points = np.tile(np.broadcast_to(sol.mean, dim), (len(grid), 1))  # as final_curves: along coordinate 0
+        points[:, 0] = grid
         _band(ax, grid, [r["curves"]["actor_mean"] for r in rs], "actor's mean action (± std)", color="C0")
-        ax.plot(grid, sol.control(grid[:, None])[:, 0], "k", lw=1.3, label="α̂ (MFCG)")
-        ax.plot(grid, sol.control_mfg(grid[:, None])[:, 0], "k:", lw=1.3, label="Nash control")
+        ax.plot(grid, sol.control(points)[:, 0], "k", lw=1.3, label="α̂ (MFCG)")
+        ax.plot(grid, sol.control_mfg(points)[:, 0], "k:", lw=1.3, label="Nash control")
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=6)
     fig.suptitle("The learned control against the closed form" + (
@@ -715,8 +747,8 @@ def cmd_reproduce(args):
     sweep = parse_settings(args.set, sweep=True)
     grid = [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
     for algo, mf, settings, seed in itertools.product(algos, variants, grid, args.seeds):
-        out = default_run_dir(args.runs, args.preset, algo, seed, mf, settings, args.dim)
-        cfg = run_config(args.preset, algo, seed, mf, args.steps, settings, args.dim)  # checks the values
+        out = default_run_dir(args.runs, args.preset, algo, seed, mf, settings, args.dim, args.rotated)
+        cfg = run_config(args.preset, algo, seed, mf, args.steps, settings, args.dim, args.rotated)  # checks the values
         dirs.append(out)
         cmd = [sys.executable, os.path.abspath(__file__), "run", "--algo", algo,
                "--preset", args.preset, "--seed", str(seed), "--out", out] + (["--mf"] if mf else [])
@@ -724,6 +756,8 @@ def cmd_reproduce(args):
             cmd += ["--steps", str(args.steps)]
         if args.dim != 1:
             cmd += ["--dim", str(args.dim)]
+        if args.rotated:
+            cmd.append("--rotated")
         for key, value in settings.items():
             cmd += ["--set", f"{key}={value}"]
         if os.path.exists(os.path.join(out, "config.json")):  # reuse or resume only a run made with these settings
@@ -1024,6 +1058,9 @@ def build_parser():
     r.add_argument("--steps", type=int, help="the number of steps (default: the preset's)")
     r.add_argument("--dim", type=int, default=1, metavar="D",
                    help="the isotropic problem in D dimensions (default: 1, the paper's)")
+    r.add_argument("--rotated", action="store_true",
+                   help="the coupled benchmark instead: D different 1-d problems, rotated "
+                        "(mfcg.rotated_problem; default: off)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change one Config field of the preset, e.g. langevin_steps=5; repeatable (default: none)")
     r.add_argument("--out", help="the run directory (default: RUNS/PRESET/LABEL-sSEED)")
@@ -1059,6 +1096,9 @@ def build_parser():
     rp.add_argument("--steps", type=int, help="every run's number of steps (default: the preset's)")
     rp.add_argument("--dim", type=int, default=1, metavar="D",
                     help="the isotropic problem in D dimensions (default: 1, the paper's)")
+    rp.add_argument("--rotated", action="store_true",
+                    help="the coupled benchmark instead: D different 1-d problems, rotated "
+                         "(mfcg.rotated_problem; default: off)")
     rp.add_argument("--set", action="append", metavar="KEY=V1,V2,...",
                     help="change a Config field of the preset, a run for each value; several --set "
                          "run every combination (default: none)")

@@ -109,13 +109,28 @@ def check_problem(pb):
             raise ValueError(message)
 
 
+def check_rotated_problem(pb, coordinate_class):
+    """Raise ValueError naming what is wrong with a RotatedLQProblem (mfcg.py): its
+    coordinates must be 1-d problems (coordinate_class, mfcg.LQProblem) sharing β and Δt,
+    its rotation a seed."""
+    coords = pb.coordinates
+    if not isinstance(coords, tuple) or not coords or not all(isinstance(c, coordinate_class) for c in coords):
+        raise ValueError("coordinates must be a non-empty tuple of LQProblems")
+    if any(c.dim != 1 for c in coords):
+        raise ValueError("each of the coordinates must be a 1-d LQProblem (dim=1)")
+    if len({(c.beta, c.dt) for c in coords}) > 1:
+        raise ValueError("the coordinates must share beta and dt: one clock and one discount")
+    if not _is(int, pb.rotation) or pb.rotation < 0:
+        raise ValueError(f"rotation must be an integer >= 0 (a seed; 0: none), got {pb.rotation!r}")
+
+
 def check_config(cfg, algos, problem_class):
     """Raise ValueError naming the first field of a Config (mfcg.py) that is of the wrong
     type (check_field_types) or out of its range, or a combination of fields that cannot
     run; `algos` are the algorithms it may name, `problem_class` what its problem must be
     (mfcg.LQProblem)."""
     if not isinstance(cfg.problem, problem_class):
-        raise ValueError(f"problem must be an LQProblem, got {type(cfg.problem).__name__}")
+        raise ValueError(f"problem must be an LQProblem or a RotatedLQProblem, got {type(cfg.problem).__name__}")
     check_field_types(cfg)
     if cfg.algo not in algos:
         raise ValueError(f"algo must be one of {algos}, got {cfg.algo!r}")

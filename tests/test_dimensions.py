@@ -113,3 +113,106 @@ def test_runs_in_two_dimensions_report(tmp_path):
                         "--dry-run"], cwd=tmp_path, capture_output=True, text=True)
     assert p.returncode == 0 and all("--dim 8" in line for line in p.stdout.splitlines())
     assert "runs/quick/b_d-8-s0" in p.stdout
+
+
+# --- the coupled benchmark: different 1-d problems, rotated --------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ROT = mfcg.rotated_problem(3, rotation=7)
+ROT_SOL = ROT.solution()
+
+
+def test_the_rotation_is_orthogonal_and_fixed_by_its_seed():
+    q = ROT.rotation_matrix
+    np.testing.assert_allclose(q @ q.T, np.eye(3), atol=1e-14)
+    np.testing.assert_array_equal(q, mfcg.rotated_problem(3, rotation=7).rotation_matrix)
+    assert not np.allclose(q, mfcg.rotated_problem(3, rotation=8).rotation_matrix)
+    assert np.abs(q - np.diag(np.diag(q))).max() > 0.1   # it does couple the coordinates
+    np.testing.assert_array_equal(mfcg.RotatedLQProblem(ROT.coordinates, rotation=0).rotation_matrix, np.eye(3))
+
+
+@settings(max_examples=20)
+@given(st.integers(0, 2 ** 31 - 1))
+def test_the_rotated_cost_is_each_coordinate_s_cost_in_y(seed):
+    """f(x, m, m̃, a) = Σ_i f_i(y_i, (Qᵀm)_i, (Qᵀm̃)_i, (Qᵀa)_i), each f_i the 1-d problem's."""
+    rng = np.random.default_rng(seed)
+    x, a, m, mt = rng.normal(size=(5, 3)), rng.normal(size=(5, 3)), rng.normal(size=3), rng.normal(size=3)
+    q = ROT.rotation_matrix
+    y, b, my, mty = x @ q, a @ q, m @ q, mt @ q
+    by_coordinate = sum(c.running_cost(y[:, i:i + 1], my[i], mty[i], b[:, i:i + 1])
+                        for i, c in enumerate(ROT.coordinates))
+    np.testing.assert_allclose(ROT.running_cost(x, m, mt, a), by_coordinate, rtol=1e-12)
+    np.testing.assert_allclose(ROT.reward(x, m, mt, a), -0.01 * by_coordinate, rtol=1e-12)
+
+
+@settings(max_examples=20)
+@given(st.integers(0, 2 ** 31 - 1))
+def test_rotated_dcost_dm_tilde_matches_finite_differences(seed):
+    rng = np.random.default_rng(seed)
+    x, a, m, mt = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), rng.normal(size=3), rng.normal(size=3)
+    h, grad = 1e-6, ROT.dcost_dm_tilde(x, mt)
+    for j in range(3):
+        e = np.eye(3)[j] * h
+        fd = (ROT.running_cost(x, m, mt + e, a) - ROT.running_cost(x, m, mt - e, a)) / (2 * h)
+        np.testing.assert_allclose(grad[:, j], fd, rtol=1e-6, atol=1e-9)
+
+
+def test_the_rotated_closed_form_is_the_decoupled_one_rotated():
+    q = ROT.rotation_matrix
+    each = [c.solution() for c in ROT.coordinates]
+    np.testing.assert_allclose(ROT_SOL.mean, np.array([s.mean for s in each]) @ q.T)
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    y = x @ q
+    alpha_y = np.hstack([s.control(y[:, i:i + 1]) for i, s in enumerate(each)])
+    np.testing.assert_allclose(ROT_SOL.control(x), alpha_y @ q.T, rtol=1e-12)
+    np.testing.assert_allclose(ROT_SOL.value(x), sum(s.value(y[:, i:i + 1]) for i, s in enumerate(each)))
+    g = np.array([s.gamma2 for s in each])
+    np.testing.assert_allclose(ROT_SOL.jacobian(), -2 * q @ np.diag(g) @ q.T, atol=1e-14)
+    # the control is affine with that Jacobian, and zero at m*
+    np.testing.assert_allclose(ROT_SOL.control(x) - ROT_SOL.control(ROT_SOL.mean[None, :]), (x - ROT_SOL.mean) @ ROT_SOL.jacobian().T,
+                               atol=1e-12)
+    np.testing.assert_allclose(ROT_SOL.control(ROT_SOL.mean[None, :]), 0.0, atol=1e-14)
+
+
+def test_population_under_the_rotated_control_reaches_the_rotated_limiting_law():
+    """Agents from N(0, I) under α̂ settle at mean Q m*_y and covariance Q diag(v) Qᵀ, v each
+    coordinate's Euler–Maruyama stationary variance σᵢ²Δt/(1 − (1 − 2Γ2ᵢΔt)²): the costs
+    and the noise couple the coordinates of x, and the closed form says how."""
+    rng = np.random.default_rng(12)
+    n = 100_000
+    x = rng.standard_normal((n, 3))
+    for _ in range(1000):
+        x = ROT.step(x, ROT_SOL.control(x), rng)
+    q, dt = ROT.rotation_matrix, ROT.dt
+    sig = np.array([c.sigma for c in ROT.coordinates])
+    v = sig ** 2 * dt / (1 - (1 - 2 * ROT_SOL.gamma2_y * dt) ** 2)
+    cov = q @ np.diag(v) @ q.T
+    se = np.sqrt(np.diag(cov) / n)
+    assert np.all(np.abs(x.mean(axis=0) - ROT_SOL.mean) < 5 * se)
+    emp = np.cov(x.T)
+    assert np.abs(emp - cov).max() < 5 * np.sqrt(2 / n) * np.diag(cov).max()
+    assert np.abs(cov - np.diag(np.diag(cov))).max() > 0.01       # correlated in x
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)), ROT_SOL.std, rtol=0.01)  # continuous vs discrete
+    # and sample draws that law's continuous-time version
+    z = rng.standard_normal((n, 3))
+    np.testing.assert_allclose(np.cov(ROT_SOL.sample(z).T), q @ np.diag(ROT_SOL.std_y ** 2) @ q.T, atol=0.003)
+
+
+def test_a_rotated_problem_round_trips_and_trains():
+    import json
+    cfg = mfcg.preset("quick", "b", problem=ROT, steps=4, eval_every=2, batch=8, n_samples=16, eval_samples=64)
+    again = mfcg.Config(**json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and hash(again.problem) == hash(cfg.problem)
+    record = mfcg.train(cfg)["history"][-1]
+    assert all(np.isfinite(record[k]) for k in ("mean_error_worst", "control_rmse_worst", "jacobian_offdiag",
+                                                 "value_rmse"))
+    with pytest.raises(ValueError, match="must share beta and dt"):
+        mfcg.RotatedLQProblem((mfcg.LQProblem(), mfcg.LQProblem(dt=0.02)))
+    with pytest.raises(ValueError, match="each of the coordinates must be a 1-d LQProblem"):
+        mfcg.RotatedLQProblem((mfcg.LQProblem(dim=2),))
+    with pytest.raises(ValueError, match="rotation must be an integer >= 0"):
+        mfcg.RotatedLQProblem((mfcg.LQProblem(),), rotation=-1)
+    assert rx.run_config("steady", "b", 0, True, dim=8, rotated=True).problem == mfcg.rotated_problem(8)
+    assert rx.run_label("b", True, None, 8, True) == "b+mf d=8 rotated"
