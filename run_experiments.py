@@ -145,6 +145,12 @@ def time_to_accuracy(history, key, threshold):
 LATE_PART = 0.25  # the late window: the evaluations in the last quarter of a run
 
 
+def late_part(history, steps, part=LATE_PART):
+    """The evaluations after step (1 − part)·steps: a run's late window (with none there,
+    its last evaluation)."""
+    return [h for h in history if h["step"] > (1 - part) * steps] or history[-1:]
+
+
 def per_coordinate(value, dim):
     """A mean vector's norm (what evaluate records as local_mean, agents_mean for d > 1) as
     the RMS over coordinates of their means: on the isotropic problem, comparable with the
@@ -178,7 +184,7 @@ def late_window(history, steps, m_star, m_mfg, part=LATE_PART, dim=1):
     `agents_sd`; None where the history does not record it): where the population itself
     rests and how much it wanders, without the sampler's noise. In d > 1 dimensions the
     means are per coordinate (per_coordinate)."""
-    window = [h for h in history if h["step"] > (1 - part) * steps] or [history[-1]]
+    window = late_part(history, steps, part)
     late = np.array([per_coordinate(h["local_mean"], dim) for h in window], dtype=float)
     q1, median, q3 = np.percentile(late, [25, 50, 75])
     near = ACCURACY_THRESHOLDS["mean_error"]
@@ -197,7 +203,7 @@ def late_window(history, steps, m_star, m_mfg, part=LATE_PART, dim=1):
 SETTLED = {"distance": 0.05, "control": 0.1}
 # Each control error is measured over its own equilibrium's limiting law (mfcg.evaluate).
 EQUILIBRIA = {"m*": ("mean_error", "control_rmse"), "m_mfg": ("mean_error_mfg", "control_rmse_at_mfg")}
-EQUILIBRIUM_MEAN = {"m*": lambda sol: sol.mean, "m_mfg": lambda sol: sol.mean_mfg}
+EQUILIBRIUM_MEAN = {"m*": "mean", "m_mfg": "mean_mfg"}  # the LQSolution attribute of each
 
 
 def judged_by(record, at):
@@ -218,7 +224,7 @@ def settled(history, steps, at, part=LATE_PART):
     last evaluation). None for a history that does not record the control error it needs."""
     if any(judged_by(h, at)[1] not in h for h in history):
         return None
-    late = [h for h in history if h["step"] > (1 - part) * steps] or history[-1:]
+    late = late_part(history, steps, part)
     return all(_within(h, at) for h in late)
 
 
@@ -232,7 +238,7 @@ def settled_on_average(history, steps, at, mean, part=LATE_PART):
     window of the worst coordinate's distance (judged_by)."""
     if any(judged_by(h, at)[1] not in h for h in history):
         return None
-    late = [h for h in history if h["step"] > (1 - part) * steps] or history[-1:]
+    late = late_part(history, steps, part)
     distance, control = judged_by(late[0], at)
     off = (np.mean([h[distance] for h in late]) if distance.endswith("_worst")
            else abs(np.mean([h["local_mean"] for h in late]) - mean))
@@ -377,7 +383,7 @@ def summarise(runs):
             entry[f"settled_from_{at}"] = [settled_from(r["history"], at) for r in by_seed]
             entry[f"settled_on_average_{at}"] = [
                 settled_on_average(r["history"], r["metrics"]["steps"], at, mean)
-                for r in by_seed for mean in [EQUILIBRIUM_MEAN[at](r["config"].problem.solution())]]
+                for r in by_seed for mean in [getattr(r["config"].problem.solution(), EQUILIBRIUM_MEAN[at])]]
         entry["late_local_mean"] = [late_window(r["history"], r["metrics"]["steps"],
                                                 *per_coordinate_means(sol, r["config"].problem.dim),
                                                 dim=r["config"].problem.dim)
@@ -499,17 +505,18 @@ def _band(ax, x, ys, label=None, spread="std", **kw):
 FIGURE_DPI = 90  # about 1,000 pixels across for a full-width figure: reads on a screen
 
 
-def _save(fig, out, name):
-    """Write a figure as a PNG of 256 colours (a third of the bytes of full colour, and
-    the same to the eye), atomically; the same figure gives the same bytes."""
+def _png(fig):
+    """A figure as the bytes of a PNG of 256 colours (a third of the bytes of full colour,
+    and the same to the eye); the same figure gives the same bytes."""
     import matplotlib.pyplot as plt
     from PIL import Image  # matplotlib's own dependency
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
     plt.close(fig)
     image = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    write_atomically(os.path.join(out, name), lambda fh: image.save(fh, format="PNG", optimize=True))
-    return name
+    png = io.BytesIO()
+    image.save(png, format="PNG", optimize=True)
+    return png.getvalue()
 
 
 def _panels(plt, n, width=3.4, height=2.6):
@@ -533,13 +540,12 @@ def _control_error(record, mf):
     """A run's control error against the control of the equilibrium its variant aims at:
     α̂ with the correction, the Nash control over its own law without (older histories:
     over the MFCG law); in d > 1 dimensions, the worst coordinate's."""
-    if mf:
-        return record[judged_by(record, "m*")[1]]
-    return record.get(judged_by(record, "m_mfg")[1], record["control_rmse_mfg"])
+    key = judged_by(record, "m*" if mf else "m_mfg")[1]
+    return record[key] if key in record else record["control_rmse_mfg"]
 
 
-def make_figures(summary, runs, out):
-    """The report's four figures into `out`; returns their names.
+def make_figures(summary, runs):
+    """The report's four figures, {file name: PNG bytes}:
 
         learning_curves.png  per row, the local mean against training steps on the lines
                              of m* and m_mfg, and the control error against the control of
@@ -565,7 +571,7 @@ def make_figures(summary, runs, out):
     for label, rs in by_label.items():
         i = bases.index(label.replace("+mf", "", 1))
         style[label] = dict(color=f"C{i % 10}", linestyle="--" if rs[0]["config"].mf_correction else "-")
-    files = []
+    files = {}
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for label, rs in by_label.items():
@@ -591,7 +597,7 @@ def make_figures(summary, runs, out):
     for ax in axes:
         ax.set_xlabel("training step")
     axes[0].legend(fontsize=7, ncol=2 if len(by_label) > 6 else 1)
-    files.append(_save(fig, out, "learning_curves.png"))
+    files["learning_curves.png"] = _png(fig)
 
     labels = list(by_label)
     window = (lo - 0.75, hi + 0.75)  # where the runs' rests are drawn; farther ones at its edges
@@ -626,14 +632,15 @@ def make_figures(summary, runs, out):
     axes[1].set_xlabel("where each run's agents rest: their mean over the late window\n"
                        "(◀ ▶: beyond the axis)")
     axes[1].legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    files.append(_save(fig, out, "settled.png"))
+    files["settled.png"] = _png(fig)
 
     fig, axes = _panels(plt, len(by_label))
     for ax, (label, rs) in zip(axes, by_label.items()):
         samples = np.concatenate([r["curves"]["local_samples"].reshape(len(r["curves"]["local_samples"]), -1)[:, 0]
                                   for r in rs])  # d > 1: coordinate 0's marginal
+        samples = samples[np.isfinite(samples)]  # a diverged chain's sample is not drawn
         m0, m0_mfg, s0 = first(sol.mean), first(sol.mean_mfg), first(sol.std)
-        q_lo, q_hi = np.quantile(samples, [0.005, 0.995])
+        q_lo, q_hi = np.quantile(samples, [0.005, 0.995]) if samples.size else (m0, m0)
         a, b = min(q_lo, min(m0, m0_mfg) - 3 * s0), max(q_hi, max(m0, m0_mfg) + 3 * s0)
         ax.hist(samples, bins=np.linspace(a, b, 60), density=True, alpha=0.35, color="C0",
                 label=f"Langevin samples, {len(rs)} runs")
@@ -650,7 +657,7 @@ def make_figures(summary, runs, out):
     fig.suptitle("The local law: learned against the closed form" + (
         "" if dim == 1 else " (the first coordinate's marginal)"), fontsize=11)
     fig.tight_layout()
-    files.append(_save(fig, out, "laws.png"))
+    files["laws.png"] = _png(fig)
 
     fig, axes = _panels(plt, len(by_label))
     for ax, (label, rs) in zip(axes, by_label.items()):
@@ -665,7 +672,7 @@ def make_figures(summary, runs, out):
     fig.suptitle("The learned control against the closed form" + (
         "" if dim == 1 else ": the first action along the first coordinate, the others at m*"), fontsize=11)
     fig.tight_layout()
-    files.append(_save(fig, out, "controls.png"))
+    files["controls.png"] = _png(fig)
     return files
 
 
@@ -699,9 +706,10 @@ def kept_runs(folder):
 def report(paths, out, allow_mixed_presets=False):
     """The table, the figures and the runs' copies of these runs into `out` (report)."""
     dirs, seen = [], set()
-    for d in paths:  # each run once, however it is spelled (D, D/, ./D)
-        if os.path.realpath(d) not in seen:
-            seen.add(os.path.realpath(d))
+    for d in paths:  # each run once, however it is spelled (D, D/, ./D, D/run.npz)
+        where = os.path.realpath(os.path.join(d, RUN_FILE) if os.path.isdir(d) else d)
+        if where not in seen:
+            seen.add(where)
             dirs.append(d)
     runs = [rundir.load_run(d, mfcg.PRESETS, mfcg.Config, TABLE_METRICS) for d in dirs]
     presets = sorted({r["preset"] for r in runs})
@@ -716,17 +724,11 @@ def report(paths, out, allow_mixed_presets=False):
         raise UsageError("the runs solve different problems (LQProblem settings differ)")
     copies = run_copies(runs)
     summary = summarise(runs)  # every reading and computing before anything in --out changes
-    table = results_table(summary, runs[0]["config"].problem)
-
-    def table_and_figures(out):
-        write_text(os.path.join(out, "RESULTS.md"), table)
-        return make_figures(summary, runs, out)
-
-    figures, kept = write_report_dir(out, copies, table_and_figures)
-    write_json(os.path.join(out, "summary.json"),
-               {"presets": presets, "runs": [r["path"] for r in runs], "copies": list(copies),
-                "algorithms": summary, "files": figures + kept})
-    print(f"report: {len(runs)} runs → {out}/RESULTS.md, summary.json, {len(figures)} figures, "
+    outputs = {"RESULTS.md": results_table(summary, runs[0]["config"].problem).encode(),
+               **make_figures(summary, runs)}
+    write_report_dir(out, copies, outputs, {"presets": presets, "runs": [r["path"] for r in runs],
+                                            "copies": list(copies), "algorithms": summary})
+    print(f"report: {len(runs)} runs → {out}/RESULTS.md, summary.json, {len(outputs) - 1} figures, "
           f"the runs' files in {out}/runs/", file=sys.stderr)
     return 0
 

@@ -183,7 +183,9 @@ def write_atomically(path, write):
     the error propagates."""
     tmp = f"{path}.tmp"
     try:
-        with open(tmp, "wb") as fh:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)  # a leftover, or a link: never written through
+        with open(tmp, "xb") as fh:
             write(fh)
         os.replace(tmp, path)
     except BaseException:
@@ -600,6 +602,8 @@ def _column(values, key):
         raise ValueError(f"history field {key!r} holds a value that is not a number")
     if all(isinstance(v, int) for v in values):
         return np.array(values, dtype=np.int64)
+    if any(isinstance(v, int) for v in values):
+        raise ValueError(f"history field {key!r} holds integers and floats: it would come back as floats")
     return _smallest(np.array(values, dtype=np.float64))
 
 
@@ -626,8 +630,13 @@ def pack_run(saved, metrics, history, curves):
     also has a field in the mask "history_present"); the curves ("curves/NAME"), an evenly
     spaced grid as its ends and length ("linspace/NAME"). Lossless: unpack_run gives back equal values of the same
     types. The same content always gives the same bytes (no time stamps in the archive)."""
+    if not history:
+        raise ValueError("a run's history holds at least one evaluation")
     keys = list(dict.fromkeys(k for record in sorted(history, key=len, reverse=True) for k in record))
-    columns = {k: _column([record.get(k, 0) for record in history], k) for k in keys}
+    if any([k for k in keys if k in record] != list(record) for record in history):
+        raise ValueError("the history's records hold their keys in different orders")
+    fill = {k: next(r[k] for r in history if k in r) for k in keys}  # where a record lacks k (masked)
+    columns = {k: _column([record.get(k, fill[k]) for record in history], k) for k in keys}
     arrays = {"history": _records(columns)}
     partial = {k: np.array([k in record for record in history]) for k in keys}
     partial = {k: present for k, present in partial.items() if not present.all()}
@@ -766,7 +775,10 @@ def run_copies(runs):
     checkpoints."""
     copies, origin = {}, {}
     for r in runs:
-        name = os.path.basename(os.path.realpath(r["path"]))
+        path = os.path.realpath(r["path"])
+        if os.path.basename(path) == RUN_FILE:  # DIR/run.npz: the run is DIR
+            path = os.path.dirname(path)
+        name = os.path.basename(path)
         name = name[:-len(".npz")] if name.endswith(".npz") else name
         where = os.path.join("runs", r["preset"], f"{name}.npz")
         if where in copies:
@@ -784,18 +796,41 @@ def _kept_as(name):
     return os.path.join(*parts[:3]) + ("" if len(parts) == 3 else ".npz")
 
 
-def write_report_dir(out, copies, write_report):
-    """Write a report into `out`: the runs' copies first (each file written whole and
-    renamed into place), then `write_report(out)` (table and figures), which returns the
-    names it wrote; the caller writes summary.json last, listing all of them (until then
-    the old one, listing the copies, stays). A report already there (its summary.json
-    lists its files) is replaced whole, so old figures never mix with new ones; other
-    files are left alone. An old report's copies of the same runs, in the four files of
-    old (runs/P/NAME/), are replaced by their one file. Nothing is removed or written
-    before every check passed: a copy must replace only what an earlier report wrote,
-    reached without a symbolic link, and the earlier report's copies of runs this one
-    leaves out are refused, since they may be the only record of those runs. Returns
-    (figures, copies): the names."""
+def _holds(path, content):
+    """Whether the file at `path` holds exactly `content`."""
+    with open(path, "rb") as fh:
+        return fh.read() == content
+
+
+def _same_run(path, content):
+    """Whether the copy at `path` (a run file, or a folder of the four files of old) holds
+    the run packed in `content`: the same bytes, or the same settings, metrics and history
+    (an old copy, or one packed by another version). Unreadable: not the same."""
+    try:
+        if os.path.isfile(path):
+            if _holds(path, content):
+                return True
+            theirs = unpack_run(path)
+        else:
+            theirs = _read_old_run(path)
+    except Exception:  # noqa: BLE001 — a damaged copy is another run's, as far as we can tell
+        return False
+    return theirs[:3] == unpack_run(io.BytesIO(content))[:3]
+
+
+def write_report_dir(out, copies, outputs, summary):
+    """Write a report into `out`, all of it made before anything is written: the runs'
+    copies ({runs/PRESET/NAME.npz: bytes}), then `outputs` (RESULTS.md and the figures,
+    {name: bytes}), then summary.json (`summary` with the list of files), each file written
+    whole and renamed into place. An earlier report in `out` (its summary.json lists its
+    files) is replaced whole: its figures that this one does not draw are removed, and its
+    copies of these runs, in one file or (from an older version) in four, runs/P/NAME/,
+    are replaced by theirs. Refused before anything changes, with one line: an existing
+    copy of another run under a name this report keeps (a copy may be the only record of
+    its run: it is replaced only by the same run), an earlier report's copy of a run this
+    one leaves out, a report's file name (RESULTS.md, summary.json, a figure) that no
+    earlier report wrote, and a path reached through a symbolic link. Files a report does
+    not write are never touched. Returns the names written."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file, not a directory")
     listed = {os.path.normpath(f) for f in _old_report_files(out) if _stays_inside(out, f)}
@@ -805,34 +840,45 @@ def write_report_dir(out, copies, write_report):
     if dropped:
         raise UsageError(f"{out} holds an earlier report's copy of a run this one leaves out "
                          f"({os.path.splitext(_kept_as(dropped[0]))[0]}): report it too, or report to another --out")
-    for where in kept:
-        old_dir = os.path.splitext(where)[0]
-        for name in (where, old_dir):
-            dest = os.path.join(out, name)
-            if not _stays_inside(out, name):
-                raise UsageError(f"{dest} is reached through a symbolic link: report to another --out")
-        dest, old = os.path.join(out, where), os.path.join(out, old_dir)
-        if os.path.isdir(dest):
-            raise UsageError(f"{dest} is a directory: report to another --out")
-        if os.path.exists(dest) and where not in listed:
-            raise UsageError(f"{dest} is no earlier report's copy: report to another --out")
-        if os.path.exists(old) and not os.path.isdir(old):
-            raise UsageError(f"{old} is a file: report to another --out")
-        there = os.listdir(old) if os.path.isdir(old) else []
-        foreign = [f for f in there if os.path.normpath(os.path.join(old_dir, f)) not in listed]
-        if foreign:
-            raise UsageError(f"{old} holds files no earlier report wrote ({foreign[0]}): report to another --out")
+    old_files = []  # an old report's four files of a kept run, replaced by its one file
+    for name in list(kept) + [os.path.splitext(w)[0] for w in kept] + list(outputs) + ["summary.json"]:
+        if not _stays_inside(out, name):
+            raise UsageError(f"{os.path.join(out, name)} is reached through a symbolic link: report to another --out")
+    for where, content in kept.items():
+        dest, old = os.path.join(out, where), os.path.join(out, os.path.splitext(where)[0])
+        if os.path.isdir(dest) or (os.path.exists(old) and not os.path.isdir(old)):
+            raise UsageError(f"{dest if os.path.isdir(dest) else old} is in the way of the copy: report to another --out")
+        foreign = sorted(set(os.listdir(old)) - set(OLD_RUN_FILES)) if os.path.isdir(old) else []
+        if foreign:  # a run directory itself, say (--out next to the runs)
+            raise UsageError(f"{old} holds files no report wrote ({foreign[0]}): report to another --out")
+        for path in (dest, old):
+            if os.path.exists(path) and not _same_run(path, content):
+                raise UsageError(f"{path} holds another run than the one this report keeps there (its "
+                                 f"settings, metrics or history differ): report to another --out")
+        if os.path.isdir(old):
+            old_files += [os.path.join(old, f) for f in OLD_RUN_FILES if os.path.exists(os.path.join(old, f))]
+    names = sorted(outputs) + sorted(kept)
+    outputs = {**outputs, "summary.json": json.dumps({**summary, "files": names}, indent=1).encode()}
+    for name, content in outputs.items():  # an earlier report's, or this one's own, stopped half-way
+        path = os.path.join(out, name)
+        if (os.path.exists(path) and name not in listed and not (name == "summary.json" and listed)
+                and not _holds(path, content)):
+            raise UsageError(f"{path} was not written by a report: report to another --out")
+    stale = [os.path.join(out, f) for f in listed - set(outputs)
+             if os.sep not in f and f.endswith(".png")]
     os.makedirs(out, exist_ok=True)
-    for name, content in kept.items():
+    last = outputs.pop("summary.json")
+    for name, content in list(kept.items()) + list(outputs.items()):
         os.makedirs(os.path.join(out, os.path.dirname(name)), exist_ok=True)
         write_atomically(os.path.join(out, name), lambda fh, content=content: fh.write(content))
-    for name in (listed - set(kept) - {"summary.json"}) | {"RESULTS.md"}:
-        if os.path.isfile(os.path.join(out, name)):
-            os.remove(os.path.join(out, name))
-    for name in kept:  # an old copy's folder, emptied above
+    for path in old_files + stale:
+        if os.path.isfile(path):
+            os.remove(path)
+    for where in kept:  # an old copy's folder, emptied above
         with contextlib.suppress(OSError):
-            os.rmdir(os.path.join(out, os.path.splitext(name)[0]))
-    return write_report(out), sorted(kept)  # the old summary.json stays until the new one replaces it
+            os.rmdir(os.path.join(out, os.path.splitext(where)[0]))
+    write_atomically(os.path.join(out, "summary.json"), lambda fh: fh.write(last))  # last: it lists the rest
+    return names
 
 
 def _old_report_files(out):

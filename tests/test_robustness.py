@@ -564,7 +564,7 @@ def test_report_never_writes_into_a_run(tmp_path, finished):
     run = _copy_run(finished / "b0", tmp_path / "runs" / "quick" / "b0")
     before = {f: (run / f).read_bytes() for f in os.listdir(run)}
     code, _, err = cli("report", "runs/quick/b0", "--out", ".", cwd=tmp_path)
-    assert code == 2 and "runs/quick/b0 holds files no earlier report wrote" in one_line(err)
+    assert code == 2 and "runs/quick/b0 holds files no report wrote (checkpoint.npz)" in one_line(err)
     assert {f: (run / f).read_bytes() for f in os.listdir(run)} == before
     assert not (tmp_path / "RESULTS.md").exists()
 
@@ -644,3 +644,71 @@ def test_a_run_file_gives_back_what_was_packed():
 def test_a_run_file_refuses_what_it_cannot_hold_exactly():
     with pytest.raises(ValueError, match="history field 'note' holds a value that is not a number"):
         rundir.pack_run({"preset": "quick", "settings": {}, "config": {}}, {}, [{"step": 1, "note": "x"}], {})
+
+
+# --- 10. a report never loses or overwrites what it did not write (a review's cases) --------------
+
+def test_a_report_stopped_before_its_summary_is_made_again(tmp_path, finished):
+    """Killed after writing the copies but before summary.json: the same command again
+    finds its own copies (the same bytes) and finishes the report."""
+    for seed in (0, 1):
+        _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
+    assert cli("report", "b0", "b1", "--out", "res", cwd=tmp_path)[0] == 0
+    table = (tmp_path / "res" / "RESULTS.md").read_text()
+    (tmp_path / "res" / "summary.json").unlink()
+    (tmp_path / "res" / "RESULTS.md").unlink()
+    code, _, err = cli("report", "b0", "b1", "--out", "res", cwd=tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "res" / "RESULTS.md").read_text() == table
+
+
+def test_a_copy_of_another_run_under_the_same_name_is_refused(tmp_path, finished):
+    """Two run roots with a run of the same name (b0): the second report into the first's
+    folder would replace the first run's copy, maybe its only record: refused, untouched."""
+    _copy_run(finished / "b0", tmp_path / "one" / "b0")
+    _copy_run(finished / "b1", tmp_path / "two" / "b0")          # another run, the same name
+    assert cli("report", "one/b0", "--out", "res", cwd=tmp_path)[0] == 0
+    before = (tmp_path / "res/runs/quick/b0.npz").read_bytes()
+    code, _, err = cli("report", "two/b0", "--out", "res", cwd=tmp_path)
+    assert code == 2 and "res/runs/quick/b0.npz holds another run than the one this report keeps there" in one_line(err)
+    assert (tmp_path / "res/runs/quick/b0.npz").read_bytes() == before
+
+
+def test_a_report_never_overwrites_or_removes_files_it_did_not_write(tmp_path, finished):
+    _copy_run(finished / "b0", tmp_path / "b0")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "RESULTS.md").write_text("my notes")
+    code, _, err = cli("report", "b0", "--out", "mine", cwd=tmp_path)
+    assert code == 2 and "mine/RESULTS.md was not written by a report" in one_line(err)
+    assert (tmp_path / "mine" / "RESULTS.md").read_text() == "my notes"
+    (tmp_path / "other").mkdir()   # another tool's summary.json, listing its own data
+    (tmp_path / "other" / "summary.json").write_text(json.dumps({"files": ["data.csv"]}))
+    (tmp_path / "other" / "data.csv").write_text("1,2")
+    assert cli("report", "b0", "--out", "other", cwd=tmp_path)[0] == 0
+    assert (tmp_path / "other" / "data.csv").read_text() == "1,2"
+
+
+def test_a_write_never_follows_a_link_planted_at_its_temporary_file(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    os.symlink(victim, tmp_path / "out.txt.tmp")
+    rundir.write_text(str(tmp_path / "out.txt"), "new")
+    assert victim.read_text() == "keep me" and (tmp_path / "out.txt").read_text() == "new"
+
+
+def test_a_run_given_by_its_file_is_the_run_of_its_directory(tmp_path, finished):
+    _copy_run(finished / "b0", tmp_path / "b0")
+    code, _, err = cli("report", "b0", "b0/run.npz", "--out", "res", cwd=tmp_path)
+    assert code == 0, err
+    assert os.listdir(tmp_path / "res/runs/quick") == ["b0.npz"]
+    (entry,) = json.loads((tmp_path / "res" / "summary.json").read_text())["algorithms"].values()
+    assert entry["n_runs"] == 1
+
+
+@pytest.mark.parametrize("history, match", [
+    ([], "at least one evaluation"),
+    ([{"step": 1, "a": 0.5}, {"step": 2, "a": 1}], "holds integers and floats"),
+    ([{"step": 1, "a": 0.5, "b": 0.1}, {"step": 2, "b": 0.2, "a": 0.4}], "keys in different orders")])
+def test_a_run_file_refuses_a_history_it_would_not_give_back_as_it_was(history, match):
+    with pytest.raises(ValueError, match=match):
+        rundir.pack_run({"preset": "quick", "settings": {}, "config": {}}, {}, history, {})
