@@ -483,16 +483,33 @@ STEADY = {algo: replace(cfg, eps_langevin=STEADY_EPS_LANGEVIN, antithetic=algo !
 STEADY["m"] = replace(STEADY["m"], langevin_steps=STEADY_M_LANGEVIN_STEPS)
 STEADY["drl"] = replace(STEADY["drl"], steps=12_000)
 
-NAMED_PRESETS = {"quick": QUICK, "paper": PAPER, "lean": LEAN, "robust": ROBUST, "steady": STEADY}
+# The single preset: AC alone, one agent (docs/single-agent.md). The steady preset's AC with
+# what one agent's learning needs, each change chosen from what limits it:
+# - a policy-std floor of SINGLE_STD_FLOOR: the policy gradient's noise per sample grows as
+#   1/std, and without a floor the ½a² cost shrinks AC's std head to 0.15-0.5;
+# - the local score's rate ×0.01 (5e-5): a long memory for the agent's own law, so that
+#   little of the group's term passes through its own states (w → 0): the rest point is then
+#   m_mfg without the correction and m* with it (docs/benchmark.md §3);
+# - the rates held at ×1 for the first 10 % of the run, then down to ×0.05 (no ×10 peak:
+#   noise, not speed, is what limits a single agent), over 200,000 steps.
+SINGLE_STD_FLOOR = 0.5
+SINGLE = {"ac": replace(STEADY["ac"], steps=200_000, std_floor=SINGLE_STD_FLOOR, lr_local=5e-5, lr_peak=1.0,
+                        lr_final=0.05, eval_every=5000, checkpoint_every=10_000)}
+
+NAMED_PRESETS = {"quick": QUICK, "paper": PAPER, "lean": LEAN, "robust": ROBUST, "steady": STEADY,
+                 "single": SINGLE}
 PRESETS = tuple(NAMED_PRESETS)
 
 
 def preset(name, algo, **overrides):
-    """One algorithm's named settings (PAPER, QUICK, LEAN, ROBUST or STEADY), any field overridden."""
+    """One algorithm's named settings (PAPER, QUICK, LEAN, ROBUST, STEADY; SINGLE: AC only),
+    any field overridden."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {PRESETS}, got {name!r}")
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
+    if algo not in NAMED_PRESETS[name]:
+        raise ValueError(f"the {name} preset is for {', '.join(NAMED_PRESETS[name])} only, not {algo}")
     return replace(NAMED_PRESETS[name][algo], **overrides)
 
 

@@ -742,7 +742,7 @@ def cmd_reproduce(args):
         raise UsageError(f"--out {args.out} is a file, not a directory")
     jobs, dirs, reused = [], [], []
     variants = [v == "mf" for v in args.variants.split(",")]
-    algos = args.algos.split(",")
+    algos = args.algos.split(",") if args.algos else list(mfcg.NAMED_PRESETS[args.preset])
     unknown = [a for a in algos if a not in mfcg.ALGOS]
     if unknown or len(set(algos)) != len(algos):
         raise UsageError(f"--algos {args.algos}: expected distinct names from {', '.join(mfcg.ALGOS)}")
@@ -1089,8 +1089,8 @@ def build_parser():
                                     "checkpointed ones, then report them all.")
     rp.add_argument("--preset", default="quick", choices=mfcg.PRESETS, metavar="PRESET",
                     help=f"the named settings: {presets} (default: quick)")
-    rp.add_argument("--algos", default=",".join(mfcg.ALGOS),
-                    help=f"comma-separated algorithms (default: {','.join(mfcg.ALGOS)})")
+    rp.add_argument("--algos", help=f"comma-separated algorithms (default: the preset's: "
+                                    f"{','.join(mfcg.ALGOS)}; single: ac)")
     rp.add_argument("--variants", default="plain,mf", choices=["plain,mf", "plain", "mf"], metavar="VARIANTS",
                     help="plain (no correction), mf (with the mean-field correction) or plain,mf (default: plain,mf)")
     rp.add_argument("--seeds", default="5", type=parse_seeds, metavar="SEEDS",

@@ -144,6 +144,20 @@ def test_the_steady_preset_is_the_robust_one_with_quieter_sampling():
         preset("steady", "ac", antithetic=True)   # why AC is left out: one agent has no partner
 
 
+def test_the_single_preset_is_steady_ac_with_a_floor_a_long_memory_and_a_decay():
+    """single = the steady preset's AC + a policy-std floor of 0.5, the local score's rate
+    ×0.01, rates held at ×1 then down to ×0.05, 200,000 steps (and its bookkeeping); for AC
+    only."""
+    steady, single = preset("steady", "ac").to_dict(), preset("single", "ac").to_dict()
+    changed = {k: single[k] for k in single if single[k] != steady[k]}
+    assert changed == {"steps": 200_000, "std_floor": mfcg.SINGLE_STD_FLOOR, "lr_local": 5e-5, "lr_peak": 1.0,
+                       "lr_final": 0.05, "eval_every": 5000, "checkpoint_every": 10_000}
+    assert single["lr_local"] == steady["lr_local"] / 100
+    for algo in ("b", "m", "drl"):
+        with pytest.raises(ValueError, match=f"the single preset is for ac only, not {algo}"):
+            preset("single", algo)
+
+
 def test_antithetic_normals_come_in_pairs():
     normals = mfcg.AntitheticNormals(fastpaths.make_rng(3, np))
     z = normals.standard_normal((6, 2), dtype=np.float32)
