@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test reproduce reports bench ablation robust-study robust-paper-scale steady-study venv clean gpu-check
+.PHONY: test reproduce reports bench ablation robust-study robust-paper-scale steady-study single-study venv clean gpu-check
 
 venv: $(STAMP)
 
@@ -172,6 +172,14 @@ steady-study: $(STAMP)
 	$(STEADY) --algos m --variants plain --seeds 5 --set batch=8192 --set minibatch=1024 \
 		--set langevin_steps=10 --runs runs/paper-scale --out runs/report-steady-ps-m-langevin10
 	$(REPORT) runs/paper-scale/steady/*-s? --out docs/results/steady-paper-scale
+
+# the single preset's study (docs/single-agent.md): AC alone, 200,000 steps a run, seeds 0-9 in
+# both variants (about 10 minutes a run, two at a time on 2 cores), then the report.
+SINGLE = $(PY) run_experiments.py reproduce --preset single --algos ac --jobs $(JOBS)
+single-study: $(STAMP)
+	$(SINGLE) --variants mf --seeds 10 --runs runs --out runs/report-single-mf
+	$(SINGLE) --variants plain --seeds 10 --runs runs --out runs/report-single-plain
+	$(REPORT) runs/single/ac-s? runs/single/ac+mf-s? --out docs/results/single
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -17,6 +17,7 @@ off), and rundir.py a run's bookkeeping (settings checks, checkpoints, the loop,
 """
 import math
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -239,7 +240,7 @@ class RotatedLQProblem:
     def discount(self):
         return self.coordinates[0].discount
 
-    @property
+    @cached_property  # drawn once per problem, not at every step
     def rotation_matrix(self):
         """Q (d, d), orthogonal: the QR factor of a standard normal matrix drawn with
         `rotation` as seed, its columns' signs fixed so that R's diagonal is positive."""
@@ -308,19 +309,27 @@ class RotatedLQSolution:
 
     def _y(self, x):
         check_array("x", x, 2, (None, self.problem.dim))
-        return x @ self.q
+        return x @ xp_of(x).asarray(self.q, dtype=x.dtype)
+
+    def _x(self, y):
+        return y @ xp_of(y).asarray(self.q.T, dtype=y.dtype)
 
     def sample(self, z, nash=False):
         """Points of the limiting law (or the Nash one) from standard normals z (N, d)."""
         return ((self.mean_mfg_y if nash else self.mean_y) + self.std_y * z) @ self.q.T
 
+    def _feedback(self, x, mean_y):
+        """Q (−2 Γ2 ⊙ (Qᵀx − mean_y)), on x's device and in its dtype."""
+        g, m = (xp_of(x).asarray(v, dtype=x.dtype) for v in (self.gamma2_y, mean_y))
+        return self._x(-2.0 * g * (self._y(x) - m))
+
     def control(self, x):
         """α̂(x) = Q α̂_y(Qᵀx), α̂_y(y)_i = −2 Γ2_i (y_i − m*_i).  (N, d) → (N, d)."""
-        return (-2.0 * self.gamma2_y * (self._y(x) - self.mean_y)) @ self.q.T
+        return self._feedback(x, self.mean_y)
 
     def control_mfg(self, x):
         """The Nash control, rotated the same way.  (N, d) → (N, d)."""
-        return (-2.0 * self.gamma2_y * (self._y(x) - self.mean_mfg_y)) @ self.q.T
+        return self._feedback(x, self.mean_mfg_y)
 
     def jacobian(self):
         """∂α̂/∂x = −2 Q diag(Γ2) Qᵀ, (d, d)."""
@@ -1042,7 +1051,10 @@ def coordinate_metrics(state, cfg, local, x_eval, x_nash):
     a_nash = actor(x_nash)
     out["control_rmse_at_mfg_worst"] = float(np.sqrt(np.mean((a_nash - sol.control_mfg(x_nash)) ** 2, axis=0)).max())
     design = np.hstack([x_eval, np.ones((len(x_eval), 1))])
-    gap = np.linalg.lstsq(design, a, rcond=None)[0][:-1].T - sol.jacobian()  # (d, d): J_ij = ∂a_i/∂x_j
+    fit, _, rank, _ = np.linalg.lstsq(design, a, rcond=None)
+    if rank < design.shape[1]:  # x_eval spans no d dimensions (a coordinate with σ = 0): no Jacobian
+        return {**out, "jacobian_diag_error": math.nan, "jacobian_offdiag": math.nan}
+    gap = fit[:-1].T - sol.jacobian()                                    # (d, d): J_ij = ∂a_i/∂x_j
     out["jacobian_diag_error"] = float(np.abs(np.diag(gap)).max())
     out["jacobian_offdiag"] = float(np.abs(gap - np.diag(np.diag(gap))).max())
     return out

@@ -151,22 +151,6 @@ def late_part(history, steps, part=LATE_PART):
     return [h for h in history if h["step"] > (1 - part) * steps] or history[-1:]
 
 
-def per_coordinate(value, dim):
-    """A mean vector's norm (what evaluate records as local_mean, agents_mean for d > 1) as
-    the RMS over coordinates of their means: on the isotropic problem, comparable with the
-    1-d m* and m_mfg."""
-    return value if value is None or dim == 1 else value / math.sqrt(dim)
-
-
-def per_coordinate_means(sol, dim):
-    """m* and m_mfg as the numbers a report compares a run's local mean with: themselves in
-    1-d; in d > 1 dimensions the RMS over coordinates of the two mean vectors, as the run's
-    local mean is (per_coordinate; on the isotropic problem, the 1-d values)."""
-    if dim == 1:
-        return sol.mean, sol.mean_mfg
-    return tuple(float(np.linalg.norm(np.broadcast_to(v, dim)) / math.sqrt(dim)) for v in (sol.mean, sol.mean_mfg))
-
-
 def _number(v):
     """A closed-form quantity for a report's text: a number, or (d > 1) its coordinates."""
     v = np.atleast_1d(v)
@@ -175,23 +159,31 @@ def _number(v):
     return "(" + ", ".join(f"{x:.3f}" for x in v[:4]) + (", …)" if len(v) > 4 else ")")
 
 
-def late_window(history, steps, m_star, m_mfg, part=LATE_PART, dim=1):
+def late_window(history, steps, m_star, m_mfg, part=LATE_PART):
     """Where a run's local mean spends the last `part` of its steps: the median and the
     quartiles over the evaluations after step (1 − part)·steps, and the share of them
     within the distance threshold of m* and of m_mfg. A run that wanders is judged badly by
     its last evaluation alone. With no evaluation in the window, the last one. Also the
     mean and the standard deviation of the agents' own mean over the window (`agents_mean`,
     `agents_sd`; None where the history does not record it): where the population itself
-    rests and how much it wanders, without the sampler's noise. In d > 1 dimensions the
-    means are per coordinate (per_coordinate)."""
+    rests and how much it wanders, without the sampler's noise.
+
+    In d > 1 dimensions a mean is a vector: the median and quartiles are then those of the
+    worst coordinate's distance to m*, the shares those of the worst coordinate's distance
+    to each equilibrium (mfcg.coordinate_metrics), and the agents' mean None."""
     window = late_part(history, steps, part)
-    late = np.array([per_coordinate(h["local_mean"], dim) for h in window], dtype=float)
-    q1, median, q3 = np.percentile(late, [25, 50, 75])
     near = ACCURACY_THRESHOLDS["mean_error"]
-    agents = [per_coordinate(h.get("agents_mean"), dim) for h in window]
+    if "mean_error_worst" in window[0]:
+        late = np.array([h["mean_error_worst"] for h in window], dtype=float)
+        shares = [np.mean([h[k] < near for h in window]) for k in ("mean_error_worst", "mean_error_mfg_worst")]
+        agents = [None]
+    else:
+        late = np.array([h["local_mean"] for h in window], dtype=float)
+        shares = [np.mean(abs(late - m_star) < near), np.mean(abs(late - m_mfg) < near)]
+        agents = [h.get("agents_mean") for h in window]
+    q1, median, q3 = np.percentile(late, [25, 50, 75])
     return {"median": float(median), "q1": float(q1), "q3": float(q3), "evaluations": len(late),
-            "near_m_star": float(np.mean(abs(late - m_star) < near)),
-            "near_m_mfg": float(np.mean(abs(late - m_mfg) < near)),
+            "near_m_star": float(shares[0]), "near_m_mfg": float(shares[1]),
             "agents_mean": None if None in agents else float(np.mean(agents)),
             "agents_sd": None if None in agents else float(np.std(agents))}
 
@@ -272,6 +264,8 @@ def run_config(preset, algo, seed, mf, steps=None, settings=None, dim=1, rotated
     overrides = {"seed": seed, "mf_correction": mf, **(settings or {})}
     if steps is not None:
         overrides["steps"] = steps
+    if rotated and dim < 2:
+        raise UsageError("--rotated needs --dim 2 or more: one rotated coordinate is no coupling")
     if rotated:
         overrides["problem"] = mfcg.rotated_problem(dim)
     elif dim != 1:
@@ -384,9 +378,7 @@ def summarise(runs):
             entry[f"settled_on_average_{at}"] = [
                 settled_on_average(r["history"], r["metrics"]["steps"], at, mean)
                 for r in by_seed for mean in [getattr(r["config"].problem.solution(), EQUILIBRIUM_MEAN[at])]]
-        entry["late_local_mean"] = [late_window(r["history"], r["metrics"]["steps"],
-                                                *per_coordinate_means(sol, r["config"].problem.dim),
-                                                dim=r["config"].problem.dim)
+        entry["late_local_mean"] = [late_window(r["history"], r["metrics"]["steps"], sol.mean, sol.mean_mfg)
                                     for r in by_seed for sol in [r["config"].problem.solution()]]
         summary[label] = entry
     return summary
@@ -434,7 +426,10 @@ def results_table(summary, problem):
             f"runs). A run that wanders is judged badly by its last evaluation alone. The last "
             f"two columns are where the agents' own mean rests, its mean over each run's window "
             f"(mean over runs), and how much it wanders, its standard deviation over the window "
-            f"(root mean square over runs); n/a for histories that lack it.", "",
+            f"(root mean square over runs); n/a for histories that lack it." + (
+                "" if problem.dim == 1 else " In these d > 1 dimensions, where a mean is a vector, the "
+                "per-run column is the worst coordinate's distance to m*, the shares are the worst "
+                "coordinate's, and the agents' mean is n/a."), "",
             f"| algorithm | median local mean [IQR], per run | within {near} of m* | within {near} of m_mfg "
             f"| the agents' mean | sd of the agents' mean |",
             "|---|---|---|---|---|---|"]
@@ -530,10 +525,19 @@ def _panels(plt, n, width=3.4, height=2.6):
 
 
 def _equilibrium_lines(ax, means, vertical=False):
-    """m* and m_mfg (per_coordinate_means) as reference lines, labelled once."""
+    """m* and m_mfg as reference lines, labelled once."""
     line = ax.axvline if vertical else ax.axhline
     line(means[0], color="k", lw=1.2, label=f"m* = {means[0]:.3f} (MFCG)")
     line(means[1], color="k", lw=1.2, ls=":", label=f"m_mfg = {means[1]:.3f} (Nash)")
+
+
+def _position(record, mf):
+    """Where a run's local law is, as the figures draw it: its mean (d = 1), or in d > 1
+    dimensions the worst coordinate's distance to the mean of the equilibrium its variant
+    aims at (+mf: m*, plain: m_mfg)."""
+    if "mean_error_worst" not in record:
+        return record["local_mean"]
+    return record["mean_error_worst" if mf else "mean_error_mfg_worst"]
 
 
 def _control_error(record, mf):
@@ -548,8 +552,9 @@ def make_figures(summary, runs):
     """The report's four figures, {file name: PNG bytes}:
 
         learning_curves.png  per row, the local mean against training steps on the lines
-                             of m* and m_mfg, and the control error against the control of
-                             the equilibrium the row aims at (+mf: α̂; plain: the Nash one)
+                             of m* and m_mfg (d > 1: the worst coordinate's distance, _position),
+                             and the control error against the control of the equilibrium the
+                             row aims at (+mf: α̂; plain: the Nash one)
         settled.png          per row, the runs settled at m* and at m_mfg (SETTLED), and
                              where each run's agents rest over its late window
         laws.png             per row, the local law: Langevin samples of every run, each
@@ -562,7 +567,7 @@ def make_figures(summary, runs):
     import matplotlib.pyplot as plt
     problem = runs[0]["config"].problem
     sol, dim = problem.solution(), problem.dim
-    means = per_coordinate_means(sol, dim)
+    means = (sol.mean, sol.mean_mfg) if dim == 1 else None
     first = lambda v: float(np.atleast_1d(v)[0])  # noqa: E731  coordinate 0's, for its marginal
     by_label = {label: [r for r in runs if r["label"] == label] for label in summary}
     # one colour per algorithm and --set values; with the correction, the same colour dashed
@@ -578,17 +583,20 @@ def make_figures(summary, runs):
         n = min(len(r["history"]) for r in rs)
         steps = [h["step"] for h in rs[0]["history"][:n]]
         mf = rs[0]["config"].mf_correction
-        _band(axes[0], steps, [[per_coordinate(h["local_mean"], dim) for h in r["history"][:n]] for r in rs],
+        _band(axes[0], steps, [[_position(h, mf) for h in r["history"][:n]] for r in rs],
               label, spread="range", **style[label])
         _band(axes[1], steps, [[_control_error(h, mf) for h in r["history"][:n]] for r in rs], label,
               spread="range", **style[label])
-    _equilibrium_lines(axes[0], means)
-    lo, hi = sorted(means)
-    axes[0].set_ylim(lo - 1.0, hi + 1.0)  # the equilibria in view; a run far away leaves it
     if dim == 1:
+        _equilibrium_lines(axes[0], means)
+        lo, hi = sorted(means)
+        axes[0].set_ylim(lo - 1.0, hi + 1.0)  # the equilibria in view; a run far away leaves it
         axes[0].set_title("local mean (mean and range over runs)")
     else:
-        axes[0].set_title(f"local mean, RMS over the {dim} coordinates (mean and range over runs)", fontsize=10)
+        axes[0].axhline(SETTLED["distance"], color="0.5", lw=1, ls="-.", label=f"settled below {SETTLED['distance']}")
+        axes[0].set_yscale("log")
+        axes[0].set_title("the worst coordinate's distance to its equilibrium's mean\n(+mf: m*; plain: m_mfg; "
+                          "mean and range over runs)", fontsize=10)
     axes[1].axhline(SETTLED["control"], color="0.5", lw=1, ls="-.", label=f"settled below {SETTLED['control']}")
     axes[1].set_yscale("log")
     axes[1].set_title(("control error" if dim == 1 else "the worst coordinate's control error")
@@ -600,7 +608,9 @@ def make_figures(summary, runs):
     files["learning_curves.png"] = _png(fig)
 
     labels = list(by_label)
-    window = (lo - 0.75, hi + 0.75)  # where the runs' rests are drawn; farther ones at its edges
+    # where the runs' rests are drawn, farther ones at its edges: in d > 1 dimensions the
+    # late window's median of the worst coordinate's distance to the row's equilibrium
+    window = (lo - 0.75, hi + 0.75) if dim == 1 else (1e-3, 10.0)
     fig, axes = plt.subplots(1, 2, figsize=(12, 1.4 + 0.32 * len(labels)), sharey=True)
     y = np.arange(len(labels))[::-1]
     for yi, label in zip(y, labels):
@@ -616,8 +626,12 @@ def make_figures(summary, runs):
             left += share
         text = ", ".join(f"{sum(ok[at])}/{n} at {at}" for at in EQUILIBRIA if None not in ok[at] and any(ok[at]))
         axes[0].text(1.02, yi, text or f"0/{n}", va="center", fontsize=8)
-        rests = np.array([w["agents_mean"] if w["agents_mean"] is not None else w["median"]
-                          for w in e["late_local_mean"]])
+        if dim == 1:
+            rests = np.array([w["agents_mean"] if w["agents_mean"] is not None else w["median"]
+                              for w in e["late_local_mean"]])
+        else:
+            rests = np.array([np.median([_position(h, r["config"].mf_correction) for h in late_part(r["history"], r["metrics"]["steps"])])
+                              for r in by_label[label]])
         inside = (rests >= window[0]) & (rests <= window[1])
         axes[1].plot(rests[inside], [yi] * inside.sum(), "o", ms=4, alpha=0.7, color=style[label]["color"])
         for edge, side, marker in ((window[0], rests < window[0], "<"), (window[1], rests > window[1], ">")):
@@ -627,10 +641,15 @@ def make_figures(summary, runs):
     axes[0].set_yticks(y, labels, fontsize=8)
     axes[0].set_xlabel("share of runs settled")
     axes[0].legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    _equilibrium_lines(axes[1], means, vertical=True)
+    if dim == 1:
+        _equilibrium_lines(axes[1], means, vertical=True)
+        axes[1].set_xlabel("where each run's agents rest: their mean over the late window\n"
+                           "(◀ ▶: beyond the axis)")
+    else:
+        axes[1].axvline(SETTLED["distance"], color="0.5", lw=1, ls="-.", label=f"settled below {SETTLED['distance']}")
+        axes[1].set_xscale("log")
+        axes[1].set_xlabel("the worst coordinate's distance to its equilibrium's mean, median over the late window")
     axes[1].set_xlim(*window)
-    axes[1].set_xlabel("where each run's agents rest: their mean over the late window\n"
-                       "(◀ ▶: beyond the axis)")
     axes[1].legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     files["settled.png"] = _png(fig)
 

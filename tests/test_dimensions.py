@@ -83,7 +83,6 @@ def test_settled_in_d_dimensions_judges_the_worst_coordinate():
     assert not rx.settled(one_off, 100, "m*") and not rx.settled_on_average(one_off, 100, "m*", 0.24)
     leaking = [record(n, 0.08, 0.04, control_worst=0.12) for n in (50, 100)]
     assert not rx.settled(leaking, 100, "m*")
-    assert rx.per_coordinate(2.0, 4) == 1.0 and rx.per_coordinate(0.3, 1) == 0.3
 
 
 def test_runs_in_two_dimensions_report(tmp_path):
@@ -216,3 +215,26 @@ def test_a_rotated_problem_round_trips_and_trains():
         mfcg.RotatedLQProblem((mfcg.LQProblem(),), rotation=-1)
     assert rx.run_config("steady", "b", 0, True, dim=8, rotated=True).problem == mfcg.rotated_problem(8)
     assert rx.run_label("b", True, None, 8, True) == "b+mf d=8 rotated"
+
+
+def test_rotated_needs_two_dimensions_and_its_jacobian_needs_a_spread():
+    with pytest.raises(rx.UsageError, match="--rotated needs --dim 2 or more"):
+        rx.run_config("steady", "b", 0, True, dim=1, rotated=True)
+    # a coordinate without noise: x_eval spans no 2 dimensions, so no Jacobian is fitted
+    pb = mfcg.LQProblem(dim=2, sigma=0.0)
+    sol = pb.solution()
+    cfg = mfcg.Config(problem=pb, dtype="float64")
+    g = 2.0 * sol.gamma2
+    state = {"x": np.zeros((1, 2)), "params": {"actor": affine_actor(-g * np.eye(2), np.full(2, g * sol.mean))}}
+    z = np.random.default_rng(0).standard_normal((100, 2))
+    out = mfcg.coordinate_metrics(state, cfg, np.full((10, 2), sol.mean), sol.sample(z), sol.sample(z, nash=True))
+    assert np.isnan(out["jacobian_diag_error"]) and np.isnan(out["jacobian_offdiag"])
+    assert out["control_rmse_worst"] < 1e-6
+
+
+def test_a_late_window_in_d_dimensions_reads_the_worst_coordinate():
+    """A population at −m* has the norm of one at m*: the late window must not take it for
+    a settled one (the worst coordinate is 2m* away)."""
+    rows = [{"step": n, "local_mean": 0.34, "mean_error_worst": 0.48, "mean_error_mfg_worst": 0.95} for n in (50, 100)]
+    w = rx.late_window(rows, 100, 0.24, 0.71)
+    assert w["median"] == pytest.approx(0.48) and w["near_m_star"] == 0.0 and w["agents_mean"] is None
