@@ -712,3 +712,19 @@ def test_a_run_given_by_its_file_is_the_run_of_its_directory(tmp_path, finished)
 def test_a_run_file_refuses_a_history_it_would_not_give_back_as_it_was(history, match):
     with pytest.raises(ValueError, match=match):
         rundir.pack_run({"preset": "quick", "settings": {}, "config": {}}, {}, history, {})
+
+
+def test_a_committed_report_is_made_again_from_its_committed_runs(tmp_path):
+    """`report --again` on a copy of a committed report (claims/drl-lean, four runs): the
+    same table and summary, byte for byte, and the same files, from the runs it keeps (the
+    figures' pixels are left to the eye: a font may render otherwise elsewhere)."""
+    import shutil
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "results", "claims", "drl-lean")
+    shutil.copytree(src, tmp_path / "drl-lean")
+    before = {f: (tmp_path / "drl-lean" / f).read_bytes() for f in ("RESULTS.md", "runs/lean/drl-s0.npz")}
+    summary = json.loads((tmp_path / "drl-lean" / "summary.json").read_text())
+    code, _, err = cli("report", "--again", "drl-lean", cwd=tmp_path)
+    assert code == 0, err
+    assert {f: (tmp_path / "drl-lean" / f).read_bytes() for f in before} == before
+    again = json.loads((tmp_path / "drl-lean" / "summary.json").read_text())
+    assert again["algorithms"] == summary["algorithms"] and again["files"] == summary["files"]
