@@ -54,7 +54,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 import mfcg  # noqa: E402
-from autograd_lite import backend_name, get_xp  # noqa: E402
+import nets  # noqa: E402
+from autograd_lite import backend_name, get_xp, to_numpy  # noqa: E402
 from fastpaths import PhaseTimer, device_name, machine, sync  # noqa: E402
 from rundir import (RUN_FILE, Progress, UsageError, claim, keep_freed_memory, one_line,  # noqa: E402
                     pack_run, run_copies, run_dir_status, run_processes, settings_diff, value_from_text,
@@ -911,6 +912,89 @@ def cmd_bench(args):
 
 
 # ---------------------------------------------------------------------------------------
+# trace: the score loss's trace, exact against Hutchinson's estimate, by dimension
+# ---------------------------------------------------------------------------------------
+
+TRACE_DIMS = "1,2,4,8,16,32,64,100"
+
+
+def _seconds(call, reps, xp):
+    """Seconds per call(), over `reps` calls after one warm-up, the device synchronised."""
+    call()
+    sync(xp)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        call()
+    sync(xp)
+    return (time.perf_counter() - t0) / reps
+
+
+def trace_costs(d, batch=1024, probes=32, reps=20, hidden=128, seed=0):
+    """What the trace of the score-matching loss costs in d dimensions, for a score network
+    at its initial weights and x ~ N(0, I) (batch, d): seconds per loss-and-gradient with
+    the exact trace (nets.exact_trace_forward: O(H) a sample after one O(dH) contraction)
+    and with Hutchinson's estimate, Gaussian and Rademacher probes; and for each estimate,
+    over `probes` independent draws, its gradient's variance and its mean's distance to the
+    exact gradient, both relative to the exact gradient's squared norm (norm): the estimate
+    is unbiased, and its variance is what it costs the learner."""
+    xp, rng = get_xp(), np.random.default_rng(seed)
+    p = nets.init_score(d, rng, hidden=hidden, dtype=np.float32, xp=xp)
+    x = xp.asarray(rng.standard_normal((batch, d)), dtype=np.float32)
+
+    def gradient(z=None):
+        grads = nets.score_loss_and_grad(p, x, z)[1]
+        return np.concatenate([np.asarray(to_numpy(g), dtype=np.float64).ravel() for g in grads.values()])
+
+    exact = gradient()
+    out = {"d": d, "seconds": {"exact": _seconds(lambda: nets.score_loss_and_grad(p, x), reps, xp)}}
+    draws = {"gaussian": lambda: rng.standard_normal((batch, d)),
+             "rademacher": lambda: rng.choice([-1.0, 1.0], (batch, d))}
+    for name, draw in draws.items():
+        zs = [xp.asarray(draw(), dtype=np.float32) for _ in range(probes)]
+        out["seconds"][name] = _seconds(lambda: nets.score_loss_and_grad(p, x, zs[0]), reps, xp)
+        grads = np.array([gradient(z) for z in zs])
+        out[f"variance_{name}"] = float(((grads - grads.mean(axis=0)) ** 2).sum(axis=1).mean() / (exact @ exact))
+        out[f"bias_{name}"] = float(np.linalg.norm(grads.mean(axis=0) - exact) / np.linalg.norm(exact))
+    return out
+
+
+def cmd_trace(args):
+    try:
+        dims = [int(v) for v in args.dims.split(",")]
+    except ValueError:
+        raise UsageError(f"--dims {args.dims}: expected comma-separated integers") from None
+    if min(dims) < 1:
+        raise UsageError(f"--dims {args.dims}: dimensions are positive integers")
+    xp = get_xp()
+    device, slug = device_name(xp)
+    out = os.path.join(args.out, slug)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is a file, not a directory")
+    os.makedirs(out, exist_ok=True)
+    rows = []
+    for d in dims:
+        print(f"trace: d = {d} ...", file=sys.stderr, flush=True)
+        rows.append(trace_costs(d, args.batch, args.probes, args.reps))
+    write_json(os.path.join(out, "trace.json"), {"device": device, "machine": machine(), "backend": backend_name(),
+                                                 "batch": args.batch, "probes": args.probes, "rows": rows})
+    lines = [f"Score-matching loss and gradient, a score network of 128 hidden units at its initial weights, "
+             f"x ~ N(0, I), {args.batch} samples ({backend_name()}, float32, {device}). Milliseconds per "
+             f"loss and gradient; each estimate's gradient variance over {args.probes} probe draws, and its "
+             f"mean's distance to the exact gradient (unbiased: about √(variance/{args.probes})), relative to "
+             f"the exact gradient's (squared) norm.", "",
+             "| d | exact ms | Gaussian ms | Rademacher ms | variance, Gaussian | variance, Rademacher "
+             "| bias, Gaussian | bias, Rademacher |", "|---" * 8 + "|"]
+    for r in rows:
+        t = r["seconds"]
+        lines.append(f"| {r['d']} | {1e3 * t['exact']:.2f} | {1e3 * t['gaussian']:.2f} | {1e3 * t['rademacher']:.2f} | "
+                     f"{r['variance_gaussian']:.3g} | {r['variance_rademacher']:.3g} | {r['bias_gaussian']:.3g} | "
+                     f"{r['bias_rademacher']:.3g} |")
+    write_text(os.path.join(out, "TRACE.md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
 # The memory of the local score network (docs/findings.md, "Which equilibrium")
 # ---------------------------------------------------------------------------------------
 
@@ -1138,6 +1222,15 @@ def build_parser():
     b.add_argument("--steps", type=int, help="timed steps (default: a whole cycle per algorithm)")
     b.add_argument("--out", default="results/bench",
                    help="the root: bench.json and BENCH.md go to OUT/DEVICE/PRESET (default: results/bench)")
+    tr = sub.add_parser("trace", help="the score loss's exact trace against Hutchinson's estimate, by dimension",
+                        description="Time per score-matching loss and gradient with the exact trace and with "
+                                    "Hutchinson's estimate (Gaussian, Rademacher probes), and the estimate's "
+                                    "gradient variance, for each dimension: trace.json and TRACE.md.")
+    tr.add_argument("--dims", default=TRACE_DIMS, help=f"comma-separated dimensions (default: {TRACE_DIMS})")
+    tr.add_argument("--batch", type=int, default=1024, help="samples per loss (default: 1024)")
+    tr.add_argument("--probes", type=int, default=32, help="probe draws for the variance (default: 32)")
+    tr.add_argument("--reps", type=int, default=20, help="timed calls per estimate (default: 20)")
+    tr.add_argument("--out", default="results/trace", help="the root: files go to OUT/DEVICE (default: results/trace)")
     mem = sub.add_parser("memory", help="the memory w of AC's local score network, and the "
                                         "settled mean it predicts",
                          description="How much of the group's term AC's own local score network passes "
@@ -1162,14 +1255,15 @@ def main(argv=None):
     keep_freed_memory()
     try:
         args = build_parser().parse_args(argv)
-        for name in ("steps", "dim", "jobs", "stop_after", "warmup", "reps", "horizon", "langevin_steps"):
+        for name in ("steps", "dim", "jobs", "stop_after", "warmup", "reps", "horizon", "langevin_steps",
+                     "batch", "probes"):
             value = getattr(args, name, None)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
         if getattr(args, "seed", None) is not None and args.seed < 0:
             raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
         commands = {"run": cmd_run, "report": cmd_report, "reproduce": cmd_reproduce,
-                    "bench": cmd_bench, "memory": cmd_memory}
+                    "bench": cmd_bench, "memory": cmd_memory, "trace": cmd_trace}
         return commands[args.command](args)
     except UsageError as exc:
         print(f"run_experiments.py: error: {exc}", file=sys.stderr)
