@@ -803,19 +803,21 @@ def _holds(path, content):
 
 
 def _same_run(path, content):
-    """Whether the copy at `path` (a run file, or a folder of the four files of old) holds
-    the run packed in `content`: the same bytes, or the same settings, metrics and history
-    (an old copy, or one packed by another version). Unreadable: not the same."""
+    """Whether the copy at `path` (a run file, or a folder of the four files of old) is of
+    the run packed in `content`: the same bytes, or a run made with the same preset,
+    --set fields and Config (the same run made again, say by `make reproduce` on another
+    machine, whose numbers differ only as its CPU rounds). Unreadable: not the same."""
     try:
         if os.path.isfile(path):
             if _holds(path, content):
                 return True
-            theirs = unpack_run(path)
+            theirs = unpack_run(path)[0]
         else:
-            theirs = _read_old_run(path)
+            theirs = _read_old_run(path)[0]
+        mine = unpack_run(io.BytesIO(content))[0]
+        return {k: theirs.get(k) for k in mine} == mine
     except Exception:  # noqa: BLE001 — a damaged copy is another run's, as far as we can tell
         return False
-    return theirs[:3] == unpack_run(io.BytesIO(content))[:3]
 
 
 def write_report_dir(out, copies, outputs, summary):
@@ -827,7 +829,7 @@ def write_report_dir(out, copies, outputs, summary):
     copies of these runs, in one file or (from an older version) in four, runs/P/NAME/,
     are replaced by theirs. Refused before anything changes, with one line: an existing
     copy of another run under a name this report keeps (a copy may be the only record of
-    its run: it is replaced only by the same run), an earlier report's copy of a run this
+    its run: it is replaced only by a run made with the same settings), an earlier report's copy of a run this
     one leaves out, a report's file name (RESULTS.md, summary.json, a figure) that no
     earlier report wrote, and a path reached through a symbolic link. Files a report does
     not write are never touched. Returns the names written."""
@@ -853,8 +855,8 @@ def write_report_dir(out, copies, outputs, summary):
             raise UsageError(f"{old} holds files no report wrote ({foreign[0]}): report to another --out")
         for path in (dest, old):
             if os.path.exists(path) and not _same_run(path, content):
-                raise UsageError(f"{path} holds another run than the one this report keeps there (its "
-                                 f"settings, metrics or history differ): report to another --out")
+                raise UsageError(f"{path} holds a run made with other settings than the one this report "
+                                 f"keeps there: report to another --out")
         if os.path.isdir(old):
             old_files += [os.path.join(old, f) for f in OLD_RUN_FILES if os.path.exists(os.path.join(old, f))]
     names = sorted(outputs) + sorted(kept)

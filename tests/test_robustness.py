@@ -670,8 +670,24 @@ def test_a_copy_of_another_run_under_the_same_name_is_refused(tmp_path, finished
     assert cli("report", "one/b0", "--out", "res", cwd=tmp_path)[0] == 0
     before = (tmp_path / "res/runs/quick/b0.npz").read_bytes()
     code, _, err = cli("report", "two/b0", "--out", "res", cwd=tmp_path)
-    assert code == 2 and "res/runs/quick/b0.npz holds another run than the one this report keeps there" in one_line(err)
+    assert code == 2 and "res/runs/quick/b0.npz holds a run made with other settings" in one_line(err)
     assert (tmp_path / "res/runs/quick/b0.npz").read_bytes() == before
+
+
+def test_the_same_run_made_again_replaces_its_copy(tmp_path):
+    """`make reproduce` on a fresh clone: the quick report's runs are made again, with the
+    same settings, and their new copies replace the committed ones (their times differ)."""
+    args = ("run", "--algo", "b", "--steps", 10, "--out", "b0", *TINY)
+    assert cli(*args, cwd=tmp_path)[0] == 0
+    assert cli("report", "b0", "--out", "res", cwd=tmp_path)[0] == 0
+    first = (tmp_path / "res/runs/quick/b0.npz").read_bytes()
+    import shutil
+    shutil.rmtree(tmp_path / "b0")
+    assert cli(*args, cwd=tmp_path)[0] == 0                   # the same run, made again
+    code, _, err = cli("report", "b0", "--out", "res", cwd=tmp_path)
+    assert code == 0, err
+    again = (tmp_path / "res/runs/quick/b0.npz").read_bytes()
+    assert again != first and again == (tmp_path / "b0" / "run.npz").read_bytes()
 
 
 def test_a_report_never_overwrites_or_removes_files_it_did_not_write(tmp_path, finished):
