@@ -747,7 +747,7 @@ def report(paths, out, allow_mixed_presets=False):
     outputs = {"RESULTS.md": results_table(summary, runs[0]["config"].problem).encode(),
                **make_figures(summary, runs)}
     write_report_dir(out, copies, outputs, {"presets": presets, "runs": [r["path"] for r in runs],
-                                            "copies": list(copies), "algorithms": summary})
+                                            "copies": list(copies), "algorithms": summary}, mfcg.Config)
     print(f"report: {len(runs)} runs → {out}/RESULTS.md, summary.json, {len(outputs) - 1} figures, "
           f"the runs' files in {out}/runs/", file=sys.stderr)
     return 0

@@ -802,11 +802,12 @@ def _holds(path, content):
         return fh.read() == content
 
 
-def _same_run(path, content):
+def _same_run(path, content, config_class):
     """Whether the copy at `path` (a run file, or a folder of the four files of old) is of
-    the run packed in `content`: the same bytes, or a run made with the same preset,
-    --set fields and Config (the same run made again, say by `make reproduce` on another
-    machine, whose numbers differ only as its CPU rounds). Unreadable: not the same."""
+    the run packed in `content`: the same bytes, or a run made with the same preset, --set
+    fields and Config (config_class, mfcg.Config, which fills in fields an older version
+    did not have): the same run made again, say by `make reproduce` on another machine,
+    whose numbers differ only as its CPU rounds. Unreadable: not the same."""
     try:
         if os.path.isfile(path):
             if _holds(path, content):
@@ -815,12 +816,13 @@ def _same_run(path, content):
         else:
             theirs = _read_old_run(path)[0]
         mine = unpack_run(io.BytesIO(content))[0]
-        return {k: theirs.get(k) for k in mine} == mine
+        return (theirs["preset"] == mine["preset"] and theirs.get("settings", {}) == mine["settings"]
+                and config_class(**theirs["config"]) == config_class(**mine["config"]))
     except Exception:  # noqa: BLE001 — a damaged copy is another run's, as far as we can tell
         return False
 
 
-def write_report_dir(out, copies, outputs, summary):
+def write_report_dir(out, copies, outputs, summary, config_class):
     """Write a report into `out`, all of it made before anything is written: the runs'
     copies ({runs/PRESET/NAME.npz: bytes}), then `outputs` (RESULTS.md and the figures,
     {name: bytes}), then summary.json (`summary` with the list of files), each file written
@@ -832,7 +834,8 @@ def write_report_dir(out, copies, outputs, summary):
     its run: it is replaced only by a run made with the same settings), an earlier report's copy of a run this
     one leaves out, a report's file name (RESULTS.md, summary.json, a figure) that no
     earlier report wrote, and a path reached through a symbolic link. Files a report does
-    not write are never touched. Returns the names written."""
+    not write are never touched. config_class (mfcg.Config) reads the runs' settings.
+    Returns the names written."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file, not a directory")
     listed = {os.path.normpath(f) for f in _old_report_files(out) if _stays_inside(out, f)}
@@ -854,7 +857,7 @@ def write_report_dir(out, copies, outputs, summary):
         if foreign:  # a run directory itself, say (--out next to the runs)
             raise UsageError(f"{old} holds files no report wrote ({foreign[0]}): report to another --out")
         for path in (dest, old):
-            if os.path.exists(path) and not _same_run(path, content):
+            if os.path.exists(path) and not _same_run(path, content, config_class):
                 raise UsageError(f"{path} holds a run made with other settings than the one this report "
                                  f"keeps there: report to another --out")
         if os.path.isdir(old):
