@@ -525,6 +525,14 @@ def _panels(plt, n, width=3.4, height=2.6):
     return fig, axes.flat[:n]
 
 
+def _panels_png(fig, axes, title):
+    """A grid of panels (_panels) finished: the first panel's legend, the title; PNG bytes."""
+    axes[0].legend(fontsize=6)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def _equilibrium_lines(ax, means, vertical=False):
     """m* and m_mfg as reference lines, labelled once."""
     line = ax.axvline if vertical else ax.axhline
@@ -673,11 +681,8 @@ def make_figures(summary, runs):
                     "k", ls=ls, lw=1.3, label=f"closed form {name}")
         ax.set_xlim(a, b)
         ax.set_title(label, fontsize=9)
-    axes[0].legend(fontsize=6)
-    fig.suptitle("The local law: learned against the closed form" + (
-        "" if dim == 1 else " (the first coordinate's marginal)"), fontsize=11)
-    fig.tight_layout()
-    files["laws.png"] = _png(fig)
+    files["laws.png"] = _panels_png(fig, axes, "The local law: learned against the closed form" + (
+        "" if dim == 1 else " (the first coordinate's marginal)"))
 
     fig, axes = _panels(plt, len(by_label))
     for ax, (label, rs) in zip(axes, by_label.items()):
@@ -688,11 +693,8 @@ def make_figures(summary, runs):
         ax.plot(grid, sol.control(points)[:, 0], "k", lw=1.3, label="α̂ (MFCG)")
         ax.plot(grid, sol.control_mfg(points)[:, 0], "k:", lw=1.3, label="Nash control")
         ax.set_title(label, fontsize=9)
-    axes[0].legend(fontsize=6)
-    fig.suptitle("The learned control against the closed form" + (
-        "" if dim == 1 else ": the first action along the first coordinate, the others at m*"), fontsize=11)
-    fig.tight_layout()
-    files["controls.png"] = _png(fig)
+    files["controls.png"] = _panels_png(fig, axes, "The learned control against the closed form" + (
+        "" if dim == 1 else ": the first action along the first coordinate, the others at m*"))
     return files
 
 
@@ -1148,6 +1150,15 @@ def parse_seeds(text):
     return seeds
 
 
+def _problem_options(parser):
+    """--dim and --rotated: the problem `run` and `reproduce` train on."""
+    parser.add_argument("--dim", type=int, default=1, metavar="D",
+                        help="the isotropic problem in D dimensions (default: 1, the paper's)")
+    parser.add_argument("--rotated", action="store_true",
+                        help="the coupled benchmark instead: D different 1-d problems, rotated "
+                             "(mfcg.rotated_problem; default: off)")
+
+
 def build_parser():
     p = _Parser(prog="run_experiments.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -1161,11 +1172,7 @@ def build_parser():
     r.add_argument("--seed", type=int, default=0, help="the random seed (default: 0)")
     r.add_argument("--mf", action="store_true", help="add the mean-field correction to the reward (default: off)")
     r.add_argument("--steps", type=int, help="the number of steps (default: the preset's)")
-    r.add_argument("--dim", type=int, default=1, metavar="D",
-                   help="the isotropic problem in D dimensions (default: 1, the paper's)")
-    r.add_argument("--rotated", action="store_true",
-                   help="the coupled benchmark instead: D different 1-d problems, rotated "
-                        "(mfcg.rotated_problem; default: off)")
+    _problem_options(r)
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change one Config field of the preset, e.g. langevin_steps=5; repeatable (default: none)")
     r.add_argument("--out", help="the run directory (default: RUNS/PRESET/LABEL-sSEED)")
@@ -1199,11 +1206,7 @@ def build_parser():
     rp.add_argument("--seeds", default="5", type=parse_seeds, metavar="SEEDS",
                     help="a count from 0 (5: seeds 0-4), a range (20-23) or a list (0,5,9) (default: 5)")
     rp.add_argument("--steps", type=int, help="every run's number of steps (default: the preset's)")
-    rp.add_argument("--dim", type=int, default=1, metavar="D",
-                    help="the isotropic problem in D dimensions (default: 1, the paper's)")
-    rp.add_argument("--rotated", action="store_true",
-                    help="the coupled benchmark instead: D different 1-d problems, rotated "
-                         "(mfcg.rotated_problem; default: off)")
+    _problem_options(rp)
     rp.add_argument("--set", action="append", metavar="KEY=V1,V2,...",
                     help="change a Config field of the preset, a run for each value; several --set "
                          "run every combination (default: none)")
