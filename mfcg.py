@@ -222,6 +222,7 @@ class RotatedLQProblem:
     def __post_init__(self):
         coords = tuple(LQProblem(**c) if isinstance(c, dict) else c for c in self.coordinates)  # from JSON
         object.__setattr__(self, "coordinates", coords)
+        object.__setattr__(self, "_arrays", {})   # device copies of Q and the coefficients (_array)
         check_rotated_problem(self, LQProblem)   # rundir
 
     @property
@@ -249,17 +250,25 @@ class RotatedLQProblem:
         q, r = np.linalg.qr(np.random.default_rng(self.rotation).standard_normal((self.dim, self.dim)))
         return q * np.sign(np.diag(r))
 
-    def coefficient(self, name, like):
-        """Coefficient `name` of every coordinate, (d,), on like's device and in its dtype."""
-        return xp_of(like).asarray([getattr(c, name) for c in self.coordinates], dtype=like.dtype)
+    def _array(self, name, like):
+        """Q ("Q"), Qᵀ ("Qt") or coefficient `name` of every coordinate, (d,), on like's
+        device and in its dtype: made once per device and dtype, not at every step."""
+        xp = xp_of(like)
+        key = (name, xp.__name__, str(like.dtype))
+        if key not in self._arrays:
+            q = self.rotation_matrix
+            value = {"Q": q, "Qt": q.T}.get(name)
+            self._arrays[key] = xp.asarray([getattr(c, name) for c in self.coordinates] if value is None else value,
+                                           dtype=like.dtype)
+        return self._arrays[key]
 
     def _to_y(self, v, like):
         """Row vectors (or a (d,) mean) from x to y: v Q."""
-        return xp_of(like).asarray(v, dtype=like.dtype) @ xp_of(like).asarray(self.rotation_matrix, dtype=like.dtype)
+        return xp_of(like).asarray(v, dtype=like.dtype) @ self._array("Q", like)
 
     def _to_x(self, v):
         """Row vectors from y back to x: v Qᵀ."""
-        return v @ xp_of(v).asarray(self.rotation_matrix.T, dtype=v.dtype)
+        return v @ self._array("Qt", v)
 
     def running_cost(self, x, m, m_tilde, a):
         """f summed over the coordinates of y: each coordinate i's 1-d cost at
@@ -267,7 +276,7 @@ class RotatedLQProblem:
         check_array("x", x, 2, (None, self.dim))
         check_array("a", a, 2, (None, self.dim))
         y, b, my, mty = (self._to_y(v, x) for v in (x, a, m, m_tilde))
-        c = {k: self.coefficient(k, x) for k in ("c1", "c2", "c3", "c4", "c1_tilde", "c2_tilde", "c5_tilde")}
+        c = {k: self._array(k, x) for k in ("c1", "c2", "c3", "c4", "c1_tilde", "c2_tilde", "c5_tilde")}
         per_coord = (0.5 * b * b + c["c1"] * (y - c["c2"] * my) ** 2 + c["c3"] * (y - c["c4"]) ** 2
                      + c["c1_tilde"] * (y - c["c2_tilde"] * mty) ** 2 + c["c5_tilde"] * mty * mty)
         return per_coord.sum(axis=1)
@@ -276,7 +285,7 @@ class RotatedLQProblem:
         """∂f/∂m̃ (in x): Q times the 1-d problems' ∂f/∂m̃_y.  x (N, d), m̃ (d,) → (N, d)."""
         check_array("x", x, 2, (None, self.dim))
         y, mty = self._to_y(x, x), self._to_y(m_tilde, x)
-        c1t, c2t, c5t = (self.coefficient(k, x) for k in ("c1_tilde", "c2_tilde", "c5_tilde"))
+        c1t, c2t, c5t = (self._array(k, x) for k in ("c1_tilde", "c2_tilde", "c5_tilde"))
         return self._to_x(-2.0 * c1t * c2t * (y - c2t * mty) + 2.0 * c5t * mty)
 
     def reward(self, x, m, m_tilde, a):
@@ -288,7 +297,7 @@ class RotatedLQProblem:
         check_array("x", x, 2, (None, self.dim))
         check_array("a", a, 2, (None, self.dim))
         z = rng.standard_normal(x.shape, dtype=x.dtype)
-        return x + a * self.dt + self._to_x(self.coefficient("sigma", x) * math.sqrt(self.dt) * z)
+        return x + a * self.dt + self._to_x(self._array("sigma", x) * math.sqrt(self.dt) * z)
 
     def solution(self):
         return RotatedLQSolution(self)
@@ -339,19 +348,21 @@ class RotatedLQSolution:
         """Each coordinate's μ(w) (LQSolution.mean_own_influence), rotated into x: (d,)."""
         return np.array([s.mean_own_influence(w) for s in self.each]) @ self.q.T
 
+    def _each(self, method, x):
+        """Each coordinate's LQSolution.method at its y coordinate: [(N,), …]."""
+        y = self._y(x)
+        return [getattr(s, method)(y[:, i:i + 1]) for i, s in enumerate(self.each)]
+
     def value(self, x):
         """Σ_i v_i(y_i): each coordinate's cost-to-go of α̂.  (N, d) → (N,)."""
-        y = self._y(x)
-        return sum(s.value(y[:, i:i + 1]) for i, s in enumerate(self.each))
+        return sum(self._each("value", x))
 
     def value_paper(self, x):
-        y = self._y(x)
-        return sum(s.value_paper(y[:, i:i + 1]) for i, s in enumerate(self.each))
+        return sum(self._each("value_paper", x))
 
     def density(self, x):
         """The limiting law's density: the product over y's coordinates (Q keeps volumes)."""
-        y = self._y(x)
-        return np.prod([s.density(y[:, i:i + 1]) for i, s in enumerate(self.each)], axis=0)
+        return np.prod(self._each("density", x), axis=0)
 
 
 def rotated_problem(dim, rotation=1):
@@ -1012,7 +1023,8 @@ def evaluate(state, cfg):
         out[f"{tag}_mean_density"], out[f"{tag}_std_density"] = read["mean"], read["std"]
     z = to_numpy(rng.standard_normal((cfg.eval_samples, pb.dim), dtype=dtype)).astype(np.float64)
     x_eval, x_nash = sol.sample(z), sol.sample(z, nash=True)   # (n, d) ~ each equilibrium's law
-    out.update(control_metrics(state, cfg, x_eval, x_nash))
+    actions = {"mfcg": mean_action(state, x_eval), "nash": mean_action(state, x_nash)}
+    out.update(control_metrics(cfg, x_eval, x_nash, actions))
     for tag, key in (("agents", "x"), ("pool_global", "pool_global"), ("pool_local", "pool_local")):
         out[f"{tag}_mean"], out[f"{tag}_std"] = _mean_and_std(to_numpy(state[key]).astype(np.float64))
     neg_v = -_at(state, lambda x: nets.critic_forward(state["params"]["critic"], x), x_eval)  # cost-to-go
@@ -1021,14 +1033,15 @@ def evaluate(state, cfg):
     out["mean_error"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean))
     out["mean_error_mfg"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean_mfg))
     if pb.dim > 1:
-        out.update(coordinate_metrics(state, cfg, samples["local"], x_eval, x_nash))
+        out.update(coordinate_metrics(cfg, samples["local"], x_eval, x_nash, actions))
     return out
 
 
-def coordinate_metrics(state, cfg, local, x_eval, x_nash):
+def coordinate_metrics(cfg, local, x_eval, x_nash, actions):
     """Each coordinate judged on its own (d > 1), so that a vector's norm, which grows with
     √d, hides no coordinate: from the local law's samples local (k, d) and the actor's mean
-    action over x_eval ~ the MFCG law and x_nash ~ the Nash law (n, d):
+    actions (mean_action) actions["mfcg"] over x_eval ~ the MFCG law and actions["nash"]
+    over x_nash ~ the Nash law (n, d):
 
     mean_error_worst, _rms        max and RMS over coordinates i of |m̃_i − m*_i|
     mean_error_mfg_worst, _rms    the same against m_mfg
@@ -1040,15 +1053,12 @@ def coordinate_metrics(state, cfg, local, x_eval, x_nash):
     jacobian_offdiag              max over i ≠ j of |J_ij − Ĵ_ij|: on the isotropic problem one
                                   coordinate leaking into another's action
     """
-    sol = cfg.problem.solution()
-    actor = lambda x: _at(state, lambda z: nets.actor_forward(state["params"]["actor"], z)[0], x)  # noqa: E731
+    sol, a, a_nash = cfg.problem.solution(), actions["mfcg"], actions["nash"]
     out = {}
     for tag, target in (("", sol.mean), ("_mfg", sol.mean_mfg)):
         gap = np.abs(local.astype(np.float64).mean(axis=0) - target)
         out[f"mean_error{tag}_worst"], out[f"mean_error{tag}_rms"] = float(gap.max()), float(np.sqrt(np.mean(gap ** 2)))
-    a = actor(x_eval)
     out["control_rmse_worst"] = float(np.sqrt(np.mean((a - sol.control(x_eval)) ** 2, axis=0)).max())
-    a_nash = actor(x_nash)
     out["control_rmse_at_mfg_worst"] = float(np.sqrt(np.mean((a_nash - sol.control_mfg(x_nash)) ** 2, axis=0)).max())
     design = np.hstack([x_eval, np.ones((len(x_eval), 1))])
     fit, _, rank, _ = np.linalg.lstsq(design, a, rcond=None)
@@ -1137,21 +1147,25 @@ def _mean_and_std(a):
     return mean, float(a.std(axis=0).mean())
 
 
-def control_metrics(state, cfg, x_eval, x_nash):
+def mean_action(state, x):
+    """The actor's mean action at x (n, d), NumPy float64 (_at)."""
+    return _at(state, lambda z: nets.actor_forward(state["params"]["actor"], z)[0], x)
+
+
+def control_metrics(cfg, x_eval, x_nash, actions):
     """The actor's mean action against the equilibria's controls, RMSE, with (d = 1) the
-    least-squares line through it: over x_eval (n, d) ~ the MFCG limiting law against α̂
-    and the non-cooperative control −2Γ2(x − m_mfg); over x_nash ~ that equilibrium's own
-    law N(m_mfg, std²) against the latter. A population at m_mfg lives there, 1.5 std
-    away from the MFCG law, where its actor has seen few states."""
+    least-squares line through it: actions["mfcg"] over x_eval (n, d) ~ the MFCG limiting
+    law against α̂ and the non-cooperative control −2Γ2(x − m_mfg); actions["nash"] over
+    x_nash ~ that equilibrium's own law N(m_mfg, std²) against the latter. A population at
+    m_mfg lives there, 1.5 std away from the MFCG law, where its actor has seen few states."""
     sol, one_d = cfg.problem.solution(), cfg.problem.dim == 1
-    mean_action = lambda x: _at(state, lambda z: nets.actor_forward(state["params"]["actor"], z)[0], x)  # noqa: E731
-    a = mean_action(x_eval)
+    a = actions["mfcg"]
     slope, intercept = np.polyfit(x_eval[:, 0], a[:, 0], 1) if one_d else (math.nan, math.nan)
     out = {"control_rmse": _rmse(a, sol.control(x_eval)), "control_rmse_mfg": _rmse(a, sol.control_mfg(x_eval)),
            "control_slope": float(slope), "control_intercept": float(intercept)}
     if not np.all(np.isfinite(sol.mean_mfg)):
         return {**out, "control_rmse_at_mfg": math.nan, "control_slope_at_mfg": math.nan}
-    a = mean_action(x_nash)
+    a = actions["nash"]
     out["control_rmse_at_mfg"] = _rmse(a, sol.control_mfg(x_nash))
     out["control_slope_at_mfg"] = float(np.polyfit(x_nash[:, 0], a[:, 0], 1)[0]) if one_d else math.nan
     return out

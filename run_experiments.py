@@ -205,6 +205,12 @@ def judged_by(record, at):
     return tuple(f"{k}_worst" if f"{k}_worst" in record else k for k in EQUILIBRIA[at])
 
 
+def _records(history, at):
+    """Whether every evaluation records the control error that judges `at` (runs made
+    before the Nash law's was recorded do not)."""
+    return all(judged_by(h, at)[1] in h for h in history)
+
+
 def _within(record, at):
     """Whether one evaluation is within both of SETTLED's thresholds of equilibrium `at`."""
     distance, control = judged_by(record, at)
@@ -215,7 +221,7 @@ def settled(history, steps, at, part=LATE_PART):
     """Whether a run settled at equilibrium `at` ("m*" or "m_mfg"; see SETTLED): every
     evaluation after step (1 − part)·steps within both thresholds (with none there, the
     last evaluation). None for a history that does not record the control error it needs."""
-    if any(judged_by(h, at)[1] not in h for h in history):
+    if not _records(history, at):
         return None
     late = late_part(history, steps, part)
     return all(_within(h, at) for h in late)
@@ -229,7 +235,7 @@ def settled_on_average(history, steps, at, mean, part=LATE_PART):
     to the next while it is right on average, as a single agent's (AC) does. None where
     the history lacks the control error it needs. In d > 1 dimensions, the mean over the
     window of the worst coordinate's distance (judged_by)."""
-    if any(judged_by(h, at)[1] not in h for h in history):
+    if not _records(history, at):
         return None
     late = late_part(history, steps, part)
     distance, control = judged_by(late[0], at)
@@ -240,7 +246,7 @@ def settled_on_average(history, steps, at, mean, part=LATE_PART):
 
 def settled_from(history, at):
     """The step from which a run stays within both of SETTLED's thresholds of `at` (held_from)."""
-    if any(judged_by(h, at)[1] not in h for h in history):
+    if not _records(history, at):
         return None
     h = held_from(history, lambda h: _within(h, at))
     return None if h is None else h["step"]

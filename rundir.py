@@ -718,6 +718,14 @@ def _require(mapping, keys):
         raise KeyError(f"no {missing[0]!r}")
 
 
+def _require_each(records, keys):
+    """A non-empty list of evaluation records, each with `keys`."""
+    if not isinstance(records, list) or not records:
+        raise ValueError("expected a non-empty list of evaluations")
+    for record in records:
+        _require(record, keys)
+
+
 def load_run(path, presets, config_class, metrics_keys=()):
     """A finished run → dict(path, preset, settings, config, label, metrics, history,
     curves, saved). `path` is a run's file (a report's copy, runs/PRESET/NAME.npz), a run
@@ -738,21 +746,13 @@ def load_run(path, presets, config_class, metrics_keys=()):
         saved, metrics, history, curves = read(where)
     except Exception as exc:  # noqa: BLE001 — zip, npy, JSON and key errors alike
         raise UsageError(f"{where} is unreadable ({one_line(exc)})") from None
-    part = None
-    try:
-        part = parts[0]
-        _require(saved, ("preset", "config"))
-        part = parts[1]
-        _require(metrics, RUN_KEYS["metrics"] + tuple(metrics_keys))
-        part = parts[2]
-        if not isinstance(history, list) or not history:
-            raise ValueError("expected a non-empty list of evaluations")
-        for record in history:
-            _require(record, RUN_KEYS["history"])
-        part = parts[3]
-        _require(curves, RUN_KEYS["curves"])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise UsageError(f"{where} is incomplete ({part}: {one_line(exc)})") from None
+    checks = [(_require, saved, ("preset", "config")), (_require, metrics, RUN_KEYS["metrics"] + tuple(metrics_keys)),
+              (_require_each, history, RUN_KEYS["history"]), (_require, curves, RUN_KEYS["curves"])]
+    for part, (check, value, keys) in zip(parts, checks):
+        try:
+            check(value, keys)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise UsageError(f"{where} is incomplete ({part}: {one_line(exc)})") from None
     if saved["preset"] not in presets:
         raise UsageError(f"{where} names no preset of this version ({saved['preset']!r}; "
                          f"expected one of {', '.join(presets)})")

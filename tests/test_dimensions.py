@@ -33,7 +33,8 @@ def test_coordinate_metrics_read_each_coordinate(leak, shift):
     x_eval = sol.mean + sol.std * rng.standard_normal((4000, 3))
     x_nash = x_eval - sol.mean + sol.mean_mfg
     local = np.tile([sol.mean, sol.mean - 0.1, sol.mean + 0.3], (50, 1))
-    out = mfcg.coordinate_metrics(state, cfg, local, x_eval, x_nash)
+    actions = {"mfcg": mfcg.mean_action(state, x_eval), "nash": mfcg.mean_action(state, x_nash)}
+    out = mfcg.coordinate_metrics(cfg, local, x_eval, x_nash, actions)
     assert out["mean_error_worst"] == pytest.approx(0.3)
     assert out["mean_error_rms"] == pytest.approx(np.sqrt((0.1 ** 2 + 0.3 ** 2) / 3))
     assert out["mean_error_mfg_worst"] == pytest.approx(abs(sol.mean - 0.1 - sol.mean_mfg))
@@ -227,7 +228,9 @@ def test_rotated_needs_two_dimensions_and_its_jacobian_needs_a_spread():
     g = 2.0 * sol.gamma2
     state = {"x": np.zeros((1, 2)), "params": {"actor": affine_actor(-g * np.eye(2), np.full(2, g * sol.mean))}}
     z = np.random.default_rng(0).standard_normal((100, 2))
-    out = mfcg.coordinate_metrics(state, cfg, np.full((10, 2), sol.mean), sol.sample(z), sol.sample(z, nash=True))
+    x_eval, x_nash = sol.sample(z), sol.sample(z, nash=True)
+    actions = {"mfcg": mfcg.mean_action(state, x_eval), "nash": mfcg.mean_action(state, x_nash)}
+    out = mfcg.coordinate_metrics(cfg, np.full((10, 2), sol.mean), x_eval, x_nash, actions)
     assert np.isnan(out["jacobian_diag_error"]) and np.isnan(out["jacobian_offdiag"])
     assert out["control_rmse_worst"] < 1e-6
 
