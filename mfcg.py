@@ -93,6 +93,10 @@ class LQProblem:
         """r = −f(x, m, m̃, a) Δt, shape (N,)."""
         return -self.dt * self.running_cost(x, m, m_tilde, a)
 
+    def dreward_da(self, a):
+        """∂r/∂a = −a Δt, shape (N, d): f's only action term is ½|a|²."""
+        return -self.dt * a
+
     def step(self, x, a, rng):
         """Euler–Maruyama: X' = X + a Δt + σ √Δt z, z ~ N(0, I) drawn with `rng`.
 
@@ -292,6 +296,10 @@ class RotatedLQProblem:
         """r = −f(x, m, m̃, a) Δt, shape (N,)."""
         return -self.dt * self.running_cost(x, m, m_tilde, a)
 
+    def dreward_da(self, a):
+        """∂r/∂a = −a Δt, shape (N, d): ½|Qᵀa|² = ½|a|², Q being a rotation."""
+        return -self.dt * a
+
     def step(self, x, a, rng):
         """Euler–Maruyama in x: X' = X + a Δt + Q diag(σ) √Δt z, z ~ N(0, I)."""
         check_array("x", x, 2, (None, self.dim))
@@ -410,6 +418,10 @@ class Config:
     lr_final: float = 0.25          # the schedule's factor at the last step (the paper: 0.25)
     target_every: int = 200         # hard copy critic → target when n % this == 0; 0: no target
     grad_clip: float = 1.0          # global-norm clip of actor and critic gradients; 0: off
+    actor_gradient: str = "score"   # the actor's gradient: "score", δ·∇log π (Algorithms 1–3), or
+                                    # "pathwise", ∂Q/∂a through the known step (actor_critic_update)
+    per_coordinate: bool = False    # the reward divided by d: the cost per coordinate, so that the
+                                    # critic's values do not grow with the dimension (reward_scale)
     rollout: int = 256              # [M] DRL rollout length
     ppo_clip: float = 0.2           # [ε_clip] PPO's clip range 1 ± ε_clip; 0: no clipping
     gae_lambda: float = 0.95        # [λ] GAE's trace decay
@@ -516,8 +528,20 @@ SINGLE_STD_FLOOR = 0.5
 SINGLE = {"ac": replace(STEADY["ac"], steps=200_000, std_floor=SINGLE_STD_FLOOR, lr_local=5e-5, lr_peak=1.0,
                         lr_final=0.05, eval_every=5000, checkpoint_every=10_000)}
 
+# The dims preset: B and M in d > 1 dimensions (docs/dimensions.md). The steady preset with the
+# three changes under which d = 8 settles, each ablated there:
+# - the pathwise actor gradient (actor_gradient): each coordinate's action learns from its own
+#   slope of Q instead of one scalar TD error that carries all d coordinates' noise;
+# - the reward per coordinate (per_coordinate): the critic's values do not grow with d;
+# - the actor's rate ×DIMS_ACTOR_RATE: the pathwise gradient follows the critic's slope, so the
+#   actor must move slower than the critic fits it (two timescales); over DIMS_STEPS steps.
+DIMS_ACTOR_RATE = 0.1
+DIMS_STEPS = 20_000
+DIMS = {algo: replace(STEADY[algo], actor_gradient="pathwise", per_coordinate=True, steps=DIMS_STEPS,
+                      lr_actor=DIMS_ACTOR_RATE * STEADY[algo].lr_actor) for algo in ("b", "m")}
+
 NAMED_PRESETS = {"quick": QUICK, "paper": PAPER, "lean": LEAN, "robust": ROBUST, "steady": STEADY,
-                 "single": SINGLE}
+                 "single": SINGLE, "dims": DIMS}
 PRESETS = tuple(NAMED_PRESETS)
 
 
@@ -758,6 +782,8 @@ def act_and_step(state, cfg, x, field, rng, log_prob=False):
     r = pb.reward(x, field.m, field.m_tilde, a)                         # (B,)
     if cfg.mf_correction:
         r = r - pb.dt * mf_correction(x, field.mf_grad)
+    if cfg.per_coordinate:
+        r = r * reward_scale(cfg)
     x_next = pb.step(x, a, rng)                                         # (B, d)
     return (a, r, x_next, logp) if log_prob else (a, r, x_next)
 
@@ -772,14 +798,46 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
     critic, actor = state["params"]["critic"], state["params"]["actor"]
     bootstrap = state["target"] if state["target"] is not None else critic
     y = r + cfg.problem.discount * nets.critic_forward(bootstrap, x_next)   # (B,)
-    delta = y - nets.critic_forward(critic, x)                               # (B,)
+    if cfg.actor_gradient == "pathwise":
+        actor_call = (nets.actor_pathwise_loss_and_grad, actor, x, a,
+                      action_value_gradient(cfg, bootstrap, a, x_next), cfg.std_floor)
+    else:
+        delta = y - nets.critic_forward(critic, x)                           # (B,)
+        actor_call = (nets.actor_loss_and_grad, actor, x, a, delta, cfg.std_floor)
     (loss_v, g_v), (loss_pi, g_pi) = concurrently(
-        [(nets.critic_loss_and_grad, critic, x, y),
-         (nets.actor_loss_and_grad, actor, x, a, delta, cfg.std_floor)],
+        [(nets.critic_loss_and_grad, critic, x, y), actor_call],
         work=x.shape[0] * cfg.hidden_critic, in_order=cfg.readable)
     clip_and_adam(cfg, critic, g_v, state["adam"]["critic"], lrs["critic"], cfg.grad_clip)
     clip_and_adam(cfg, actor, g_pi, state["adam"]["actor"], lrs["actor"], cfg.grad_clip)
     return {"critic": loss_v, "actor": loss_pi}
+
+
+def action_value_gradient(cfg, critic, a, x_next):
+    """∂Q/∂a at the actions taken, Q(x, a) = r(x, a) + γ V(x'(a)) with x' = x + a Δt + noise
+    the step that was taken (its noise held fixed), (B, d):
+
+        ∂Q/∂a = ∂r/∂a + γ Δt ∇V(x')
+
+    What cfg.actor_gradient = "pathwise" feeds the actor (nets.actor_pathwise_loss_and_grad).
+    Why: the score-function gradient δ·∇log π weighs every output by one scalar δ, and δ
+    carries the reward's and the next state's noise summed over all d coordinates, while the
+    signal for one coordinate's action is a 1/d share of it and, per step, of order Δt next
+    to noise of order √Δt. The pathwise gradient gives each coordinate its own slope of Q
+    through the known dynamics (∂x'/∂a = Δt I), with no such sum; it is a departure from the
+    paper (docs/dimensions.md)."""
+    pb = cfg.problem
+    return reward_scale(cfg) * pb.dreward_da(a) + (pb.discount * pb.dt) * nets.critic_input_grad(critic, x_next)
+
+
+def reward_scale(cfg):
+    """The factor the agents' rewards are paid in: 1/d with cfg.per_coordinate, else 1.
+
+    Why: the reward sums d coordinates' costs, so the values the critic must output grow
+    as d, and Adam moves each weight by about its rate per step whatever the gradient's
+    size: at d = 8 the critic cannot keep up with values eight times larger, and its
+    error then swamps the slopes the actor learns from. Dividing by d rescales the
+    objective by a constant: the optimal control is unchanged (docs/dimensions.md)."""
+    return 1.0 / cfg.problem.dim if cfg.per_coordinate else 1.0
 
 
 def refresh_target(state):
@@ -1028,6 +1086,7 @@ def evaluate(state, cfg):
     for tag, key in (("agents", "x"), ("pool_global", "pool_global"), ("pool_local", "pool_local")):
         out[f"{tag}_mean"], out[f"{tag}_std"] = _mean_and_std(to_numpy(state[key]).astype(np.float64))
     neg_v = -_at(state, lambda x: nets.critic_forward(state["params"]["critic"], x), x_eval)  # cost-to-go
+    neg_v = neg_v / reward_scale(cfg)                         # in the problem's units
     out["value_rmse"] = _rmse(neg_v, sol.value(x_eval))
     out["value_rmse_paper"] = _rmse(neg_v, sol.value_paper(x_eval))
     out["mean_error"] = float(np.linalg.norm(samples["local"].mean(axis=0) - sol.mean))

@@ -147,6 +147,26 @@ def actor_loss_and_grad(p, x, a, adv, std_floor=STD_FLOOR):
     return loss, actor_backward(p, cache, dmean, dstd)
 
 
+def actor_pathwise_loss_and_grad(p, x, a, q_grad, std_floor=STD_FLOOR):
+    """The pathwise (reparameterised) actor loss and its gradient: the action a = mean +
+    std ⊙ ε is differentiated through, with q_grad (N,k) = ∂Q/∂a at the action taken, a
+    constant (mfcg.action_value_gradient: the reward's and the next state's value's slope).
+
+        L = −mean(Σ_k q_gradₙₖ · aₙₖ),   ε = (a − mean) / std
+        dL/dmean = −q_grad / N,   dL/dstd = −q_grad ⊙ ε / N
+    Unlike actor_loss_and_grad, each output's gradient is its own coordinate's slope of Q:
+    no scalar advantage that carries every coordinate's noise."""
+    mean, std, cache = actor_forward(p, x, std_floor)
+    n = x.shape[0]
+    check_array("a", a, 2, (n, mean.shape[1]))
+    check_array("q_grad", q_grad, 2, (n, mean.shape[1]))
+    q_grad = q_grad.astype(x.dtype, copy=False)
+    eps = (a - mean) / std                                  # the normals a was drawn with
+    loss = -(q_grad * a).sum(axis=1).mean()
+    dmean = -q_grad / n                                     # (N, k)
+    return loss, actor_backward(p, cache, dmean, dmean * eps)
+
+
 def ppo_loss_and_grad(p, x, a, adv, logp_old, clip, ent_coef, std_floor=STD_FLOOR):
     """Clipped PPO surrogate with entropy bonus, and its gradient.
 
@@ -202,6 +222,12 @@ def critic_loss_and_grad(p, x, y):
     loss = (err * err).mean()
     dv = (-2.0 / x.shape[0]) * err                          # (N,)
     return loss, critic_backward(p, (x, h), dv)
+
+
+def critic_input_grad(p, x):
+    """∇ₓV(x), shape (N,d): V = tanh(x W1 + b1) W2 + b2, so ∇ₓV = ((1 − h²) ⊙ W2ᵀ) W1ᵀ."""
+    h = hidden_forward(p, x)                                # (N, H)
+    return ((1.0 - h * h) * p["W2"][:, 0]) @ p["W1"].T     # (N, d)
 
 
 def critic_backward(p, cache, dv):

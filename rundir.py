@@ -160,6 +160,11 @@ def check_config(cfg, algos, problem_class):
         raise ValueError(f"gae_lambda must be in [0, 1], got {cfg.gae_lambda}")
     if cfg.seed < 0:
         raise ValueError(f"seed must be >= 0, got {cfg.seed}")
+    if cfg.actor_gradient not in ("score", "pathwise"):
+        raise ValueError(f"actor_gradient must be 'score' or 'pathwise', got {cfg.actor_gradient!r}")
+    if cfg.actor_gradient == "pathwise" and cfg.algo == "drl":
+        raise ValueError("actor_gradient must be 'score' for drl: PPO's clipped surrogate is a "
+                         "score-function gradient")
     if cfg.dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {cfg.dtype!r}")
     if cfg.algo == "drl" and cfg.ppo_minibatches > cfg.rollout * cfg.batch:

@@ -260,3 +260,54 @@ def test_trace_measures_the_estimates_against_the_exact_trace(tmp_path):
         assert three[f"bias_{name}"] < 4 * np.sqrt(three[f"variance_{name}"] / 16)
     assert "| 3 |" in (folder / "TRACE.md").read_text()
     assert rx.main(["trace", "--dims", "0"]) == 2
+
+
+@pytest.mark.parametrize("rotated, per_coordinate", [(False, False), (False, True), (True, False), (True, True)])
+def test_action_value_gradient_is_the_slope_of_the_one_step_value(rotated, per_coordinate):
+    """∂Q/∂a, Q(a) = scale · r(x, a) + γ V(x'(a)) with x'(a) the problem's own step under
+    one fixed noise draw: against central differences in each coordinate of each agent's
+    action. Checks the reward's slope, the step's ∂x'/∂a = Δt I and the scale 1/d."""
+    d, n, h = 3, 5, 1e-6
+    pb = mfcg.rotated_problem(d) if rotated else mfcg.LQProblem(dim=d)
+    cfg = mfcg.Config(problem=pb, dtype="float64", per_coordinate=per_coordinate)
+    rng = np.random.default_rng(4)
+    critic = mfcg.nets.init_critic(d, rng, hidden=7, dtype=np.float64, xp=np)
+    x, a = rng.normal(size=(n, d)), rng.normal(size=(n, d))
+    m, m_tilde = rng.normal(size=d), rng.normal(size=d)
+
+    def q(actions):
+        x_next = pb.step(x, actions, np.random.default_rng(9))   # the same noise every call
+        return mfcg.reward_scale(cfg) * pb.reward(x, m, m_tilde, actions) + pb.discount * mfcg.nets.critic_forward(critic, x_next)
+
+    num = np.empty_like(a)
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = h
+        num[:, i] = (q(a + e) - q(a - e)) / (2 * h)
+    got = mfcg.action_value_gradient(cfg, critic, a, pb.step(x, a, np.random.default_rng(9)))
+    np.testing.assert_allclose(got, num, rtol=1e-6, atol=1e-10)
+    assert mfcg.reward_scale(cfg) == (1 / d if per_coordinate else 1.0)
+
+
+def test_per_coordinate_divides_the_reward_by_d():
+    """With per_coordinate the agents are paid r/d, the mean-field correction included, for
+    the same actions."""
+    pb = mfcg.LQProblem(dim=4)
+    field = mfcg.MeanField(np.full(4, 0.2), np.full(4, 0.3), np.full(4, 0.1))
+    out = {}
+    for per_coordinate in (False, True):
+        cfg = mfcg.preset("steady", "b", problem=pb, per_coordinate=per_coordinate, mf_correction=True,
+                          dtype="float64", batch=8)
+        state = mfcg.init_state(cfg, np)
+        out[per_coordinate] = mfcg.act_and_step(state, cfg, state["x"], field, np.random.default_rng(1))
+    np.testing.assert_array_equal(out[True][0], out[False][0])             # the same actions
+    np.testing.assert_allclose(out[True][1], out[False][1] / 4, rtol=1e-15)  # r / d
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(actor_gradient="reparam"), "actor_gradient must be 'score' or 'pathwise'"),
+    (dict(algo="drl", target_every=0, actor_gradient="pathwise"), "actor_gradient must be 'score' for drl"),
+])
+def test_config_refuses_an_actor_gradient_it_cannot_train(changes, match):
+    with pytest.raises(ValueError, match=match):
+        mfcg.Config(**changes)

@@ -100,6 +100,37 @@ def test_critic_loss_gradient(d, hidden, n, seed):
     assert_grads_match(grads, num)
 
 
+@given(dims, acts, hiddens, batches, seeds, floors)
+def test_actor_pathwise_loss_gradient(d, k, hidden, n, seed, floor):
+    """The pathwise loss differentiates a = mean_θ(x) + std_θ(x) ⊙ ε with ε held fixed: the
+    numerical gradient is taken of that function of θ, at the θ the actions were drawn with."""
+    rng, p, x, _, _ = _actor_case(d, k, hidden, n, seed)
+    eps, q = rng.normal(size=(n, k)), rng.normal(0.0, 1.0, size=(n, k))
+    mean, std, _ = nets.actor_forward(p, x, floor)
+    a = mean + std * eps
+
+    def reparameterised(params):
+        m, s, _ = nets.actor_forward(params, x, floor)
+        return -(q * (m + s * eps)).sum(axis=1).mean()
+
+    loss, grads = nets.actor_pathwise_loss_and_grad(p, x, a, q, floor)
+    assert loss == pytest.approx(reparameterised(p), rel=1e-12)
+    assert_grads_match(grads, numerical_grad(reparameterised, p, FD_STEP))
+
+
+@given(dims, hiddens, batches, seeds)
+def test_critic_input_gradient(d, hidden, n, seed):
+    rng = np.random.default_rng(seed)
+    p = nets.init_critic(d, rng, hidden=hidden, dtype=np.float64, xp=np)
+    x = rng.normal(0.0, 1.5, size=(n, d))
+    num = np.empty_like(x)
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = FD_STEP
+        num[:, i] = (nets.critic_forward(p, x + e) - nets.critic_forward(p, x - e)) / (2 * FD_STEP)
+    np.testing.assert_allclose(nets.critic_input_grad(p, x), num, rtol=1e-6, atol=1e-9)
+
+
 def _score_case(d, hidden, n, seed):
     rng = np.random.default_rng(seed)
     p = nets.init_score(d, rng, hidden=hidden, dtype=np.float64, xp=np)
