@@ -336,7 +336,7 @@ def cmd_run(args):
                     "mf_correction": cfg.mf_correction, "preset": args.preset, "seed": cfg.seed, "steps": cfg.steps,
                     "wall_seconds": state["wall_seconds"], "train_seconds": state["train_seconds"],
                     "steps_per_second": cfg.steps / state["train_seconds"],
-                    "backend": backend_name(), "dtype": cfg.dtype,
+                    "backend": backend_name(), "dtype": cfg.dtype, "peak_rss_mb": peak_rss_mb(),
                     "started_at": started, "finished_at": time.time()})
     content = pack_run(saved, metrics, state["history"], mfcg.final_curves(state, cfg))
     write_atomically(os.path.join(out, RUN_FILE), lambda fh: fh.write(content))
@@ -758,6 +758,110 @@ def report(paths, out, allow_mixed_presets=False):
                                             "copies": list(copies), "algorithms": summary}, mfcg.Config)
     print(f"report: {len(runs)} runs → {out}/RESULTS.md, summary.json, {len(outputs) - 1} figures, "
           f"the runs' files in {out}/runs/", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# scaling: several reports, one per dimension, as one table and one figure over d
+# ---------------------------------------------------------------------------------------
+
+def peak_rss_mb():
+    """This process's peak resident memory in MiB (the host's; Linux reports KiB)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def scaling_rows(folders):
+    """One row per learner (algorithm, variant, benchmark and --set values) and dimension,
+    over the runs the report folders keep: the runs settled at the equilibrium the variant
+    aims at (+mf: m*; plain: m_mfg), the seeds that did not, the median step from which
+    they settle, steps/s, peak memory, and the late window's worst-coordinate errors (the
+    median over runs of each run's median over its window)."""
+    groups = {}
+    for folder in folders:
+        for path in kept_runs(folder):
+            r = rundir.load_run(path, mfcg.PRESETS, mfcg.Config, TABLE_METRICS)
+            cfg, settings = r["config"], r["settings"]
+            name = run_label(cfg.algo, cfg.mf_correction, settings, rotated=isinstance(cfg.problem, mfcg.RotatedLQProblem))
+            groups.setdefault((name, r["preset"], cfg.problem.dim), []).append(r)
+    rows = []
+    for (name, preset, dim), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+        rs = sorted(rs, key=lambda r: r["metrics"]["seed"])
+        mf = rs[0]["config"].mf_correction
+        at = "m*" if mf else "m_mfg"
+        ok = [settled(r["history"], r["metrics"]["steps"], at) for r in rs]
+        late = [late_part(r["history"], r["metrics"]["steps"]) for r in rs]
+        memory = [r["metrics"].get("peak_rss_mb") for r in rs]
+        rows.append({"learner": name, "preset": preset, "dim": dim, "equilibrium": at, "runs": len(rs),
+                     "seeds": [r["metrics"]["seed"] for r in rs], "settled": sum(bool(o) for o in ok),
+                     "not_settled": [r["metrics"]["seed"] for r, o in zip(rs, ok) if not o],
+                     "settled_from": [settled_from(r["history"], at) for r, o in zip(rs, ok) if o],
+                     "steps_per_second": float(np.mean([r["metrics"]["steps_per_second"] for r in rs])),
+                     "peak_rss_mb": None if None in memory else float(max(memory)),
+                     "distance": [float(np.median([_position(h, mf) for h in w])) for w in late],
+                     "control": [float(np.median([_control_error(h, mf) for h in w])) for w in late]})
+    return rows
+
+
+def scaling_table(rows):
+    """SCALING.md: the rows of scaling_rows as one table over d."""
+    lines = ["# Over the dimension", "",
+             f"One row per learner and dimension d. Settled: at every evaluation of the last {LATE_PART:.0%} the "
+             f"worst coordinate's local mean within {SETTLED['distance']} of the equilibrium the variant aims at "
+             f"(+mf: m*; plain: m_mfg) and its control error below {SETTLED['control']}. From step: the median "
+             f"over the settled runs of the step from which they stay within. The errors: the median over runs of "
+             f"each run's median over its last {LATE_PART:.0%}, the worst coordinate's. Steps/s: the mean over "
+             f"runs as they ran (two at a time on this machine's cores when made by reproduce); peak memory: "
+             f"the largest run's resident memory (n/a for runs that did not record it).", "",
+             "| learner | preset | d | settled | not settled (seeds) | from step | worst distance | "
+             "worst control error | steps/s | peak memory MiB |", "|---" * 10 + "|"]
+    for row in rows:
+        frm = f"{np.median(row['settled_from']):.0f}" if row["settled_from"] else "–"
+        memory = "n/a" if row["peak_rss_mb"] is None else f"{row['peak_rss_mb']:.0f}"
+        lines.append(f"| {row['learner']} | {row['preset']} | {row['dim']} | {row['settled']}/{row['runs']} | "
+                     f"{', '.join(map(str, row['not_settled'])) or '–'} | {frm} | "
+                     f"{np.median(row['distance']):.3f} | {np.median(row['control']):.3f} | "
+                     f"{row['steps_per_second']:.1f} | {memory} |")
+    return "\n".join(lines) + "\n"
+
+
+def scaling_figure(rows):
+    """scaling.png: per learner, each run's late worst-coordinate distance and control error
+    against d (log scale), with the settled thresholds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    learners = list(dict.fromkeys(f"{r['learner']} [{r['preset']}]" for r in rows))
+    for row in rows:
+        name = f"{row['learner']} [{row['preset']}]"
+        i = learners.index(name)
+        style = dict(color=f"C{i % 10}", marker="o" if "+mf" in row["learner"] else "s", alpha=0.7, ls="none")
+        first = rows.index(next(r for r in rows if f"{r['learner']} [{r['preset']}]" == name)) == rows.index(row)
+        jitter = row["dim"] * (1 + 0.04 * (i - (len(learners) - 1) / 2))
+        for ax, key in zip(axes, ("distance", "control")):
+            ax.plot([jitter] * len(row[key]), row[key], ms=4, label=name if first else None, **style)
+    for ax, key, title in ((axes[0], "distance", "the worst coordinate's distance to its equilibrium's mean"),
+                           (axes[1], "control", "the worst coordinate's control error")):
+        ax.axhline(SETTLED[key], color="0.5", lw=1, ls="-.", label=f"settled below {SETTLED[key]}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("dimension d")
+        ax.set_title(f"{title}\n(median over each run's last {LATE_PART:.0%}; one point per run)", fontsize=10)
+    axes[0].legend(fontsize=7)
+    return _png(fig)
+
+
+def cmd_scaling(args):
+    rows = scaling_rows(args.dirs)
+    dims = sorted({row["dim"] for row in rows})
+    outputs = {"SCALING.md": scaling_table(rows).encode(), "scaling.png": scaling_figure(rows)}
+    os.makedirs(args.out, exist_ok=True)
+    for name, content in outputs.items():
+        write_atomically(os.path.join(args.out, name), lambda fh, c=content: fh.write(c))
+    write_json(os.path.join(args.out, "scaling.json"), {"reports": args.dirs, "rows": rows})
+    print(f"scaling: {len(rows)} rows over d = {', '.join(map(str, dims))} → {args.out}/SCALING.md, scaling.png",
+          file=sys.stderr)
     return 0
 
 
@@ -1240,6 +1344,12 @@ def build_parser():
     tr.add_argument("--probes", type=int, default=32, help="probe draws for the variance (default: 32)")
     tr.add_argument("--reps", type=int, default=20, help="timed calls per estimate (default: 20)")
     tr.add_argument("--out", default="results/trace", help="the root: files go to OUT/DEVICE (default: results/trace)")
+    sc = sub.add_parser("scaling", help="several reports, one per dimension, as one table and figure over d",
+                        description="SCALING.md, scaling.png and scaling.json from the runs several "
+                                    "reports keep: per learner and dimension, the runs settled, from which "
+                                    "step, the worst coordinate's errors, steps/s and peak memory.")
+    sc.add_argument("dirs", nargs="+", metavar="REPORT", help="report folders (each made by report or reproduce)")
+    sc.add_argument("--out", default="results/scaling", help="where the files go (default: results/scaling)")
     mem = sub.add_parser("memory", help="the memory w of AC's local score network, and the "
                                         "settled mean it predicts",
                          description="How much of the group's term AC's own local score network passes "
@@ -1272,7 +1382,7 @@ def main(argv=None):
         if getattr(args, "seed", None) is not None and args.seed < 0:
             raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
         commands = {"run": cmd_run, "report": cmd_report, "reproduce": cmd_reproduce,
-                    "bench": cmd_bench, "memory": cmd_memory, "trace": cmd_trace}
+                    "bench": cmd_bench, "memory": cmd_memory, "trace": cmd_trace, "scaling": cmd_scaling}
         return commands[args.command](args)
     except UsageError as exc:
         print(f"run_experiments.py: error: {exc}", file=sys.stderr)

@@ -1,5 +1,7 @@
 """The problem in d > 1 dimensions as a first-class setting: each coordinate judged on its
 own, and the command line's --dim."""
+import json
+
 import numpy as np
 import pytest
 
@@ -109,6 +111,28 @@ def test_runs_in_two_dimensions_report(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert {"learning_curves.png", "settled.png", "laws.png", "controls.png"} <= set(os.listdir(tmp_path / "res"))
+    # a third run, in three dimensions with the dims preset (the pathwise gradient), and the table over d
+    p = subprocess.run([sys.executable, script, "run", "--algo", "b", "--mf", "--dim", "3", "--preset", "dims",
+                        *tiny, "--out", "d3"], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert rundir.unpack_run(str(tmp_path / "d3" / "run.npz"))[1]["peak_rss_mb"] > 10   # MiB: a Python with NumPy
+    p = subprocess.run([sys.executable, script, "report", "d3", "--out", "res3"], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([sys.executable, script, "scaling", "res", "res3", "--out", "sc"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads((tmp_path / "sc" / "scaling.json").read_text())["rows"]
+    assert [(r["learner"], r["preset"], r["dim"], r["runs"], r["seeds"]) for r in rows] == [
+        ("b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64", "dims", 3, 1, [0]),
+        ("b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64", "quick", 2, 2, [0, 1])]
+    for row, paths in zip(rows, ([tmp_path / "d3" / "run.npz"], [r / "run.npz" for r in runs])):
+        late = [rx.late_part(h, 20) for h in (rundir.unpack_run(str(q))[2] for q in paths)]
+        assert row["distance"] == [np.median([e["mean_error_worst"] for e in w]) for w in late]
+        assert row["control"] == [np.median([e["control_rmse_worst"] for e in w]) for w in late]
+        assert row["settled"] == 0 and row["not_settled"] == row["seeds"]   # 20 steps settle nothing
+    table = (tmp_path / "sc" / "SCALING.md").read_text()
+    assert "| b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64 | quick | 2 | 0/2 | 0, 1 |" in table
+    assert (tmp_path / "sc" / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     p = subprocess.run([sys.executable, script, "reproduce", "--algos", "b", "--seeds", "1", "--dim", "8",
                         "--dry-run"], cwd=tmp_path, capture_output=True, text=True)
     assert p.returncode == 0 and all("--dim 8" in line for line in p.stdout.splitlines())
