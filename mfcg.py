@@ -528,17 +528,19 @@ SINGLE_STD_FLOOR = 0.5
 SINGLE = {"ac": replace(STEADY["ac"], steps=200_000, std_floor=SINGLE_STD_FLOOR, lr_local=5e-5, lr_peak=1.0,
                         lr_final=0.05, eval_every=5000, checkpoint_every=10_000)}
 
-# The dims preset: B and M in d > 1 dimensions (docs/dimensions.md). The steady preset with the
-# three changes under which d = 8 settles, each ablated there:
-# - the pathwise actor gradient (actor_gradient): each coordinate's action learns from its own
-#   slope of Q instead of one scalar TD error that carries all d coordinates' noise;
+# The dims preset: B, M and DRL in d > 1 dimensions (docs/dimensions.md). The steady preset
+# with the changes under which d = 8 settles, each ablated there, over DIMS_STEPS steps:
 # - the reward per coordinate (per_coordinate): the critic's values do not grow with d;
-# - the actor's rate ×DIMS_ACTOR_RATE: the pathwise gradient follows the critic's slope, so the
-#   actor must move slower than the critic fits it (two timescales); over DIMS_STEPS steps.
+# - B and M: the pathwise actor gradient (actor_gradient): each coordinate's action learns
+#   from its own slope of Q instead of one scalar TD error that carries all d coordinates'
+#   noise; and the actor's rate ×DIMS_ACTOR_RATE: the pathwise gradient follows the critic's
+#   slope, so the actor must move slower than the critic fits it (two timescales). DRL's PPO
+#   is a score-function gradient and keeps it, with its rates.
 DIMS_ACTOR_RATE = 0.1
 DIMS_STEPS = 20_000
 DIMS = {algo: replace(STEADY[algo], actor_gradient="pathwise", per_coordinate=True, steps=DIMS_STEPS,
                       lr_actor=DIMS_ACTOR_RATE * STEADY[algo].lr_actor) for algo in ("b", "m")}
+DIMS["drl"] = replace(STEADY["drl"], per_coordinate=True, steps=DIMS_STEPS)
 
 NAMED_PRESETS = {"quick": QUICK, "paper": PAPER, "lean": LEAN, "robust": ROBUST, "steady": STEADY,
                  "single": SINGLE, "dims": DIMS}

@@ -1309,8 +1309,10 @@ def build_parser():
                                     "checkpointed ones, then report them all.")
     rp.add_argument("--preset", default="quick", choices=mfcg.PRESETS, metavar="PRESET",
                     help=f"the named settings: {presets} (default: quick)")
+    own = "; ".join(f"{name}: {','.join(algos)}" for name, algos in mfcg.NAMED_PRESETS.items()
+                    if tuple(algos) != mfcg.ALGOS)
     rp.add_argument("--algos", help=f"comma-separated algorithms (default: the preset's: "
-                                    f"{','.join(mfcg.ALGOS)}; single: ac)")
+                                    f"{','.join(mfcg.ALGOS)}; {own})")
     rp.add_argument("--variants", default="plain,mf", choices=["plain,mf", "plain", "mf"], metavar="VARIANTS",
                     help="plain (no correction), mf (with the mean-field correction) or plain,mf (default: plain,mf)")
     rp.add_argument("--seeds", default="5", type=parse_seeds, metavar="SEEDS",

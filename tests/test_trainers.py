@@ -159,16 +159,18 @@ def test_the_single_preset_is_steady_ac_with_a_floor_a_long_memory_and_a_decay()
 
 
 def test_the_dims_preset_is_steady_with_the_pathwise_gradient_the_reward_per_coordinate_and_a_slow_actor():
-    """dims = the steady preset's B and M + the pathwise actor gradient, the reward per
-    coordinate, the actor's rate ×0.1 and 20,000 steps; nothing else; not for AC or DRL."""
-    for algo in ("b", "m"):
+    """dims = the steady preset + the reward per coordinate and 20,000 steps; for B and M also
+    the pathwise actor gradient and the actor's rate ×0.1; nothing else; not for AC."""
+    for algo in ("b", "m", "drl"):
         steady, dims = preset("steady", algo).to_dict(), preset("dims", algo).to_dict()
         changed = {k: dims[k] for k in dims if dims[k] != steady[k]}
-        assert changed == {"actor_gradient": "pathwise", "per_coordinate": True, "steps": mfcg.DIMS_STEPS,
-                           "lr_actor": pytest.approx(steady["lr_actor"] * mfcg.DIMS_ACTOR_RATE)}
-    for algo in ("ac", "drl"):
-        with pytest.raises(ValueError, match=f"the dims preset is for b, m only, not {algo}"):
-            preset("dims", algo)
+        expected = {"per_coordinate": True, "steps": mfcg.DIMS_STEPS}
+        if algo != "drl":
+            expected.update(actor_gradient="pathwise",
+                            lr_actor=pytest.approx(steady["lr_actor"] * mfcg.DIMS_ACTOR_RATE))
+        assert changed == expected, algo
+    with pytest.raises(ValueError, match="the dims preset is for b, m, drl only, not ac"):
+        preset("dims", "ac")
 
 
 def test_antithetic_normals_come_in_pairs():
