@@ -790,14 +790,17 @@ def scaling_rows(folders):
         mf = rs[0]["config"].mf_correction
         at = "m*" if mf else "m_mfg"
         ok = [settled(r["history"], r["metrics"]["steps"], at) for r in rs]
+        average = [settled_on_average(r["history"], r["metrics"]["steps"], at,
+                                      getattr(r["config"].problem.solution(), EQUILIBRIUM_MEAN[at])) for r in rs]
         late = [late_part(r["history"], r["metrics"]["steps"]) for r in rs]
         memory = [r["metrics"].get("peak_rss_mb") for r in rs]
         rows.append({"learner": name, "preset": preset, "dim": dim, "equilibrium": at, "runs": len(rs),
                      "seeds": [r["metrics"]["seed"] for r in rs], "settled": sum(bool(o) for o in ok),
                      "not_settled": [r["metrics"]["seed"] for r, o in zip(rs, ok) if not o],
+                     "settled_on_average": sum(bool(a) for a in average),
                      "settled_from": [settled_from(r["history"], at) for r, o in zip(rs, ok) if o],
                      "steps_per_second": float(np.mean([r["metrics"]["steps_per_second"] for r in rs])),
-                     "peak_rss_mb": None if None in memory else float(max(memory)),
+                     "peak_rss_mb": max((float(m) for m in memory if m is not None), default=None),
                      "distance": [float(np.median([_position(h, mf) for h in w])) for w in late],
                      "control": [float(np.median([_control_error(h, mf) for h in w])) for w in late]})
     return rows
@@ -808,18 +811,19 @@ def scaling_table(rows):
     lines = ["# Over the dimension", "",
              f"One row per learner and dimension d. Settled: at every evaluation of the last {LATE_PART:.0%} the "
              f"worst coordinate's local mean within {SETTLED['distance']} of the equilibrium the variant aims at "
-             f"(+mf: m*; plain: m_mfg) and its control error below {SETTLED['control']}. From step: the median "
+             f"(+mf: m*; plain: m_mfg) and its control error below {SETTLED['control']}; on average: the "
+             f"window's mean of each within its threshold (settled_on_average). From step: the median "
              f"over the settled runs of the step from which they stay within. The errors: the median over runs of "
              f"each run's median over its last {LATE_PART:.0%}, the worst coordinate's. Steps/s: the mean over "
              f"runs as they ran (two at a time on this machine's cores when made by reproduce); peak memory: "
-             f"the largest run's resident memory (n/a for runs that did not record it).", "",
-             "| learner | preset | d | settled | not settled (seeds) | from step | worst distance | "
-             "worst control error | steps/s | peak memory MiB |", "|---" * 10 + "|"]
+             f"the largest resident memory of the runs that record it (n/a where none does).", "",
+             "| learner | preset | d | settled | not settled (seeds) | on average | from step | worst distance | "
+             "worst control error | steps/s | peak memory MiB |", "|---" * 11 + "|"]
     for row in rows:
         frm = f"{np.median(row['settled_from']):.0f}" if row["settled_from"] else "–"
         memory = "n/a" if row["peak_rss_mb"] is None else f"{row['peak_rss_mb']:.0f}"
         lines.append(f"| {row['learner']} | {row['preset']} | {row['dim']} | {row['settled']}/{row['runs']} | "
-                     f"{', '.join(map(str, row['not_settled'])) or '–'} | {frm} | "
+                     f"{', '.join(map(str, row['not_settled'])) or '–'} | {row['settled_on_average']}/{row['runs']} | {frm} | "
                      f"{np.median(row['distance']):.3f} | {np.median(row['control']):.3f} | "
                      f"{row['steps_per_second']:.1f} | {memory} |")
     return "\n".join(lines) + "\n"

@@ -131,7 +131,7 @@ def test_runs_in_two_dimensions_report(tmp_path):
         assert row["control"] == [np.median([e["control_rmse_worst"] for e in w]) for w in late]
         assert row["settled"] == 0 and row["not_settled"] == row["seeds"]   # 20 steps settle nothing
     table = (tmp_path / "sc" / "SCALING.md").read_text()
-    assert "| b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64 | quick | 2 | 0/2 | 0, 1 |" in table
+    assert "| b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64 | quick | 2 | 0/2 | 0, 1 | 0/2 |" in table
     assert (tmp_path / "sc" / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     p = subprocess.run([sys.executable, script, "reproduce", "--algos", "b", "--seeds", "1", "--dim", "8",
                         "--dry-run"], cwd=tmp_path, capture_output=True, text=True)
