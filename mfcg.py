@@ -548,8 +548,8 @@ PRESETS = tuple(NAMED_PRESETS)
 
 
 def preset(name, algo, **overrides):
-    """One algorithm's named settings (PAPER, QUICK, LEAN, ROBUST, STEADY; SINGLE: AC only),
-    any field overridden."""
+    """One algorithm's named settings (PAPER, QUICK, LEAN, ROBUST, STEADY; SINGLE: AC only;
+    DIMS: B, M and DRL), any field overridden."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {PRESETS}, got {name!r}")
     if algo not in ALGOS:
@@ -774,7 +774,8 @@ def agent_normals(rng, cfg):
 def act_and_step(state, cfg, x, field, rng, log_prob=False):
     """Sample actions, observe rewards and next states for the agents x (lines 9–11), who
     pay for the means of `field` (a MeanField), and with cfg.mf_correction −Δt·x·E[∂f/∂m̃]
-    too (see mf_correction). Returns (a, r, x_next), and log π(a|x) when log_prob (DRL's
+    too (see mf_correction), all times reward_scale(cfg) (1/d with cfg.per_coordinate).
+    Returns (a, r, x_next), and log π(a|x) when log_prob (DRL's
     log π_old: the actor does not change between acting and its PPO update). The action
     and Brownian normals come from agent_normals(rng, cfg)."""
     pb = cfg.problem
@@ -796,7 +797,10 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
         y = r + γ T(x')          T the target critic, or the critic itself without one
         δ = y − V(x)             per-sample TD error, the advantage (N,)
         critic: Adam on mean (y − V(x))²;  actor: Adam on −mean(δ · log π(a|x))
-    Gradients are clipped to cfg.grad_clip (global norm) when it is positive."""
+    With cfg.actor_gradient = "pathwise" the actor instead takes the reparameterised step on
+    −mean(∂Q/∂a · a), ∂Q/∂a from action_value_gradient with T's slope (the critic y reads),
+    and δ is not computed. Gradients are clipped to cfg.grad_clip (global norm) when it is
+    positive."""
     critic, actor = state["params"]["critic"], state["params"]["actor"]
     bootstrap = state["target"] if state["target"] is not None else critic
     y = r + cfg.problem.discount * nets.critic_forward(bootstrap, x_next)   # (B,)
@@ -826,7 +830,8 @@ def action_value_gradient(cfg, critic, a, x_next):
     signal for one coordinate's action is a 1/d share of it and, per step, of order Δt next
     to noise of order √Δt. The pathwise gradient gives each coordinate its own slope of Q
     through the known dynamics (∂x'/∂a = Δt I), with no such sum; it is a departure from the
-    paper (docs/dimensions.md)."""
+    paper (docs/dimensions.md). `critic` is the one the TD target bootstraps from (the target
+    critic where there is one), so that the actor follows the V that y reads."""
     pb = cfg.problem
     return reward_scale(cfg) * pb.dreward_da(a) + (pb.discount * pb.dt) * nets.critic_input_grad(critic, x_next)
 
@@ -838,7 +843,9 @@ def reward_scale(cfg):
     as d, and Adam moves each weight by about its rate per step whatever the gradient's
     size: at d = 8 the critic cannot keep up with values eight times larger, and its
     error then swamps the slopes the actor learns from. Dividing by d rescales the
-    objective by a constant: the optimal control is unchanged (docs/dimensions.md)."""
+    objective by a constant: the optimal control is unchanged (docs/dimensions.md). (Not
+    the weight of DRL's entropy bonus against it, unless its advantages are normalised, as
+    in the steady and dims presets.)"""
     return 1.0 / cfg.problem.dim if cfg.per_coordinate else 1.0
 
 
@@ -1169,7 +1176,7 @@ MARGINALS = 4  # in d > 1 dimensions, the coordinates whose marginal laws a run 
 def final_curves(state, cfg, n_grid=201):
     """The arrays the report's figures need, as NumPy float64: grid (n_grid,), m* ± 6 std of
     the limiting law (the same for every run, so seeds can be averaged), with neg_critic
-    and actor_mean on it; global_/local_samples (k,), fresh Langevin samples of the two
+    (−V as the critic outputs it: per coordinate with cfg.per_coordinate) and actor_mean on it; global_/local_samples (k,), fresh Langevin samples of the two
     score networks (fresh_samples, on their own stream); density_grid (n_grid,), that range
     widened to cover the samples, with global_/local_density read off the score networks.
 

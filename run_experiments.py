@@ -777,13 +777,18 @@ def scaling_rows(folders):
     aims at (+mf: m*; plain: m_mfg), the seeds that did not, the median step from which
     they settle, steps/s, peak memory, and the late window's worst-coordinate errors (the
     median over runs of each run's median over its window)."""
-    groups = {}
-    for folder in folders:
+    groups, where = {}, {}
+    for folder in dict.fromkeys(os.path.realpath(f) for f in folders):   # each folder once
         for path in kept_runs(folder):
             r = rundir.load_run(path, mfcg.PRESETS, mfcg.Config, TABLE_METRICS)
             cfg, settings = r["config"], r["settings"]
             name = run_label(cfg.algo, cfg.mf_correction, settings, rotated=isinstance(cfg.problem, mfcg.RotatedLQProblem))
-            groups.setdefault((name, r["preset"], cfg.problem.dim), []).append(r)
+            key = (name, r["preset"], cfg.problem.dim, cfg.seed)
+            if key in where:   # two reports keep the same run: it would count twice
+                raise UsageError(f"{path} and {where[key]} are the same run ({name}, {r['preset']}, "
+                                 f"d = {cfg.problem.dim}, seed {cfg.seed}): give each run once")
+            where[key] = path
+            groups.setdefault(key[:3], []).append(r)
     rows = []
     for (name, preset, dim), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
         rs = sorted(rs, key=lambda r: r["metrics"]["seed"])
@@ -794,15 +799,17 @@ def scaling_rows(folders):
                                       getattr(r["config"].problem.solution(), EQUILIBRIUM_MEAN[at])) for r in rs]
         late = [late_part(r["history"], r["metrics"]["steps"]) for r in rs]
         memory = [r["metrics"].get("peak_rss_mb") for r in rs]
+        keys = judged_by(rs[0]["history"][0], at)   # the worst coordinate's in d > 1 dimensions
         rows.append({"learner": name, "preset": preset, "dim": dim, "equilibrium": at, "runs": len(rs),
-                     "seeds": [r["metrics"]["seed"] for r in rs], "settled": sum(bool(o) for o in ok),
-                     "not_settled": [r["metrics"]["seed"] for r, o in zip(rs, ok) if not o],
-                     "settled_on_average": sum(bool(a) for a in average),
+                     "seeds": [r["metrics"]["seed"] for r in rs],
+                     "settled": None if None in ok else sum(ok),   # None: a history lacks the control error
+                     "not_settled": [r["metrics"]["seed"] for r, o in zip(rs, ok) if o is False],
+                     "settled_on_average": None if None in average else sum(average),
                      "settled_from": [settled_from(r["history"], at) for r, o in zip(rs, ok) if o],
                      "steps_per_second": float(np.mean([r["metrics"]["steps_per_second"] for r in rs])),
                      "peak_rss_mb": max((float(m) for m in memory if m is not None), default=None),
-                     "distance": [float(np.median([_position(h, mf) for h in w])) for w in late],
-                     "control": [float(np.median([_control_error(h, mf) for h in w])) for w in late]})
+                     "distance": [float(np.median([h[keys[0]] for h in w])) for w in late],
+                     "control": [float(np.median([h.get(keys[1], math.nan) for h in w])) for w in late]})
     return rows
 
 
@@ -822,8 +829,10 @@ def scaling_table(rows):
     for row in rows:
         frm = f"{np.median(row['settled_from']):.0f}" if row["settled_from"] else "–"
         memory = "n/a" if row["peak_rss_mb"] is None else f"{row['peak_rss_mb']:.0f}"
-        lines.append(f"| {row['learner']} | {row['preset']} | {row['dim']} | {row['settled']}/{row['runs']} | "
-                     f"{', '.join(map(str, row['not_settled'])) or '–'} | {row['settled_on_average']}/{row['runs']} | {frm} | "
+        settled_cell, average_cell = ("n/a" if row[k] is None else f"{row[k]}/{row['runs']}"
+                                      for k in ("settled", "settled_on_average"))
+        lines.append(f"| {row['learner']} | {row['preset']} | {row['dim']} | {settled_cell} | "
+                     f"{', '.join(map(str, row['not_settled'])) or '–'} | {average_cell} | {frm} | "
                      f"{np.median(row['distance']):.3f} | {np.median(row['control']):.3f} | "
                      f"{row['steps_per_second']:.1f} | {memory} |")
     return "\n".join(lines) + "\n"
@@ -981,11 +990,11 @@ def bare_tanh_us_per_million(xp, cfg):
 def bench(algos, steps, preset, xp):
     """bench_algo for each algorithm (steps: None for BENCH_STEPS), with the sizes, the
     device, the host and the bare tanh speed: what bench.json holds."""
-    cfg = mfcg.preset(preset, "b")
+    cfg = mfcg.preset(preset, "b" if "b" in mfcg.NAMED_PRESETS[preset] else algos[0])
     result = {"backend": backend_name(), "dtype": cfg.dtype, "machine": machine(),
               "device": device_name(xp)[0], "preset": preset,
               "sizes": {"batch": cfg.batch, "n_samples": cfg.n_samples, "langevin_steps": cfg.langevin_steps,
-                        "minibatch": mfcg.preset(preset, "m").minibatch},
+                        "minibatch": mfcg.NAMED_PRESETS[preset].get("m", cfg).minibatch},
               "bare_tanh_us_per_million": bare_tanh_us_per_million(xp, cfg), "algorithms": {}}
     for algo in algos:
         n = steps or BENCH_STEPS[algo]
@@ -1020,7 +1029,10 @@ def cmd_bench(args):
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out} is a file, not a directory")
     os.makedirs(out, exist_ok=True)  # before the benchmark runs: a bad --out fails at once
-    result = bench([args.algo] if args.algo else list(mfcg.ALGOS), args.steps, args.preset, xp)
+    own = list(mfcg.NAMED_PRESETS[args.preset])
+    if args.algo and args.algo not in own:
+        raise UsageError(f"--algo {args.algo}: the {args.preset} preset is for {', '.join(own)} only")
+    result = bench([args.algo] if args.algo else own, args.steps, args.preset, xp)
     write_json(os.path.join(out, "bench.json"), result)
     write_text(os.path.join(out, "BENCH.md"), bench_table(result))
     print(bench_table(result))
@@ -1335,7 +1347,7 @@ def build_parser():
     b = sub.add_parser("bench", help="steps/s at the paper's sizes, with a per-phase breakdown",
                        description="Steps/s of each algorithm and its milliseconds per step by phase, "
                                    "on this machine's device: bench.json and BENCH.md.")
-    b.add_argument("--algo", choices=mfcg.ALGOS, help="one algorithm (default: all four)")
+    b.add_argument("--algo", choices=mfcg.ALGOS, help="one algorithm (default: all the preset's)")
     b.add_argument("--preset", default="paper", choices=mfcg.PRESETS, metavar="PRESET",
                    help=f"whose sizes: {presets} (default: paper)")
     b.add_argument("--steps", type=int, help="timed steps (default: a whole cycle per algorithm)")

@@ -1,6 +1,7 @@
 """The problem in d > 1 dimensions as a first-class setting: each coordinate judged on its
 own, and the command line's --dim."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -118,18 +119,33 @@ def test_runs_in_two_dimensions_report(tmp_path):
     assert rundir.unpack_run(str(tmp_path / "d3" / "run.npz"))[1]["peak_rss_mb"] > 10   # MiB: a Python with NumPy
     p = subprocess.run([sys.executable, script, "report", "d3", "--out", "res3"], cwd=tmp_path, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    p = subprocess.run([sys.executable, script, "scaling", "res", "res3", "--out", "sc"], cwd=tmp_path,
-                       capture_output=True, text=True)
+    p = subprocess.run([sys.executable, script, "run", "--algo", "b", "--dim", "1", *tiny, "--out", "d1"],
+                       cwd=tmp_path, capture_output=True, text=True)   # and one at d = 1, without the correction
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([sys.executable, script, "report", "d1", "--out", "res1"], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([sys.executable, script, "scaling", "res", "res3", "res1", "res/", "--out", "sc"], cwd=tmp_path,
+                       capture_output=True, text=True)   # a folder given twice counts once
     assert p.returncode == 0, p.stderr
     rows = json.loads((tmp_path / "sc" / "scaling.json").read_text())["rows"]
     assert [(r["learner"], r["preset"], r["dim"], r["runs"], r["seeds"]) for r in rows] == [
+        ("b batch=16 n_samples=32 eval_every=10 eval_samples=64", "quick", 1, 1, [0]),
         ("b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64", "dims", 3, 1, [0]),
         ("b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64", "quick", 2, 2, [0, 1])]
-    for row, paths in zip(rows, ([tmp_path / "d3" / "run.npz"], [r / "run.npz" for r in runs])):
+    # each run's late window, read straight from its file: the distance to the equilibrium its
+    # variant aims at (d = 1, plain: m_mfg), the worst coordinate's beyond
+    keys = [("mean_error_mfg", "control_rmse_at_mfg"), ("mean_error_worst", "control_rmse_worst"),
+            ("mean_error_worst", "control_rmse_worst")]
+    files = ([tmp_path / "d1" / "run.npz"], [tmp_path / "d3" / "run.npz"], [r / "run.npz" for r in runs])
+    for row, (distance, control), paths in zip(rows, keys, files):
         late = [rx.late_part(h, 20) for h in (rundir.unpack_run(str(q))[2] for q in paths)]
-        assert row["distance"] == [np.median([e["mean_error_worst"] for e in w]) for w in late]
-        assert row["control"] == [np.median([e["control_rmse_worst"] for e in w]) for w in late]
+        assert row["distance"] == [np.median([e[distance] for e in w]) for w in late]
+        assert row["control"] == [np.median([e[control] for e in w]) for w in late]
         assert row["settled"] == 0 and row["not_settled"] == row["seeds"]   # 20 steps settle nothing
+    shutil.copytree(tmp_path / "res", tmp_path / "again")   # two reports that keep the same runs
+    p = subprocess.run([sys.executable, script, "scaling", "res", "again", "--out", "sc2"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "are the same run" in p.stderr and not (tmp_path / "sc2").exists()
     table = (tmp_path / "sc" / "SCALING.md").read_text()
     assert "| b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64 | quick | 2 | 0/2 | 0, 1 | 0/2 |" in table
     assert (tmp_path / "sc" / "scaling.png").read_bytes()[:4] == b"\x89PNG"
