@@ -858,6 +858,9 @@ def scaling_figure(rows):
                            (axes[1], "control", "the worst coordinate's control error")):
         ax.axhline(SETTLED[key], color="0.5", lw=1, ls="-.", label=f"settled below {SETTLED[key]}")
         ax.set_xscale("log", base=2)
+        dims = sorted({row["dim"] for row in rows})
+        ax.set_xticks(dims, [str(d) for d in dims])
+        ax.minorticks_off()
         ax.set_yscale("log")
         ax.set_xlabel("dimension d")
         ax.set_title(f"{title}\n(median over each run's last {LATE_PART:.0%}; one point per run)", fontsize=10)
