@@ -803,10 +803,14 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
     positive."""
     critic, actor = state["params"]["critic"], state["params"]["actor"]
     bootstrap = state["target"] if state["target"] is not None else critic
-    y = r + cfg.problem.discount * nets.critic_forward(bootstrap, x_next)   # (B,)
+    if cfg.actor_gradient == "pathwise":    # T(x') and its slope from one pass
+        v_next, grad_next = nets.critic_value_and_input_grad(bootstrap, x_next)
+    else:
+        v_next = nets.critic_forward(bootstrap, x_next)
+    y = r + cfg.problem.discount * v_next                                    # (B,)
     if cfg.actor_gradient == "pathwise":
         actor_call = (nets.actor_pathwise_loss_and_grad, actor, x, a,
-                      action_value_gradient(cfg, bootstrap, a, x_next), cfg.std_floor)
+                      action_value_gradient(cfg, a, grad_next), cfg.std_floor)
     else:
         delta = y - nets.critic_forward(critic, x)                           # (B,)
         actor_call = (nets.actor_loss_and_grad, actor, x, a, delta, cfg.std_floor)
@@ -818,9 +822,9 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
     return {"critic": loss_v, "actor": loss_pi}
 
 
-def action_value_gradient(cfg, critic, a, x_next):
+def action_value_gradient(cfg, a, grad_v_next):
     """∂Q/∂a at the actions taken, Q(x, a) = r(x, a) + γ V(x'(a)) with x' = x + a Δt + noise
-    the step that was taken (its noise held fixed), (B, d):
+    the step that was taken (its noise held fixed), given grad_v_next = ∇V(x') (B, d):
 
         ∂Q/∂a = ∂r/∂a + γ Δt ∇V(x')
 
@@ -830,10 +834,11 @@ def action_value_gradient(cfg, critic, a, x_next):
     signal for one coordinate's action is a 1/d share of it and, per step, of order Δt next
     to noise of order √Δt. The pathwise gradient gives each coordinate its own slope of Q
     through the known dynamics (∂x'/∂a = Δt I), with no such sum; it is a departure from the
-    paper (docs/dimensions.md). `critic` is the one the TD target bootstraps from (the target
-    critic where there is one), so that the actor follows the V that y reads."""
+    paper (docs/dimensions.md). actor_critic_update takes ∇V from the critic the TD target
+    bootstraps from (the target critic where there is one), so that the actor follows the
+    V that y reads."""
     pb = cfg.problem
-    return reward_scale(cfg) * pb.dreward_da(a) + (pb.discount * pb.dt) * nets.critic_input_grad(critic, x_next)
+    return reward_scale(cfg) * pb.dreward_da(a) + (pb.discount * pb.dt) * grad_v_next
 
 
 def reward_scale(cfg):

@@ -224,10 +224,12 @@ def critic_loss_and_grad(p, x, y):
     return loss, critic_backward(p, (x, h), dv)
 
 
-def critic_input_grad(p, x):
-    """∇ₓV(x), shape (N,d): V = tanh(x W1 + b1) W2 + b2, so ∇ₓV = ((1 − h²) ⊙ W2ᵀ) W1ᵀ."""
+def critic_value_and_input_grad(p, x):
+    """V(x) (N,), as critic_forward, and ∇ₓV(x) (N,d) from the same hidden layer:
+    V = tanh(x W1 + b1) W2 + b2, so ∇ₓV = ((1 − h²) ⊙ W2ᵀ) W1ᵀ."""
     h = hidden_forward(p, x)                                # (N, H)
-    return ((1.0 - h * h) * p["W2"][:, 0]) @ p["W1"].T     # (N, d)
+    v = affine_forward(h, p["W2"], p["b2"])[:, 0]           # (N,)
+    return v, ((1.0 - h * h) * p["W2"][:, 0]) @ p["W1"].T  # (N,), (N, d)
 
 
 def critic_backward(p, cache, dv):

@@ -790,7 +790,7 @@ def scaling_rows(folders):
             where[key] = path
             groups.setdefault(key[:3], []).append(r)
     rows = []
-    for (name, preset, dim), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+    for (name, preset, dim), rs in sorted(groups.items(), key=lambda kv: kv[0]):
         rs = sorted(rs, key=lambda r: r["metrics"]["seed"])
         mf = rs[0]["config"].mf_correction
         at = "m*" if mf else "m_mfg"
@@ -846,19 +846,20 @@ def scaling_figure(rows):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     learners = list(dict.fromkeys(f"{r['learner']} [{r['preset']}]" for r in rows))
+    dims, labelled = sorted({row["dim"] for row in rows}), set()
     for row in rows:
         name = f"{row['learner']} [{row['preset']}]"
         i = learners.index(name)
         style = dict(color=f"C{i % 10}", marker="o" if "+mf" in row["learner"] else "s", alpha=0.7, ls="none")
-        first = rows.index(next(r for r in rows if f"{r['learner']} [{r['preset']}]" == name)) == rows.index(row)
+        label = None if name in labelled else name   # each learner once in the legend
+        labelled.add(name)
         jitter = row["dim"] * (1 + 0.04 * (i - (len(learners) - 1) / 2))
         for ax, key in zip(axes, ("distance", "control")):
-            ax.plot([jitter] * len(row[key]), row[key], ms=4, label=name if first else None, **style)
+            ax.plot([jitter] * len(row[key]), row[key], ms=4, label=label, **style)
     for ax, key, title in ((axes[0], "distance", "the worst coordinate's distance to its equilibrium's mean"),
                            (axes[1], "control", "the worst coordinate's control error")):
         ax.axhline(SETTLED[key], color="0.5", lw=1, ls="-.", label=f"settled below {SETTLED[key]}")
         ax.set_xscale("log", base=2)
-        dims = sorted({row["dim"] for row in rows})
         ax.set_xticks(dims, [str(d) for d in dims])
         ax.minorticks_off()
         ax.set_yscale("log")

@@ -128,7 +128,9 @@ def test_critic_input_gradient(d, hidden, n, seed):
         e = np.zeros(d)
         e[i] = FD_STEP
         num[:, i] = (nets.critic_forward(p, x + e) - nets.critic_forward(p, x - e)) / (2 * FD_STEP)
-    np.testing.assert_allclose(nets.critic_input_grad(p, x), num, rtol=1e-6, atol=1e-9)
+    value, grad = nets.critic_value_and_input_grad(p, x)
+    np.testing.assert_array_equal(value, nets.critic_forward(p, x))   # the same V as critic_forward
+    np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-9)
 
 
 def _score_case(d, hidden, n, seed):
