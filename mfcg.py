@@ -422,6 +422,8 @@ class Config:
                                     # "pathwise", ∂Q/∂a through the known step (actor_critic_update)
     per_coordinate: bool = False    # the reward divided by d: the cost per coordinate, so that the
                                     # critic's values do not grow with the dimension (reward_scale)
+    restart_beyond: float = 0.0     # AC and B: an agent with a coordinate beyond ± this starts
+                                    # again from N(0, I) after its step (restart_outside); 0: never
     rollout: int = 256              # [M] DRL rollout length
     ppo_clip: float = 0.2           # [ε_clip] PPO's clip range 1 ± ε_clip; 0: no clipping
     gae_lambda: float = 0.95        # [λ] GAE's trace decay
@@ -854,6 +856,25 @@ def reward_scale(cfg):
     return 1.0 / cfg.problem.dim if cfg.per_coordinate else 1.0
 
 
+def restart_outside(cfg, x, rng):
+    """The agents x (N, d) after their step, each one with a coordinate beyond
+    ±cfg.restart_beyond replaced by a fresh draw from N(0, I), the law they started from
+    (a departure from the paper; off at 0). The normals are drawn from `rng` whether or not
+    an agent is out, so the random stream does not depend on the path.
+
+    Why: one agent's trajectory (AC) wanders as a Brownian motion until its actor learns to
+    confine it (σ√t: about ±5 by step 10,000), and a start whose actor pushes outward runs
+    away to where the networks' tanh units saturate and nothing is learned any more
+    (docs/single-agent.md). The transition the learners train on is the true one (x' before
+    the restart), so the TD targets are unchanged; only where the agent goes next is."""
+    if not cfg.restart_beyond:
+        return x
+    xp = xp_of(x)
+    fresh = rng.standard_normal(x.shape, dtype=x.dtype)
+    out = (xp.abs(x) > cfg.restart_beyond).any(axis=1, keepdims=True)
+    return xp.where(out, fresh, x)
+
+
 def refresh_target(state):
     """T ← V: copy the critic's arrays into the target's (Algorithm 2, line 18)."""
     for k, v in state["params"]["critic"].items():
@@ -946,7 +967,7 @@ def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
         state["field"] = langevin_refresh(state, cfg, rng)               # L8: pools on, m, m̃
         a, r, x_next = act_and_step(state, cfg, state["x"], state["field"], rng)  # L9–11
         losses.update(actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs))  # L12–17
-        state["x"] = x_next
+        state["x"] = restart_outside(cfg, x_next, rng)
         if cfg.target_every and n % cfg.target_every == 0:               # L18
             refresh_target(state)
         if loop.end_step(losses):                                        # every cfg.eval_every steps,

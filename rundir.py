@@ -148,7 +148,7 @@ def check_config(cfg, algos, problem_class):
                  "score_warmup_lr", "lr_peak", "lr_final"]:
         if not getattr(cfg, name) > 0:
             raise ValueError(f"{name} must be > 0, got {getattr(cfg, name)!r}")
-    for name in ["target_every", "grad_clip", "ent_coef", "score_warmup"]:
+    for name in ["target_every", "grad_clip", "ent_coef", "score_warmup", "restart_beyond"]:
         if not getattr(cfg, name) >= 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)!r}")
     if cfg.target_every and cfg.algo == "drl":  # nothing would read it (see train_drl)
@@ -165,6 +165,9 @@ def check_config(cfg, algos, problem_class):
     if cfg.actor_gradient == "pathwise" and cfg.algo == "drl":
         raise ValueError("actor_gradient must be 'score' for drl: PPO's clipped surrogate is a "
                          "score-function gradient")
+    if cfg.restart_beyond and cfg.algo not in ("ac", "b"):
+        raise ValueError(f"restart_beyond must be 0 for {cfg.algo}: only AC and B (train_b) restart "
+                         f"their agents, got {cfg.restart_beyond}")
     if cfg.dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {cfg.dtype!r}")
     if cfg.algo == "drl" and cfg.ppo_minibatches > cfg.rollout * cfg.batch:

@@ -90,6 +90,9 @@ def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
     (dict(adv_norm="yes"), "adv_norm must be true or false"),
     (dict(antithetic=True, batch=15), r"antithetic needs an even batch .* batch=15"),
     (dict(algo="m", antithetic=True, batch=12, minibatch=3), r"antithetic needs an even batch .* minibatch=3"),
+    (dict(restart_beyond=-1.0), "restart_beyond must be >= 0"),
+    (dict(algo="m", restart_beyond=3.0), "restart_beyond must be 0 for m: only AC and B"),
+    (dict(algo="drl", target_every=0, restart_beyond=3.0), "restart_beyond must be 0 for drl"),
 ])
 def test_invalid_configs_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -471,6 +474,38 @@ def test_history_records_the_training_pools_the_agents_pay_for():
         pool = al.to_numpy(state[f"pool_{tag}"]).astype(np.float64)
         assert rec[f"pool_{tag}_mean"] == pytest.approx(float(al.to_numpy(paid)[0]), rel=1e-5)
         assert rec[f"pool_{tag}_std"] == pytest.approx(pool.std(), rel=1e-12)
+
+
+def test_restart_outside_replaces_exactly_the_agents_out_of_the_box():
+    """An agent with any coordinate beyond ±restart_beyond gets the stream's fresh N(0, I)
+    row, every other agent keeps its state; the stream is drawn either way; off, nothing
+    changes."""
+    cfg = tiny("b", dim=2, restart_beyond=3.0)
+    x = np.array([[0.0, 0.0], [3.5, 0.0], [0.0, -3.01], [2.99, -2.99], [-10.0, 10.0]], dtype=np.float32)
+    fresh = np.random.default_rng(7).standard_normal(x.shape, dtype=np.float32)
+    out = mfcg.restart_outside(cfg, x, np.random.default_rng(7))
+    moved = np.array([False, True, True, False, True])
+    np.testing.assert_array_equal(out[moved], fresh[moved])
+    np.testing.assert_array_equal(out[~moved], x[~moved])
+    assert mfcg.restart_outside(replace(cfg, restart_beyond=0.0), x, np.random.default_rng(7)) is x
+
+
+def test_a_restarted_agent_trains_on_its_true_step(monkeypatch):
+    """The TD update sees x' as the dynamics made it; only the next step starts from the
+    restart (one AC step from a state just inside the box, pushed out by a large action)."""
+    cfg = tiny("ac", restart_beyond=1.0, steps=1, eval_every=1000)
+    state = mfcg.init_state(cfg)
+    state["x"][...] = 0.99
+    seen = {}
+    real_update = mfcg.actor_critic_update
+    def spy(state, cfg, x, a, r, x_next, lrs):
+        seen["x_next"] = x_next.copy()
+        return real_update(state, cfg, x, a, r, x_next, lrs)
+    monkeypatch.setattr(mfcg, "actor_critic_update", spy)
+    monkeypatch.setattr(mfcg.LQProblem, "step", lambda self, x, a, rng: x + 1.0)   # out for sure
+    mfcg.train(cfg, state)
+    assert seen["x_next"][0, 0] == pytest.approx(1.99)
+    assert abs(state["x"][0, 0]) < 6 and state["x"][0, 0] != pytest.approx(1.99)
 
 
 # --- resume, dimensions, non-finite values -------------------------------------------------------
