@@ -422,6 +422,9 @@ class Config:
                                     # "pathwise", ∂Q/∂a through the known step (actor_critic_update)
     per_coordinate: bool = False    # the reward divided by d: the cost per coordinate, so that the
                                     # critic's values do not grow with the dimension (reward_scale)
+    td_control_variate: bool = False  # subtract ∇T(x)·(the step's noise) from the TD target
+                                    # (noise_control_variate): its mean is zero, its variance most
+                                    # of the target's
     restart_beyond: float = 0.0     # AC and B: an agent with a coordinate beyond ± this starts
                                     # again from N(0, I) after its step (restart_outside); 0: never
     rollout: int = 256              # [M] DRL rollout length
@@ -521,14 +524,21 @@ STEADY["drl"] = replace(STEADY["drl"], steps=12_000)
 # what one agent's learning needs, each change chosen from what limits it:
 # - a policy-std floor of SINGLE_STD_FLOOR: the policy gradient's noise per sample grows as
 #   1/std, and without a floor the ½a² cost shrinks AC's std head to 0.15-0.5;
-# - the local score's rate ×0.01 (5e-5): a long memory for the agent's own law, so that
-#   little of the group's term passes through its own states (w → 0): the rest point is then
-#   m_mfg without the correction and m* with it (docs/benchmark.md §3);
+# - the local score's rate ×0.002 (SINGLE_LR_LOCAL): a long memory for the agent's own law.
+#   Little of the group's term then passes through its own states (w → 0), so the rest point
+#   is m_mfg without the correction and m* with it (docs/benchmark.md §3), and the law it
+#   learns, a moving average of one agent's states, swings less from one evaluation to the next;
 # - the rates held at ×1 for the first 10 % of the run, then down to ×0.05 (no ×10 peak:
-#   noise, not speed, is what limits a single agent), over 200,000 steps.
+#   noise, not speed, is what limits a single agent), over 200,000 steps;
+# - the agent restarted from N(0, 1) when it leaves [−SINGLE_RESTART, SINGLE_RESTART]
+#   (restart_outside): until its actor confines it, one trajectory wanders like a Brownian
+#   motion, and a start whose actor pushes outward runs away for good.
 SINGLE_STD_FLOOR = 0.5
-SINGLE = {"ac": replace(STEADY["ac"], steps=200_000, std_floor=SINGLE_STD_FLOOR, lr_local=5e-5, lr_peak=1.0,
-                        lr_final=0.05, eval_every=5000, checkpoint_every=10_000)}
+SINGLE_RESTART = 3.0
+SINGLE_LR_LOCAL = 1e-5
+SINGLE = {"ac": replace(STEADY["ac"], steps=200_000, std_floor=SINGLE_STD_FLOOR, lr_local=SINGLE_LR_LOCAL,
+                        lr_peak=1.0, lr_final=0.05, restart_beyond=SINGLE_RESTART, eval_every=5000,
+                        checkpoint_every=10_000)}
 
 # The dims preset: B, M and DRL in d > 1 dimensions (docs/dimensions.md). The steady preset
 # with the changes under which d = 8 settles, each ablated there, over DIMS_STEPS steps:
@@ -801,7 +811,8 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
         critic: Adam on mean (y − V(x))²;  actor: Adam on −mean(δ · log π(a|x))
     With cfg.actor_gradient = "pathwise" the actor instead takes the reparameterised step on
     −mean(∂Q/∂a · a), ∂Q/∂a from action_value_gradient with T's slope (the critic y reads),
-    and δ is not computed. Gradients are clipped to cfg.grad_clip (global norm) when it is
+    and δ is not computed. With cfg.td_control_variate, y less γ noise_control_variate (the
+    same mean, a fraction of the variance). Gradients are clipped to cfg.grad_clip (global norm) when it is
     positive."""
     critic, actor = state["params"]["critic"], state["params"]["actor"]
     bootstrap = state["target"] if state["target"] is not None else critic
@@ -810,6 +821,8 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
     else:
         v_next = nets.critic_forward(bootstrap, x_next)
     y = r + cfg.problem.discount * v_next                                    # (B,)
+    if cfg.td_control_variate:
+        y = y - cfg.problem.discount * noise_control_variate(cfg, bootstrap, x, a, x_next)
     if cfg.actor_gradient == "pathwise":
         actor_call = (nets.actor_pathwise_loss_and_grad, actor, x, a,
                       action_value_gradient(cfg, a, grad_next), cfg.std_floor)
@@ -841,6 +854,22 @@ def action_value_gradient(cfg, a, grad_v_next):
     V that y reads."""
     pb = cfg.problem
     return reward_scale(cfg) * pb.dreward_da(a) + (pb.discount * pb.dt) * grad_v_next
+
+
+def noise_control_variate(cfg, critic, x, a, x_next):
+    """∇T(x)·(x' − x − aΔt), (B,): the first-order part of T(x') that is the step's Brownian
+    increment (both problems step X' = X + aΔt + noise), T the network `critic`. Given x and
+    a its mean is zero, so a TD target less γ times it has the same mean; what it takes out
+    is most of the target's variance (a departure from the paper; docs/single-agent.md).
+
+    Why: per step, the TD error's signal is of order Δt (the reward, the discounting, the
+    drift), its noise of order √Δt (T′ σ √Δt z): at Δt = 0.01 about ten times larger. A
+    population (B, M) averages it over its agents; one agent (AC) cannot, and its critic
+    then learns the value's curvature, which only the spread of its own states shows, too
+    slowly: the control it teaches comes out too flat and its rest point off. Less the
+    increment's linear part, what is left of the noise is of order Δt."""
+    _, grad = nets.critic_value_and_input_grad(critic, x)
+    return (grad * (x_next - x - cfg.problem.dt * a)).sum(axis=1)
 
 
 def reward_scale(cfg):

@@ -91,6 +91,7 @@ def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
     (dict(antithetic=True, batch=15), r"antithetic needs an even batch .* batch=15"),
     (dict(algo="m", antithetic=True, batch=12, minibatch=3), r"antithetic needs an even batch .* minibatch=3"),
     (dict(restart_beyond=-1.0), "restart_beyond must be >= 0"),
+    (dict(algo="drl", target_every=0, td_control_variate=True), "td_control_variate must be false for drl"),
     (dict(algo="m", restart_beyond=3.0), "restart_beyond must be 0 for m: only AC and B"),
     (dict(algo="drl", target_every=0, restart_beyond=3.0), "restart_beyond must be 0 for drl"),
 ])
@@ -147,15 +148,15 @@ def test_the_steady_preset_is_the_robust_one_with_quieter_sampling():
         preset("steady", "ac", antithetic=True)   # why AC is left out: one agent has no partner
 
 
-def test_the_single_preset_is_steady_ac_with_a_floor_a_long_memory_and_a_decay():
+def test_the_single_preset_is_steady_ac_with_a_floor_a_long_memory_a_decay_and_restarts():
     """single = the steady preset's AC + a policy-std floor of 0.5, the local score's rate
-    ×0.01, rates held at ×1 then down to ×0.05, 200,000 steps (and its bookkeeping); for AC
-    only."""
+    ×0.002, rates held at ×1 then down to ×0.05, restarts beyond ±3, 200,000 steps (and its
+    bookkeeping); for AC only."""
     steady, single = preset("steady", "ac").to_dict(), preset("single", "ac").to_dict()
     changed = {k: single[k] for k in single if single[k] != steady[k]}
-    assert changed == {"steps": 200_000, "std_floor": mfcg.SINGLE_STD_FLOOR, "lr_local": 5e-5, "lr_peak": 1.0,
-                       "lr_final": 0.05, "eval_every": 5000, "checkpoint_every": 10_000}
-    assert single["lr_local"] == steady["lr_local"] / 100
+    assert changed == {"steps": 200_000, "std_floor": mfcg.SINGLE_STD_FLOOR, "lr_local": 1e-5, "lr_peak": 1.0,
+                       "lr_final": 0.05, "restart_beyond": 3.0, "eval_every": 5000, "checkpoint_every": 10_000}
+    assert single["lr_local"] == steady["lr_local"] / 500
     for algo in ("b", "m", "drl"):
         with pytest.raises(ValueError, match=f"the single preset is for ac only, not {algo}"):
             preset("single", algo)
@@ -506,6 +507,44 @@ def test_a_restarted_agent_trains_on_its_true_step(monkeypatch):
     mfcg.train(cfg, state)
     assert seen["x_next"][0, 0] == pytest.approx(1.99)
     assert abs(state["x"][0, 0]) < 6 and state["x"][0, 0] != pytest.approx(1.99)
+
+
+@pytest.mark.parametrize("problem", [LQProblem(), LQProblem(dim=3), mfcg.rotated_problem(3)], ids=["1d", "3d", "rotated"])
+def test_the_noise_control_variate_keeps_the_td_targets_mean_and_takes_most_of_its_variance(problem):
+    """Over many draws of one step from a fixed (x, a): γ·noise_control_variate has mean
+    zero (within four standard errors), and T(x') less it varies less than a twentieth as
+    much as T(x') (a critic whose curvature is small next to its slope, as a value's is
+    over the agents' range)."""
+    d, n = problem.dim, 200_000
+    cfg = mfcg.Config(problem=problem, dtype="float64", td_control_variate=True)
+    critic = nets.init_critic(d, np.random.default_rng(3), 16, np.float64)
+    x = np.tile(np.linspace(-0.5, 0.5, d), (n, 1))
+    a = np.tile(np.linspace(0.3, -0.2, d), (n, 1))
+    x_next = problem.step(x, a, np.random.default_rng(4))
+    cv = mfcg.noise_control_variate(cfg, critic, x, a, x_next)
+    assert abs(cv.mean()) < 4 * cv.std() / math.sqrt(n)
+    t_next = nets.critic_forward(critic, x_next)
+    assert np.var(t_next - cv) < np.var(t_next) / 20
+
+
+def test_the_td_target_subtracts_the_control_variate_only_when_asked(monkeypatch):
+    """actor_critic_update's critic regresses on r + γT(x') − γ·noise_control_variate with
+    td_control_variate, on r + γT(x') without."""
+    targets = {}
+    real = nets.critic_loss_and_grad
+    def spy(p, x, y):
+        targets[on] = np.array(y, copy=True)
+        return real(p, x, y)
+    monkeypatch.setattr(nets, "critic_loss_and_grad", spy)
+    for on in (False, True):
+        cfg = tiny("b", td_control_variate=on, readable=True)
+        state = mfcg.init_state(cfg)
+        field = mfcg.MeanField(*(np.zeros(1, np.float32) for _ in range(3)))
+        a, r, x_next = mfcg.act_and_step(state, cfg, state["x"], field, np.random.default_rng(1))
+        assert state["target"] is None       # the quick preset bootstraps with the critic itself
+        cv = mfcg.noise_control_variate(cfg, state["params"]["critic"], state["x"], a, x_next)
+        mfcg.actor_critic_update(state, cfg, state["x"], a, r, x_next, mfcg.learning_rates(cfg, 0))
+    np.testing.assert_allclose(targets[False] - targets[True], cfg.problem.discount * cv, rtol=1e-5, atol=1e-7)
 
 
 # --- resume, dimensions, non-finite values -------------------------------------------------------
