@@ -17,10 +17,11 @@ $(STAMP): requirements.txt
 
 # The suite as two pytest processes, one per core: the tests that retrain committed runs
 # (tests/test_steady.py and tests/test_mf_correction.py share those runs, so they stay in one
-# process) beside all the others. The first one's report is printed after the second's; the
+# process; tests/test_single.py retrains the last quarter of an AC run, about 3 minutes)
+# beside all the others. The first one's report is printed after the second's; the
 # target fails if either fails; Ctrl-C stops both. `$(PY) -m pytest` runs the same tests in
 # one process.
-RETRAIN_TESTS := tests/test_steady.py tests/test_mf_correction.py
+RETRAIN_TESTS := tests/test_steady.py tests/test_mf_correction.py tests/test_single.py
 TEST_ENV      := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 test: $(STAMP)
 	@log=$$(mktemp); trap 'kill $$retrain 2>/dev/null; rm -f $$log; exit 130' INT TERM; \

@@ -532,12 +532,16 @@ STEADY["drl"] = replace(STEADY["drl"], steps=12_000)
 #   noise, not speed, is what limits a single agent), over 200,000 steps;
 # - the agent restarted from N(0, 1) when it leaves [−SINGLE_RESTART, SINGLE_RESTART]
 #   (restart_outside): until its actor confines it, one trajectory wanders like a Brownian
-#   motion, and a start whose actor pushes outward runs away for good.
+#   motion, and a start whose actor pushes outward runs away for good;
+# - the TD target less its noise's linear part (td_control_variate): one agent cannot
+#   average the O(√Δt) noise of its TD errors away, and its critic then learns the value's
+#   curvature too slowly: the control it teaches comes out too flat, its rest point off.
 SINGLE_STD_FLOOR = 0.5
 SINGLE_RESTART = 3.0
 SINGLE_LR_LOCAL = 1e-5
 SINGLE = {"ac": replace(STEADY["ac"], steps=200_000, std_floor=SINGLE_STD_FLOOR, lr_local=SINGLE_LR_LOCAL,
-                        lr_peak=1.0, lr_final=0.05, restart_beyond=SINGLE_RESTART, eval_every=5000,
+                        lr_peak=1.0, lr_final=0.05, restart_beyond=SINGLE_RESTART, td_control_variate=True,
+                        eval_every=5000,
                         checkpoint_every=10_000)}
 
 # The dims preset: B, M and DRL in d > 1 dimensions (docs/dimensions.md). The steady preset

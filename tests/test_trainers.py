@@ -148,14 +148,15 @@ def test_the_steady_preset_is_the_robust_one_with_quieter_sampling():
         preset("steady", "ac", antithetic=True)   # why AC is left out: one agent has no partner
 
 
-def test_the_single_preset_is_steady_ac_with_a_floor_a_long_memory_a_decay_and_restarts():
+def test_the_single_preset_is_steady_ac_with_a_floor_a_long_memory_a_decay_restarts_and_a_quieter_target():
     """single = the steady preset's AC + a policy-std floor of 0.5, the local score's rate
-    ×0.002, rates held at ×1 then down to ×0.05, restarts beyond ±3, 200,000 steps (and its
-    bookkeeping); for AC only."""
+    ×0.002, rates held at ×1 then down to ×0.05, restarts beyond ±3, the TD target's
+    control variate, 200,000 steps (and its bookkeeping); for AC only."""
     steady, single = preset("steady", "ac").to_dict(), preset("single", "ac").to_dict()
     changed = {k: single[k] for k in single if single[k] != steady[k]}
     assert changed == {"steps": 200_000, "std_floor": mfcg.SINGLE_STD_FLOOR, "lr_local": 1e-5, "lr_peak": 1.0,
-                       "lr_final": 0.05, "restart_beyond": 3.0, "eval_every": 5000, "checkpoint_every": 10_000}
+                       "lr_final": 0.05, "restart_beyond": 3.0, "td_control_variate": True, "eval_every": 5000,
+                       "checkpoint_every": 10_000}
     assert single["lr_local"] == steady["lr_local"] / 500
     for algo in ("b", "m", "drl"):
         with pytest.raises(ValueError, match=f"the single preset is for ac only, not {algo}"):
