@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test reproduce reports bench ablation robust-study robust-paper-scale steady-study single-study dims-study venv clean gpu-check
+.PHONY: test reproduce reports bench ablation robust-study robust-paper-scale steady-study single-study single-checkpoint dims-study venv clean gpu-check
 
 venv: $(STAMP)
 
@@ -174,13 +174,24 @@ steady-study: $(STAMP)
 		--set langevin_steps=10 --runs runs/paper-scale --out runs/report-steady-ps-m-langevin10
 	$(REPORT) runs/paper-scale/steady/*-s? --out docs/results/steady-paper-scale
 
-# the single preset's study (docs/single-agent.md): AC alone, 200,000 steps a run, seeds 0-9 in
-# both variants (about 10 minutes a run, two at a time on 2 cores), then the report.
+# the single preset's study (docs/single-agent.md): AC alone, 200,000 steps a run: AC+mf on
+# seeds 0-9, plain AC on 0-4, the control variate undone on AC+mf 0-4 (about 12 minutes a run,
+# two at a time on 2 cores), then the reports.
 SINGLE = $(PY) run_experiments.py reproduce --preset single --algos ac --jobs $(JOBS)
 single-study: $(STAMP)
 	$(SINGLE) --variants mf --seeds 10 --runs runs --out runs/report-single-mf
-	$(SINGLE) --variants plain --seeds 10 --runs runs --out runs/report-single-plain
+	$(SINGLE) --variants plain --seeds 5 --runs runs --out runs/report-single-plain
+	$(SINGLE) --variants mf --seeds 5 --set td_control_variate=false --runs runs --out runs/report-single-abl
 	$(REPORT) runs/single/ac-s? runs/single/ac+mf-s? --out docs/results/single
+	$(REPORT) runs/single/ac+mf_td_control_variate-False-s? --out docs/results/single-ablations/td-control-variate
+
+# the checkpoint at step 150,000 of AC+mf seed 1 that tests/test_single.py resumes: after
+# single-study on another machine (the test then says the checkpoint is not the report's run)
+single-checkpoint: $(STAMP)
+	$(PY) run_experiments.py run --algo ac --preset single --mf --seed 1 --stop-after 150000 \
+		--out runs/single-checkpoint/ac+mf-s1
+	mkdir -p docs/results/single/checkpoints
+	cp runs/single-checkpoint/ac+mf-s1/checkpoint.npz docs/results/single/checkpoints/ac+mf-s1-150000.npz
 
 # the dims preset's study (docs/dimensions.md): B in d = 2, 4, 8, 16 (and rotated at 8), each
 # change undone at d = 8, the critic's rate x2 at d = 16, DRL at d = 8; then the table over d.

@@ -92,6 +92,7 @@ def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
     (dict(algo="m", antithetic=True, batch=12, minibatch=3), r"antithetic needs an even batch .* minibatch=3"),
     (dict(restart_beyond=-1.0), "restart_beyond must be >= 0"),
     (dict(algo="drl", target_every=0, td_control_variate=True), "td_control_variate must be false for drl"),
+    (dict(restart_beyond=3.0, antithetic=True), "restart_beyond must be 0 with antithetic agents"),
     (dict(algo="m", restart_beyond=3.0), "restart_beyond must be 0 for m: only AC and B"),
     (dict(algo="drl", target_every=0, restart_beyond=3.0), "restart_beyond must be 0 for drl"),
 ])
@@ -528,24 +529,39 @@ def test_the_noise_control_variate_keeps_the_td_targets_mean_and_takes_most_of_i
     assert np.var(t_next - cv) < np.var(t_next) / 20
 
 
-def test_the_td_target_subtracts_the_control_variate_only_when_asked(monkeypatch):
-    """actor_critic_update's critic regresses on r + γT(x') − γ·noise_control_variate with
-    td_control_variate, on r + γT(x') without."""
-    targets = {}
-    real = nets.critic_loss_and_grad
-    def spy(p, x, y):
-        targets[on] = np.array(y, copy=True)
-        return real(p, x, y)
-    monkeypatch.setattr(nets, "critic_loss_and_grad", spy)
+def test_the_td_target_and_the_advantage_subtract_the_control_variate_only_when_asked(monkeypatch):
+    """With td_control_variate the critic regresses on r + γT(x') − γ∇T(x)·(x' − x − aΔt) and
+    the actor's δ is that target less V(x); without, on r + γT(x'). T is the target critic,
+    made to differ from the critic, and ∇T(x) is taken by central differences here."""
+    seen = {}
+    real_critic, real_actor = nets.critic_loss_and_grad, nets.actor_loss_and_grad
+    def critic_spy(p, x, y):
+        seen[on, "y"] = np.array(y, copy=True)
+        return real_critic(p, x, y)
+    def actor_spy(p, x, a, adv, std_floor):
+        seen[on, "adv"] = np.array(adv, copy=True)
+        return real_actor(p, x, a, adv, std_floor)
+    monkeypatch.setattr(nets, "critic_loss_and_grad", critic_spy)
+    monkeypatch.setattr(nets, "actor_loss_and_grad", actor_spy)
     for on in (False, True):
-        cfg = tiny("b", td_control_variate=on, readable=True)
+        cfg = tiny("b", td_control_variate=on, target_every=5, readable=True, dtype="float64")
         state = mfcg.init_state(cfg)
-        field = mfcg.MeanField(*(np.zeros(1, np.float32) for _ in range(3)))
-        a, r, x_next = mfcg.act_and_step(state, cfg, state["x"], field, np.random.default_rng(1))
-        assert state["target"] is None       # the quick preset bootstraps with the critic itself
-        cv = mfcg.noise_control_variate(cfg, state["params"]["critic"], state["x"], a, x_next)
-        mfcg.actor_critic_update(state, cfg, state["x"], a, r, x_next, mfcg.learning_rates(cfg, 0))
-    np.testing.assert_allclose(targets[False] - targets[True], cfg.problem.discount * cv, rtol=1e-5, atol=1e-7)
+        for k in state["target"]:
+            state["target"][k] += 0.1 * np.random.default_rng(5).standard_normal(state["target"][k].shape)
+        field = mfcg.MeanField(*(np.zeros(1) for _ in range(3)))
+        x = state["x"]
+        a, r, x_next = mfcg.act_and_step(state, cfg, x, field, np.random.default_rng(1))
+        target, v_x = nets.critic_forward(state["target"], x), nets.critic_forward(state["params"]["critic"], x)
+        h = 1e-6
+        slope = (nets.critic_forward(state["target"], x + h) - nets.critic_forward(state["target"], x - h)) / (2 * h)
+        mfcg.actor_critic_update(state, cfg, x, a, r, x_next, mfcg.learning_rates(cfg, 0))
+    gamma = cfg.problem.discount
+    plain = r + gamma * nets.critic_forward(state["target"], x_next)
+    np.testing.assert_allclose(seen[False, "y"], plain, rtol=1e-12)
+    cv = slope * (x_next - x - cfg.problem.dt * a)[:, 0]
+    np.testing.assert_allclose(seen[True, "y"], plain - gamma * cv, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(seen[True, "adv"], seen[True, "y"] - v_x, rtol=1e-12)
+    assert not np.allclose(target, v_x)      # the target is not the critic
 
 
 # --- resume, dimensions, non-finite values -------------------------------------------------------
@@ -561,6 +577,12 @@ def test_resume_is_bit_for_bit(algo, readable, tmp_path):
 @pytest.mark.parametrize("algo", ["b", "m", "drl"])
 def test_resume_with_antithetic_agents_is_bit_for_bit(algo, tmp_path):
     _check_resume(tmp_path, algo, antithetic=True)
+
+
+@pytest.mark.parametrize("algo", ["ac", "b"])
+def test_resume_with_restarts_and_the_control_variate_is_bit_for_bit(algo, tmp_path):
+    """With restarts that happen (a box of ±0.8) and the TD target's control variate."""
+    _check_resume(tmp_path, algo, restart_beyond=0.8, td_control_variate=True)
 
 
 def _check_resume(tmp_path, algo, **settings):
