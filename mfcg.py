@@ -171,15 +171,19 @@ class LQSolution:
         """The non-cooperative equilibrium control −2 Γ2 (x − m_mfg).  (N, d) → (N, d)."""
         return -2.0 * self.gamma2 * (self._x(x) - self.mean_mfg)
 
-    def mean_own_influence(self, w):
+    def mean_own_influence(self, w, w_global=0.0):
         """Where a learner comes to rest when the fraction w of the group's term enters its
         return (docs/benchmark.md §3): its first-order condition at m = m̃ = μ is the Nash
         one plus w times half the Lions term x·2m̃(c̃5 − c̃1c̃2(1 − c̃2)), so
             μ(w) = c3c4 / (K − c1c2 − c̃1c̃2 + w(c̃5 − c̃1c̃2(1 − c̃2))),
-        m_mfg at w = 0 and m* at w = 1."""
+        m_mfg at w = 0 and m* at w = 1. A single agent's global mean m is its own estimate
+        too: with the fraction w_global of the global term, half its derivative in m,
+        −c1c2(x − c2m), adds −w_global·c1c2(1 − c2) to the denominator."""
         pb = self.problem
         lions = pb.c5_tilde - pb.c1_tilde * pb.c2_tilde * (1.0 - pb.c2_tilde)
-        return pb.c3 * pb.c4 / (pb.K - pb.c1 * pb.c2 - pb.c1_tilde * pb.c2_tilde + w * lions)
+        own_global = -pb.c1 * pb.c2 * (1.0 - pb.c2)
+        return pb.c3 * pb.c4 / (pb.K - pb.c1 * pb.c2 - pb.c1_tilde * pb.c2_tilde + w * lions
+                                + w_global * own_global)
 
     def value(self, x):
         """Expected discounted cost of α̂ from x, means frozen at m*: Σ_coord v(xᵢ). → (N,)"""
@@ -352,9 +356,9 @@ class RotatedLQSolution:
         """∂α̂/∂x = −2 Q diag(Γ2) Qᵀ, (d, d)."""
         return -2.0 * (self.q * self.gamma2_y) @ self.q.T
 
-    def mean_own_influence(self, w):
+    def mean_own_influence(self, w, w_global=0.0):
         """Each coordinate's μ(w) (LQSolution.mean_own_influence), rotated into x: (d,)."""
-        return np.array([s.mean_own_influence(w) for s in self.each]) @ self.q.T
+        return np.array([s.mean_own_influence(w, w_global) for s in self.each]) @ self.q.T
 
     def _each(self, method, x):
         """Each coordinate's LQSolution.method at its y coordinate: [(N,), …]."""

@@ -21,8 +21,10 @@ from mfcg import LQProblem, LQSolution, mf_correction
 
 
 def settle_mean(mf, seed, steps=30_000, n_agents=2048, lr_actor=2.0, lr_critic=3.0,
-                kappa_slow=0.01, kappa_fast=0.05, explore=0.3, problem=None, private=None):
-    """Run the learner; return (population mean averaged over the last third, θ1, θ0)."""
+                kappa_slow=0.01, kappa_fast=0.05, explore=0.3, problem=None, private=None,
+                private_global=None):
+    """Run the learner; return (population mean averaged over the last third, θ1, θ0). With
+    `private_global` = κ each agent's m is its own moving average too, as in AC."""
     pb = problem or LQProblem()
     rng = np.random.default_rng(seed)
     dt, gamma, sigma = pb.dt, pb.discount, pb.sigma
@@ -32,6 +34,8 @@ def settle_mean(mf, seed, steps=30_000, n_agents=2048, lr_actor=2.0, lr_critic=3
     m = m_tilde = 0.0
     if private is not None:
         m_tilde = x[:, None].copy()      # each agent's own m̃ᵢ, (N, 1), from its first state
+    if private_global is not None:
+        m = x[:, None].copy()            # each agent's own mᵢ
     tail = []
     for n in range(steps):
         mu = -(theta[0] * x + theta[1])
@@ -48,7 +52,10 @@ def settle_mean(mf, seed, steps=30_000, n_agents=2048, lr_actor=2.0, lr_critic=3
         w += lr_critic * (phi * delta).mean(axis=1)
         score = (a - mu) / explore ** 2
         theta += lr_actor * np.array([np.mean(delta * score * -x), np.mean(delta * score * -1.0)])
-        m += kappa_slow * (x.mean() - m)
+        if private_global is None:
+            m += kappa_slow * (x.mean() - m)
+        else:
+            m += private_global * (x[:, None] - m)
         if private is None:
             m_tilde += kappa_fast * (x.mean() - m_tilde)
         else:
@@ -59,11 +66,13 @@ def settle_mean(mf, seed, steps=30_000, n_agents=2048, lr_actor=2.0, lr_critic=3
     return float(np.mean(tail)), float(theta[0]), float(theta[1])
 
 
-def settled_mean_private(kappa, problem=None):
+def settled_mean_private(kappa, problem=None, kappa_global=0.0):
     """Where an agent whose m̃ is a moving average of rate κ of its *own* states comes to
     rest (docs/benchmark.md §3). Its own state j steps ago moves m̃ by h_j = κ(1 − κ)^{j−1},
     so its TD return carries the fraction w = Σ_{j≥1} γ^j h_j = κγ / (1 − γ(1 − κ)) of the
-    group's (Lions) term, and it settles at LQSolution.mean_own_influence(w). Returns (w, μ(w))."""
+    group's (Lions) term, and it settles at LQSolution.mean_own_influence(w); with its m a
+    moving average of rate kappa_global of its own states too, at μ(w, w_global). Returns
+    (w, μ)."""
     pb = problem or LQProblem()
-    w = kappa * pb.discount / (1.0 - pb.discount * (1.0 - kappa))
-    return w, LQSolution.of(pb).mean_own_influence(w)
+    weight = lambda k: k * pb.discount / (1.0 - pb.discount * (1.0 - k))  # noqa: E731
+    return weight(kappa), LQSolution.of(pb).mean_own_influence(weight(kappa), weight(kappa_global))

@@ -79,6 +79,18 @@ def test_a_private_moving_average_settles_where_its_memory_says(kappa, expected,
     assert abs(mean - mu) < 0.03, (mean, mu)
 
 
+def test_an_agent_whose_global_mean_is_its_own_too_settles_lower():
+    """A single agent (AC) learns both laws from its own states: with its m a moving average
+    of rate κ of them too, part w_global of the global term enters its return, and it
+    settles at μ(w, w_global) = 0.175 (κ = 0.03 for both; 0.289 with m given). Measured
+    (seeds 0-1, 13 s each): 0.164-0.165."""
+    w, mu = settled_mean_private(0.03, kappa_global=0.03)
+    assert mu == pytest.approx(0.1752, abs=5e-4) and mu < settled_mean_private(0.03)[1] - 0.1
+    assert SOL.mean_own_influence(0.0, 0.0) == pytest.approx(SOL.mean_mfg, rel=1e-12)
+    mean, _, _ = settle_mean(mf=False, seed=0, private=0.03, private_global=0.03)
+    assert abs(mean - mu) < 0.03, (mean, mu)
+
+
 def _settled_mean(state):
     """The local mean averaged over the last four evaluations (the last 1,000 steps)."""
     return float(np.mean([r["local_mean"] for r in state["history"][-4:]]))
