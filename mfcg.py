@@ -1004,7 +1004,7 @@ def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
         state["field"] = langevin_refresh(state, cfg, rng)               # L8: pools on, m, m̃
         a, r, x_next = act_and_step(state, cfg, state["x"], state["field"], rng)  # L9–11
         losses.update(actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs))  # L12–17
-        state["x"] = restart_outside(cfg, x_next, rng)
+        state["x"] = restart_outside(cfg, x_next, rng) if cfg.restart_beyond else x_next
         if cfg.target_every and n % cfg.target_every == 0:               # L18
             refresh_target(state)
         if loop.end_step(losses):                                        # every cfg.eval_every steps,
