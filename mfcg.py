@@ -545,8 +545,7 @@ SINGLE_RESTART = 3.0
 SINGLE_LR_LOCAL = 1e-5
 SINGLE = {"ac": replace(STEADY["ac"], steps=200_000, std_floor=SINGLE_STD_FLOOR, lr_local=SINGLE_LR_LOCAL,
                         lr_peak=1.0, lr_final=0.05, restart_beyond=SINGLE_RESTART, td_control_variate=True,
-                        eval_every=5000,
-                        checkpoint_every=10_000)}
+                        eval_every=5000, checkpoint_every=10_000)}
 
 # The dims preset: B, M and DRL in d > 1 dimensions (docs/dimensions.md). The steady preset
 # with the changes under which d = 8 settles, each ablated there, over DIMS_STEPS steps:
@@ -819,9 +818,9 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
         critic: Adam on mean (y − V(x))²;  actor: Adam on −mean(δ · log π(a|x))
     With cfg.actor_gradient = "pathwise" the actor instead takes the reparameterised step on
     −mean(∂Q/∂a · a), ∂Q/∂a from action_value_gradient with T's slope (the critic y reads),
-    and δ is not computed. With cfg.td_control_variate, y less γ noise_control_variate (the
-    same mean, a fraction of the variance). Gradients are clipped to cfg.grad_clip (global norm) when it is
-    positive."""
+    and δ is not computed. With cfg.td_control_variate, y less γ·noise_control_variate (the
+    same mean, a fraction of the variance), and δ with it. Gradients are clipped to
+    cfg.grad_clip (global norm) when it is positive."""
     critic, actor = state["params"]["critic"], state["params"]["actor"]
     bootstrap = state["target"] if state["target"] is not None else critic
     if cfg.actor_gradient == "pathwise":    # T(x') and its slope from one pass
