@@ -453,6 +453,8 @@ class Config:
     eval_every: int = 1000          # evaluate (and record history) every this many steps
     eval_samples: int = 2048        # points x ~ limiting law for control/value errors
     eval_langevin_steps: int = 200  # Langevin iterations from N(0, 1) for evaluation samples
+    eval_chains: int = 0            # fresh Langevin chains per law at each evaluation (0: n_samples);
+                                    # their mean's error per coordinate is the law's std / √chains
     checkpoint_every: int = 10_000  # write the checkpoint every this many steps (with run_dir)
     readable: bool = False          # train with the readable definitions instead of fastpaths.py:
                                     # langevin, clip_grad_norm and adam_update on plain dicts,
@@ -1106,14 +1108,16 @@ def load_checkpoint(path, xp=None):
 # ---------------------------------------------------------------------------------------
 
 def fresh_samples(state, cfg, purpose):
-    """Fresh samples of both score networks' laws, as the paper evaluates: k chains from
-    N(0, I), cfg.eval_langevin_steps iterations each, on their own random stream keyed by
-    (seed, step, purpose), so evaluating never changes training. Returns (rng, global
-    pool, local pool); the caller draws whatever else it needs from the same rng."""
+    """Fresh samples of both score networks' laws, as the paper evaluates: chains from
+    N(0, I) (cfg.eval_chains of them, by default the pools' k = cfg.n_samples),
+    cfg.eval_langevin_steps iterations each, on their own random stream keyed by (seed,
+    step, purpose), so evaluating never changes training. Returns (rng, global pool, local
+    pool); the caller draws whatever else it needs from the same rng."""
     xp, dtype = xp_of(state["x"]), state["x"].dtype
     rng = make_rng((cfg.seed, state["step"], purpose), xp)
     nets_ = [state["params"]["score_global"], state["params"]["score_local"]]
-    starts = [rng.standard_normal((cfg.n_samples, cfg.problem.dim), dtype=dtype) for _ in nets_]
+    chains = cfg.eval_chains or cfg.n_samples
+    starts = [rng.standard_normal((chains, cfg.problem.dim), dtype=dtype) for _ in nets_]
     return (rng, *sample_pools(nets_, starts, cfg.eval_langevin_steps, cfg.eps_langevin, rng, cfg.readable))
 
 

@@ -148,6 +148,9 @@ def check_config(cfg, algos, problem_class):
                  "score_warmup_lr", "lr_peak", "lr_final"]:
         if not getattr(cfg, name) > 0:
             raise ValueError(f"{name} must be > 0, got {getattr(cfg, name)!r}")
+    if not 0 <= cfg.eval_chains < 2 ** 31:
+        raise ValueError(f"eval_chains must be 0 (the pools' n_samples) or a positive integer below 2**31, "
+                         f"got {cfg.eval_chains!r}")
     for name in ["target_every", "grad_clip", "ent_coef", "score_warmup", "restart_beyond"]:
         if not getattr(cfg, name) >= 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)!r}")

@@ -1,5 +1,6 @@
 """The trainers: config validation, GAE, policy evaluation against the closed form, score
 read-out, which networks each step changes, bit-for-bit resume, non-finite detection."""
+import json
 import math
 import os
 from dataclasses import replace
@@ -91,6 +92,7 @@ def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
     (dict(antithetic=True, batch=15), r"antithetic needs an even batch .* batch=15"),
     (dict(algo="m", antithetic=True, batch=12, minibatch=3), r"antithetic needs an even batch .* minibatch=3"),
     (dict(restart_beyond=-1.0), "restart_beyond must be >= 0"),
+    (dict(eval_chains=-5), r"eval_chains must be 0 \(the pools' n_samples\) or a positive integer"),
     (dict(algo="drl", target_every=0, td_control_variate=True), "td_control_variate must be false for drl"),
     (dict(restart_beyond=3.0, antithetic=True), "restart_beyond must be 0 with antithetic agents"),
     (dict(algo="m", restart_beyond=3.0), "restart_beyond must be 0 for m: only AC and B"),
@@ -721,6 +723,21 @@ def test_evaluation_does_not_touch_the_training_stream():
     before = _arrays(state)
     mfcg.evaluate(state, cfg)
     assert _changed(before, _arrays(state)) == set()
+
+
+def test_evaluation_chains_default_to_the_pools_size_and_only_change_the_evaluation():
+    """eval_chains = 0 draws the pools' n_samples fresh chains, the same numbers as naming
+    that count; another count changes each law's samples, not a trained weight."""
+    cfg = tiny("b", dim=2, steps=10, eval_every=10)
+    state = mfcg.train(cfg)
+    shapes = lambda c: [p.shape for p in mfcg.fresh_samples(state, c, mfcg.STREAM_EVAL)[1:]]  # noqa: E731
+    assert shapes(cfg) == [(cfg.n_samples, 2)] * 2 and shapes(replace(cfg, eval_chains=77)) == [(77, 2)] * 2
+    same = [json.dumps(mfcg.evaluate(state, c), sort_keys=True) for c in (cfg, replace(cfg, eval_chains=cfg.n_samples))]
+    assert same[0] == same[1]
+    more = mfcg.evaluate(state, replace(cfg, eval_chains=4 * cfg.n_samples))
+    assert more["local_mean"] != mfcg.evaluate(state, cfg)["local_mean"]
+    trained = _arrays(mfcg.train(replace(cfg, eval_chains=77)))
+    assert _changed(_arrays(state), trained) == set()
 
 
 # --- end to end on the quick preset -----------------------------------------------------------
