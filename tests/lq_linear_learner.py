@@ -17,6 +17,7 @@ mean-field correction, the expectation over the agents), move by Euler–Maruyam
 """
 import numpy as np
 
+from autograd_lite import lr_factor
 from mfcg import LQProblem, LQSolution, mf_correction
 
 
@@ -76,3 +77,44 @@ def settled_mean_private(kappa, problem=None, kappa_global=0.0):
     pb = problem or LQProblem()
     weight = lambda k: k * pb.discount / (1.0 - pb.discount * (1.0 - k))  # noqa: E731
     return weight(kappa), LQSolution.of(pb).mean_own_influence(weight(kappa), weight(kappa_global))
+
+
+def ideal_single_agent(mf, steps, kappa, kappa_global=None, runs=1000, evaluations=40, seed=0, problem=None,
+                       peak=1.0, final=0.05):
+    """A single agent that knows its best response and learns nothing else: the bound on
+    what any AC can do when its estimates of m and m̃ are moving averages of its own states
+    (docs/single-agent.md). Each run is one agent; `runs` of them in parallel.
+
+    The agent's control is the exact best response to its current estimates, frozen: a
+    mean-reverting drift −2Γ2 (x − c) toward c(m, m̃) = (c3c4 + c1c2·m + (c̃1c̃2 − L)·m̃)/K,
+    with L the half Lions term the correction adds (L = 0 without it), so that c(μ, μ) = μ at
+    m* with the correction and at m_mfg without. The estimates follow its own states,
+        m̃ ← m̃ + κₙ (x − m̃),   m ← m + κ_gₙ (x − m),   κₙ = κ · autograd_lite.lr_factor(n),
+    the schedule of a learning rate (peak, final), starting at 0 as the warm-started score
+    networks do, the agent from N(0, 1). A feedback loop: the estimates move the centre by
+    the gain g = (c1c2 + c̃1c̃2 − L)/K (0.60 with the correction, 0.87 without), which
+    amplifies their sampling error by 1/(1 − g).
+
+    Returns (steps_at, local): the steps at which m̃ was read, `evaluations` evenly spaced,
+    and m̃ there, (evaluations, runs)."""
+    pb = problem or LQProblem()
+    sol = LQSolution.of(pb)
+    lions = (pb.c5_tilde - pb.c1_tilde * pb.c2_tilde * (1.0 - pb.c2_tilde)) if mf else 0.0
+    gain_global, gain_local = pb.c1 * pb.c2 / pb.K, (pb.c1_tilde * pb.c2_tilde - lions) / pb.K
+    kappa_global = kappa if kappa_global is None else kappa_global
+    rng = np.random.default_rng(seed)
+    x, m, m_tilde = rng.standard_normal(runs), np.zeros(runs), np.zeros(runs)
+    pull, noise = 2.0 * sol.gamma2 * pb.dt, pb.sigma * np.sqrt(pb.dt)
+    every = steps // evaluations
+    steps_at, local = [], []
+    for n in range(steps):
+        f = lr_factor(n, steps, peak=peak, final=final)
+        centre = pb.c3 * pb.c4 / pb.K + gain_global * m + gain_local * m_tilde
+        x_next = x - pull * (x - centre) + noise * rng.standard_normal(runs)
+        m_tilde += kappa * f * (x - m_tilde)
+        m += kappa_global * f * (x - m)
+        x = x_next
+        if (n + 1) % every == 0:
+            steps_at.append(n + 1)
+            local.append(m_tilde.copy())
+    return np.array(steps_at), np.array(local)
