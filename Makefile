@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test reproduce reports bench ablation robust-study robust-paper-scale steady-study single-study single-checkpoint dims-study venv clean gpu-check
+.PHONY: test reproduce reports bench ablation robust-study robust-paper-scale steady-study single-study single-checkpoint single-bound dims-study venv clean gpu-check
 
 venv: $(STAMP)
 
@@ -192,6 +192,12 @@ single-checkpoint: $(STAMP)
 		--out runs/single-checkpoint/ac+mf-s1
 	mkdir -p docs/results/single/checkpoints
 	cp runs/single-checkpoint/ac+mf-s1/checkpoint.npz docs/results/single/checkpoints/ac+mf-s1-150000.npz
+
+# the ideal single agent's rate of success by memory and steps (docs/single-agent.md): about 10 minutes
+single-bound: $(STAMP)
+	mkdir -p docs/results/single-bound
+	PYTHONPATH=. $(PY) tests/lq_linear_learner.py > docs/results/single-bound/BOUND.md.tmp
+	mv docs/results/single-bound/BOUND.md.tmp docs/results/single-bound/BOUND.md
 
 # the dims preset's study (docs/dimensions.md): B in d = 2, 4, 8, 16 (and rotated at 8), each
 # change undone at d = 8, the critic's rate x2 at d = 16, DRL at d = 8; then the table over d.

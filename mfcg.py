@@ -426,6 +426,8 @@ class Config:
                                     # "pathwise", ∂Q/∂a through the known step (actor_critic_update)
     per_coordinate: bool = False    # the reward divided by d: the cost per coordinate, so that the
                                     # critic's values do not grow with the dimension (reward_scale)
+    actor_zero_mean: bool = False   # the actor's mean head (Wm, bm) starts at 0: the first actions are
+                                    # exploration alone, no random map of x pushes agents apart
     td_control_variate: bool = False  # subtract ∇T(x)·(the step's noise) from the TD target
                                     # (noise_control_variate): its mean is zero, its variance most
                                     # of the target's
@@ -614,8 +616,11 @@ def init_state(cfg, xp=None):
     d, dtype = cfg.problem.dim, np.dtype(cfg.dtype)
     host = np.random.default_rng(cfg.seed)  # initial weights: identical on every backend
     network = (lambda p: {k: v.copy() for k, v in p.items()}) if cfg.readable else FlatParams
+    actor = nets.init_actor(d, d, host, cfg.hidden_actor, dtype, xp)
+    if cfg.actor_zero_mean:  # drawn, then zeroed: the other networks' draws stay as they were
+        actor["Wm"], actor["bm"] = xp.zeros_like(actor["Wm"]), xp.zeros_like(actor["bm"])
     params = {
-        "actor": network(nets.init_actor(d, d, host, cfg.hidden_actor, dtype, xp)),
+        "actor": network(actor),
         "critic": network(nets.init_critic(d, host, cfg.hidden_critic, dtype, xp)),
         "score_global": network(nets.init_score(d, host, cfg.hidden_score, dtype, xp)),
         "score_local": network(nets.init_score(d, host, cfg.hidden_score, dtype, xp)),

@@ -118,3 +118,37 @@ def ideal_single_agent(mf, steps, kappa, kappa_global=None, runs=1000, evaluatio
             steps_at.append(n + 1)
             local.append(m_tilde.copy())
     return np.array(steps_at), np.array(local)
+
+
+# The rows of docs/results/single-bound/BOUND.md: (variant, steps, κ), 1,000 agents each.
+BOUND_ROWS = [("mf", 200_000, k) for k in (5e-5, 7e-5, 1e-4, 2e-4, 3e-4, 1e-3)] + \
+             [("mf", 500_000, k) for k in (2e-5, 3e-5, 5e-5)] + [("mf", 1_000_000, k) for k in (1e-5, 2e-5, 3e-5)] + \
+             [("plain", 200_000, k) for k in (1e-4, 2e-4, 1e-3)] + [("plain", 2_000_000, k) for k in (1e-5, 3e-5, 1e-4)]
+
+
+def bound_table(rows=BOUND_ROWS, runs=1000, final=0.05):
+    """The ideal single agent's rate of success by memory and steps, as a Markdown table:
+    settled as `report` judges a run (every evaluation of the last quarter within 0.05 of
+    the equilibrium the variant aims at; the control is exact), on average (the quarter's
+    mean within 0.05), and how much the late local mean varies across runs and within one."""
+    sol = LQSolution.of(LQProblem())
+    lines = ["| variant | steps | κ | memory at the end, steps (1/(κ·final)) | settled | on average | late local mean "
+             "| its sd across runs | sd within a run |", "|---|---|---|---|---|---|---|---|---|"]
+    for variant, steps, kappa in rows:
+        at, local = ideal_single_agent(variant == "mf", steps, kappa, runs=runs, final=final)
+        late = local[at > 0.75 * steps]
+        target = sol.mean if variant == "mf" else sol.mean_mfg
+        settled = np.all(np.abs(late - target) < 0.05, axis=0).mean()
+        average = np.mean(np.abs(late.mean(axis=0) - target) < 0.05)
+        lines.append(f"| {variant} | {steps:,} | {kappa:g} | {1 / (kappa * final):,.0f} | {settled:.1%} | {average:.1%} "
+                     f"| {late.mean():.3f} | {late.mean(axis=0).std():.3f} | {late.std(axis=0).mean():.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":   # make single-bound: PYTHONPATH=. python tests/lq_linear_learner.py, about 10 minutes
+    print("# The ideal single agent: how often it settles, by memory and steps\n\n"
+          "One agent per run, 1,000 runs a row (seed 0), playing the exact best response to its estimates of m "
+          "and m̃, each a moving average of its own states at rate κ times the learning-rate schedule (×1, then "
+          "down to ×0.05 over the last 90 %; `ideal_single_agent` in tests/lq_linear_learner.py). Judged as "
+          "`report` judges AC: the local estimate at the last quarter's 10 of 40 evaluations.\n")
+    print(bound_table(), end="")

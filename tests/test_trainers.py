@@ -725,6 +725,19 @@ def test_evaluation_does_not_touch_the_training_stream():
     assert _changed(before, _arrays(state)) == set()
 
 
+def test_a_zero_mean_actor_starts_at_no_action_and_changes_nothing_else():
+    """actor_zero_mean zeroes the mean head alone: every other initial array is as without it,
+    the first mean actions are 0, and a step still moves the mean head."""
+    cfg = tiny("b", dim=3)
+    plain, zero = mfcg.init_state(cfg), mfcg.init_state(replace(cfg, actor_zero_mean=True))
+    assert _changed(_arrays(plain), _arrays(zero)) == {"actor.Wm", "actor.bm"}
+    assert not np.any(al.to_numpy(zero["params"]["actor"]["Wm"])) and not np.any(al.to_numpy(zero["params"]["actor"]["bm"]))
+    mean = nets.actor_forward(zero["params"]["actor"], zero["x"])[0]
+    assert not np.any(al.to_numpy(mean))
+    after = _arrays(mfcg.train(replace(cfg, actor_zero_mean=True, steps=1), zero))
+    assert {"actor.Wm", "actor.bm"} <= _changed(_arrays(mfcg.init_state(replace(cfg, actor_zero_mean=True))), after)
+
+
 def test_evaluation_chains_default_to_the_pools_size_and_only_change_the_evaluation():
     """eval_chains = 0 draws the pools' n_samples fresh chains, the same numbers as naming
     that count; another count changes each law's samples, not a trained weight."""
