@@ -199,16 +199,25 @@ single-bound: $(STAMP)
 	PYTHONPATH=. $(PY) tests/lq_linear_learner.py > docs/results/single-bound/BOUND.md.tmp
 	mv docs/results/single-bound/BOUND.md.tmp docs/results/single-bound/BOUND.md
 
-# the dims preset's study (docs/dimensions.md): B in d = 2, 4, 8, 16 (and rotated at 8), each
-# change undone at d = 8, the critic's rate x2 at d = 16, DRL at d = 8; then the table over d.
-# About 4 minutes a run, two at a time on 2 cores; resumable like the others.
+# the dims preset's study (docs/dimensions.md): B in d = 2, 4, 8 (both variants), 16 and 32
+# (rotated at 8), M and DRL at 8, each change undone at d = 8; at d = 16 the TD target's control
+# variate or the critic's rate x2, with 4,000 evaluation chains, and Hutchinson's trace; then the
+# table over d. 2-10 minutes a run, two at a time on 2 cores; resumable like the others.
 DIMS = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs
+DIMS16 = --dim 16 --set eval_chains=4000
 dims-study: $(STAMP)
 	$(DIMS) --algos b --dim 8 --seeds 10 --out docs/results/dims-d8
-	for d in 2 4 16; do $(DIMS) --algos b --variants mf --dim $$d --out docs/results/dims-d$$d || exit 1; done
+	for d in 2 4; do $(DIMS) --algos b --dim $$d --out docs/results/dims-d$$d || exit 1; done
+	$(DIMS) --algos b --variants mf --dim 16 --out docs/results/dims-d16
 	$(DIMS) --algos b --variants mf --dim 8 --rotated --out docs/results/dims-d8-rotated
-	$(DIMS) --algos b --variants mf --dim 16 --set lr_critic=4e-4 --out docs/results/dims-d16-critic-x2
-	$(DIMS) --algos drl --variants mf --dim 8 --seeds 2 --out docs/results/dims-drl-d8
+	$(DIMS) --algos m --variants mf --dim 8 --seeds 10 --out docs/results/dims-d8-m
+	$(DIMS) --algos drl --variants mf --dim 8 --out docs/results/dims-d8-drl
+	$(DIMS) --algos b --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --out docs/results/dims-d16-cv
+	$(DIMS) --algos b --variants mf $(DIMS16) --set lr_critic=4e-4 --out docs/results/dims-d16-critic-x2
+	$(DIMS) --algos b --variants mf $(DIMS16) --set td_control_variate=true --set hutchinson=true \
+		--out docs/results/dims-d16-hutchinson
+	$(DIMS) --algos b --variants mf --dim 32 --seeds 1 --set lr_critic=4e-4 --set eval_chains=4000 \
+		--out docs/results/dims-d32
 	for s in actor_gradient=score per_coordinate=false lr_actor=1e-4; do \
 		$(DIMS) --algos b --variants mf --dim 8 --set $$s --out runs/report-dims-$$s || exit 1; done
 	$(REPORT) runs/dims/b+mf_d-8_actor_gradient-score-s? runs/dims/b+mf_d-8_per_coordinate-False-s? \
