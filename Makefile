@@ -200,9 +200,10 @@ single-bound: $(STAMP)
 	mv docs/results/single-bound/BOUND.md.tmp docs/results/single-bound/BOUND.md
 
 # the dims preset's study (docs/dimensions.md): B in d = 2, 4, 8 (both variants), 16 and 32
-# (rotated at 8), M and DRL at 8, each change undone at d = 8; at d = 16 the TD target's control
-# variate or the critic's rate x2, with 4,000 evaluation chains, and Hutchinson's trace; then the
-# table over d. 2-10 minutes a run, two at a time on 2 cores; resumable like the others.
+# (rotated at 8), M and DRL at 8, each change undone at d = 8; at d = 16 and rotated the TD
+# target's control variate or the critic's rate x2, with 4,000 evaluation chains, and at d = 16
+# Hutchinson's trace; then the table over d. 2-10 minutes a run, two at a time on 2 cores;
+# resumable like the others.
 DIMS = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs
 DIMS16 = --dim 16 --set eval_chains=4000
 dims-study: $(STAMP)
@@ -210,6 +211,12 @@ dims-study: $(STAMP)
 	for d in 2 4; do $(DIMS) --algos b --dim $$d --out docs/results/dims-d$$d || exit 1; done
 	$(DIMS) --algos b --variants mf --dim 16 --out docs/results/dims-d16
 	$(DIMS) --algos b --variants mf --dim 8 --rotated --out docs/results/dims-d8-rotated
+	$(DIMS) --algos b --variants mf --dim 8 --rotated --set td_control_variate=true --set eval_chains=4000 \
+		--out runs/report-dims-rotated-cv
+	$(DIMS) --algos b --variants mf --dim 8 --rotated --seeds 1 --set lr_critic=4e-4 --set eval_chains=4000 \
+		--out runs/report-dims-rotated-x2
+	$(REPORT) runs/dims/b+mf_d-8_rotated_td_control_variate-True_eval_chains-4000-s? \
+		runs/dims/b+mf_d-8_rotated_lr_critic-0.0004_eval_chains-4000-s0 --out docs/results/dims-d8-rotated-cv
 	$(DIMS) --algos m --variants mf --dim 8 --seeds 10 --out docs/results/dims-d8-m
 	$(DIMS) --algos drl --variants mf --dim 8 --out docs/results/dims-d8-drl
 	$(DIMS) --algos b --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --out docs/results/dims-d16-cv
