@@ -68,6 +68,12 @@ class LQProblem:
                 + self.c3 + self.c5_tilde)
 
     @property
+    def lions(self):
+        """L = c̃5 − c̃1c̃2(1 − c̃2): E[∂f/∂m̃] = 2L·m̃ when the group's mean is m̃, so the
+        correction's first-order condition moves the agent's rest point by L·m̃ (half of it)."""
+        return self.c5_tilde - self.c1_tilde * self.c2_tilde * (1.0 - self.c2_tilde)
+
+    @property
     def discount(self):
         """γ = e^{−βΔt} (the paper's Algorithm 4 header writes e^{+βΔt}: a typo)."""
         return math.exp(-self.beta * self.dt)
@@ -180,9 +186,8 @@ class LQSolution:
         too: with the fraction w_global of the global term, half its derivative in m,
         −c1c2(x − c2m), adds −w_global·c1c2(1 − c2) to the denominator."""
         pb = self.problem
-        lions = pb.c5_tilde - pb.c1_tilde * pb.c2_tilde * (1.0 - pb.c2_tilde)
         own_global = -pb.c1 * pb.c2 * (1.0 - pb.c2)
-        return pb.c3 * pb.c4 / (pb.K - pb.c1 * pb.c2 - pb.c1_tilde * pb.c2_tilde + w * lions
+        return pb.c3 * pb.c4 / (pb.K - pb.c1 * pb.c2 - pb.c1_tilde * pb.c2_tilde + w * pb.lions
                                 + w_global * own_global)
 
     def value(self, x):

@@ -99,7 +99,7 @@ def ideal_single_agent(mf, steps, kappa, kappa_global=None, runs=1000, evaluatio
     and m̃ there, (evaluations, runs)."""
     pb = problem or LQProblem()
     sol = LQSolution.of(pb)
-    lions = (pb.c5_tilde - pb.c1_tilde * pb.c2_tilde * (1.0 - pb.c2_tilde)) if mf else 0.0
+    lions = pb.lions if mf else 0.0
     gain_global, gain_local = pb.c1 * pb.c2 / pb.K, (pb.c1_tilde * pb.c2_tilde - lions) / pb.K
     kappa_global = kappa if kappa_global is None else kappa_global
     rng = np.random.default_rng(seed)

@@ -148,13 +148,12 @@ def test_the_ideal_single_agent_swings_as_its_loop_predicts():
     at, local = ideal_single_agent(True, 6000, kappa, runs=4000, evaluations=6, peak=1.0, final=1.0)
     assert list(at) == [1000, 2000, 3000, 4000, 5000, 6000]
     late = local[-1]
-    lions = PB.c5_tilde - PB.c1_tilde * PB.c2_tilde * (1 - PB.c2_tilde)
     pull = 2 * sol.gamma2 * PB.dt
     q = np.diag([PB.sigma ** 2 * PB.dt, 0.0, 0.0])
     def spread(g_local, g_global):
         f = np.array([[1 - pull, pull * g_local, pull * g_global], [kappa, 1 - kappa, 0.0], [kappa, 0.0, 1 - kappa]])
         return solve_discrete_lyapunov(f, q)[1, 1]
-    looped = spread((PB.c1_tilde * PB.c2_tilde - lions) / PB.K, PB.c1 * PB.c2 / PB.K)
+    looped = spread((PB.c1_tilde * PB.c2_tilde - PB.lions) / PB.K, PB.c1 * PB.c2 / PB.K)
     assert late.var() == pytest.approx(looped, rel=0.1)
     assert spread(0.0, 0.0) < looped / 2
     assert abs(late.mean() - sol.mean) < 4 * np.sqrt(looped / late.size)
