@@ -44,7 +44,7 @@ reproduce: $(STAMP)
 
 # every committed report again from the runs it keeps (docs/results/**/runs/), in place: after
 # a change to `report`. The runs are not retrained, so nothing but the report's own output
-# can change. About 3 minutes on one core.
+# can change, each with the figures it drew (those a page shows). About 3 minutes on one core.
 REPORT_DIRS = $(patsubst %/runs,%,$(wildcard docs/results/*/runs docs/results/*/*/runs))
 reports: $(STAMP)
 	$(PY) run_experiments.py report --again $(REPORT_DIRS)

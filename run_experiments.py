@@ -563,8 +563,12 @@ def _control_error(record, mf):
     return record[key] if key in record else record["control_rmse_mfg"]
 
 
-def make_figures(summary, runs):
-    """The report's four figures, {file name: PNG bytes}:
+# The report's figures by name (NAME.png); --figures draws some of them, or none.
+FIGURES = ("learning_curves", "settled", "laws", "controls")
+
+
+def make_figures(summary, runs, names=FIGURES):
+    """The report's figures that `names` names (FIGURES: all four), {file name: PNG bytes}:
 
         learning_curves.png  per row, the local mean against training steps on the lines
                              of m* and m_mfg (d > 1: the worst coordinate's distance, _position),
@@ -581,9 +585,6 @@ def make_figures(summary, runs):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     problem = runs[0]["config"].problem
-    sol, dim = problem.solution(), problem.dim
-    means = (sol.mean, sol.mean_mfg) if dim == 1 else None
-    first = lambda v: float(np.atleast_1d(v)[0])  # noqa: E731  coordinate 0's, for its marginal
     by_label = {label: [r for r in runs if r["label"] == label] for label in summary}
     # one colour per algorithm and --set values; with the correction, the same colour dashed
     bases = list(dict.fromkeys(label.replace("+mf", "", 1) for label in by_label))
@@ -591,8 +592,20 @@ def make_figures(summary, runs):
     for label, rs in by_label.items():
         i = bases.index(label.replace("+mf", "", 1))
         style[label] = dict(color=f"C{i % 10}", linestyle="--" if rs[0]["config"].mf_correction else "-")
-    files = {}
+    draw = {"learning_curves": _learning_curves_png, "settled": _settled_png, "laws": _laws_png,
+            "controls": _controls_png}
+    return {f"{name}.png": draw[name](plt, summary, by_label, style, problem) for name in FIGURES if name in names}
 
+
+def _figure_context(problem):
+    """What every figure reads of the problem: its solution, d, and (d = 1) the two
+    equilibria's means."""
+    sol = problem.solution()
+    return sol, problem.dim, ((sol.mean, sol.mean_mfg) if problem.dim == 1 else None)
+
+
+def _learning_curves_png(plt, summary, by_label, style, problem):
+    sol, dim, means = _figure_context(problem)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for label, rs in by_label.items():
         n = min(len(r["history"]) for r in rs)
@@ -620,8 +633,12 @@ def make_figures(summary, runs):
     for ax in axes:
         ax.set_xlabel("training step")
     axes[0].legend(fontsize=7, ncol=2 if len(by_label) > 6 else 1)
-    files["learning_curves.png"] = _png(fig)
+    return _png(fig)
 
+
+def _settled_png(plt, summary, by_label, style, problem):
+    sol, dim, means = _figure_context(problem)
+    lo, hi = sorted(means) if dim == 1 else (None, None)
     labels = list(by_label)
     # where the runs' rests are drawn, farther ones at its edges: in d > 1 dimensions the
     # late window's median of the worst coordinate's distance to the row's equilibrium
@@ -666,8 +683,12 @@ def make_figures(summary, runs):
         axes[1].set_xlabel("the worst coordinate's distance to its equilibrium's mean, median over the late window")
     axes[1].set_xlim(*window)
     axes[1].legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    files["settled.png"] = _png(fig)
+    return _png(fig)
 
+
+def _laws_png(plt, summary, by_label, style, problem):
+    sol, dim, _ = _figure_context(problem)
+    first = lambda v: float(np.atleast_1d(v)[0])  # noqa: E731  coordinate 0's, for its marginal
     fig, axes = _panels(plt, len(by_label))
     for ax, (label, rs) in zip(axes, by_label.items()):
         samples = np.concatenate([r["curves"]["local_samples"].reshape(len(r["curves"]["local_samples"]), -1)[:, 0]
@@ -687,9 +708,12 @@ def make_figures(summary, runs):
                     "k", ls=ls, lw=1.3, label=f"closed form {name}")
         ax.set_xlim(a, b)
         ax.set_title(label, fontsize=9)
-    files["laws.png"] = _panels_png(fig, axes, "The local law: learned against the closed form" + (
+    return _panels_png(fig, axes, "The local law: learned against the closed form" + (
         "" if dim == 1 else " (the first coordinate's marginal)"))
 
+
+def _controls_png(plt, summary, by_label, style, problem):
+    sol, dim, _ = _figure_context(problem)
     fig, axes = _panels(plt, len(by_label))
     for ax, (label, rs) in zip(axes, by_label.items()):
         grid = rs[0]["curves"]["grid"]
@@ -699,19 +723,36 @@ def make_figures(summary, runs):
         ax.plot(grid, sol.control(points)[:, 0], "k", lw=1.3, label="α̂ (MFCG)")
         ax.plot(grid, sol.control_mfg(points)[:, 0], "k:", lw=1.3, label="Nash control")
         ax.set_title(label, fontsize=9)
-    files["controls.png"] = _panels_png(fig, axes, "The learned control against the closed form" + (
+    return _panels_png(fig, axes, "The learned control against the closed form" + (
         "" if dim == 1 else ": the first action along the first coordinate, the others at m*"))
-    return files
 
 
 def cmd_report(args):
     if not args.again:
-        return report(args.dirs, args.out or "results", args.allow_mixed_presets)
+        return report(args.dirs, args.out or "results", args.allow_mixed_presets, args.figures)
     if args.out:
         raise UsageError("--again reports each folder into itself: it takes no --out")
     for folder in args.dirs:
-        report(kept_runs(folder), folder, allow_mixed_presets=True)
+        report(kept_runs(folder), folder, allow_mixed_presets=True, figures=args.figures)
     return 0
+
+
+def parse_figures(text):
+    """--figures: names from FIGURES, comma-separated, or 'none'."""
+    names = [] if text == "none" else text.split(",")
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected 'none' or distinct names from {', '.join(FIGURES)}, got {text!r}")
+    return tuple(names)
+
+
+def figures_drawn(out):
+    """The figures the report already in `out` drew (its summary.json's files), or all of
+    FIGURES where `out` holds no report: what a report into `out` draws unless told."""
+    if not os.path.exists(os.path.join(out, "summary.json")):
+        return FIGURES
+    files = set(rundir.report_files(out))
+    return tuple(name for name in FIGURES if f"{name}.png" in files)
 
 
 def kept_runs(folder):
@@ -731,8 +772,9 @@ def kept_runs(folder):
     return [os.path.join(folder, c) for c in copies]
 
 
-def report(paths, out, allow_mixed_presets=False):
-    """The table, the figures and the runs' copies of these runs into `out` (report)."""
+def report(paths, out, allow_mixed_presets=False, figures=None):
+    """The table, the figures (`figures`, names from FIGURES; None: those the report
+    already in `out` drew, figures_drawn) and the runs' copies of these runs into `out`."""
     dirs, seen = [], set()
     for d in paths:  # each run once, however it is spelled (D, D/, ./D, D/run.npz)
         where = os.path.realpath(os.path.join(d, RUN_FILE) if os.path.isdir(d) else d)
@@ -753,7 +795,7 @@ def report(paths, out, allow_mixed_presets=False):
     copies = run_copies(runs)
     summary = summarise(runs)  # every reading and computing before anything in --out changes
     outputs = {"RESULTS.md": results_table(summary, runs[0]["config"].problem).encode(),
-               **make_figures(summary, runs)}
+               **make_figures(summary, runs, figures_drawn(out) if figures is None else figures)}
     write_report_dir(out, copies, outputs, {"presets": presets, "runs": [r["path"] for r in runs],
                                             "copies": list(copies), "algorithms": summary}, mfcg.Config)
     print(f"report: {len(runs)} runs → {out}/RESULTS.md, summary.json, {len(outputs) - 1} figures, "
@@ -933,7 +975,7 @@ def cmd_reproduce(args):
     failed = run_processes(jobs, args.jobs, "reproduce")
     if failed:
         raise UsageError(f"{len(failed)} run(s) failed, see {', '.join(f + '.log' for f in failed)}")
-    return report(dirs, args.out)
+    return report(dirs, args.out, figures=args.figures)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1289,6 +1331,12 @@ def _problem_options(parser):
                              "(mfcg.rotated_problem; default: off)")
 
 
+def _figures_option(parser):
+    parser.add_argument("--figures", type=parse_figures, metavar="NAMES",
+                        help=f"the figures to draw, comma-separated from {', '.join(FIGURES)}, or 'none' "
+                             f"(default: those the report already in the folder drew; all for a new one)")
+
+
 def build_parser():
     p = _Parser(prog="run_experiments.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -1323,6 +1371,7 @@ def build_parser():
     rep.add_argument("--again", action="store_true",
                      help="report each given report folder again from the runs it keeps, into "
                           "itself (default: off)")
+    _figures_option(rep)
     rp = sub.add_parser("reproduce", help="every algorithm × seed, in parallel, then report",
                         description="Train every algorithm × variant × seed (× --set value) as its own "
                                     "process, J at a time, reusing finished runs and resuming "
@@ -1348,6 +1397,7 @@ def build_parser():
     rp.add_argument("--out", default="results", help="where the report goes (default: results)")
     rp.add_argument("--dry-run", action="store_true",
                     help="print each run's command, one per line, and run nothing (default: off)")
+    _figures_option(rp)
     b = sub.add_parser("bench", help="steps/s at the paper's sizes, with a per-phase breakdown",
                        description="Steps/s of each algorithm and its milliseconds per step by phase, "
                                    "on this machine's device: bench.json and BENCH.md.")

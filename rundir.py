@@ -855,7 +855,7 @@ def write_report_dir(out, copies, outputs, summary, config_class):
     Returns the names written."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file, not a directory")
-    listed = {os.path.normpath(f) for f in _old_report_files(out) if _stays_inside(out, f)}
+    listed = {os.path.normpath(f) for f in report_files(out) if _stays_inside(out, f)}
     kept = {os.path.normpath(where): content for where, content in copies.items()}
     dropped = sorted(f for f in listed if f.startswith("runs" + os.sep) and f.count(os.sep) >= 2
                      and _kept_as(f) not in kept and os.path.exists(os.path.join(out, f)))
@@ -903,8 +903,9 @@ def write_report_dir(out, copies, outputs, summary, config_class):
     return names
 
 
-def _old_report_files(out):
-    """The files a report already in `out` lists in its summary.json ([] if none)."""
+def report_files(out):
+    """The files a report already in `out` lists in its summary.json ([] if none; a
+    summary.json from before it listed them: its figures)."""
     old = os.path.join(out, "summary.json")
     if not os.path.exists(old):
         return []

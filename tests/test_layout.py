@@ -1,6 +1,7 @@
 """How the project is laid out for its readers: imports that run one way, a command line
 whose every option says what it does and its default, seeds as a count, a range or a
-list, and a dry run that prints each run's command."""
+list, a dry run that prints each run's command, and a results tree that keeps only the
+figures a page shows."""
 import argparse
 import ast
 import os
@@ -96,3 +97,20 @@ def test_a_dry_run_prints_each_run_and_runs_nothing(tmp_path):
                                               dict(s.split("=") for s in args.set))
     assert made == {(a, s, (f"langevin_steps={L}",)) for a in "bm" for s in (20, 21) for L in (3, 5)}
     assert "8 run(s) to do, 0 finished" in p.stderr
+
+
+def test_every_committed_figure_is_shown_on_a_page():
+    """A figure under docs/results that no page (README.md, docs/*.md) shows is weight
+    without a reader: `report --figures` draws only those a page names."""
+    import re
+    pages = [os.path.join(ROOT, "README.md")] + [os.path.join(ROOT, "docs", f)
+                                                 for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md")]
+    shown = set()
+    for page in pages:
+        with open(page) as fh:
+            for link in re.findall(r"\(([^)\s]+\.png)\)", fh.read()):
+                shown.add(os.path.normpath(os.path.join(os.path.dirname(page), link)))
+    figures = {os.path.join(top, f) for top, _, files in os.walk(os.path.join(ROOT, "docs", "results"))
+               for f in files if f.endswith(".png")}
+    assert shown <= figures, f"a page shows a missing figure: {sorted(shown - figures)[:3]}"
+    assert not figures - shown, f"{len(figures - shown)} figures no page shows, e.g. {sorted(figures - shown)[:3]}"

@@ -293,6 +293,32 @@ def test_report_again_remakes_a_report_from_its_copies(tmp_path, finished):
     assert _one_line_error(("report", "--again", "res"), "res/summary.json lists no copies of its runs")
 
 
+def test_report_draws_the_figures_it_is_told_and_keeps_to_them(tmp_path, finished):
+    """--figures draws those figures only and removes the ones an earlier report there drew;
+    a report into that folder again, told nothing (--again too), draws the same ones; 'none'
+    draws none; an unknown name is one line before anything changes."""
+    _copy_run(finished / "b0", tmp_path / "b0")
+    pngs = lambda: sorted(f for f in os.listdir(tmp_path / "res") if f.endswith(".png"))  # noqa: E731
+    assert cli("report", "b0", "--out", "res", cwd=tmp_path)[0] == 0
+    assert pngs() == ["controls.png", "laws.png", "learning_curves.png", "settled.png"]  # a new folder: all
+    code, _, err = cli("report", "b0", "--out", "res", "--figures", "settled,laws", cwd=tmp_path)
+    assert code == 0, err
+    assert pngs() == ["laws.png", "settled.png"]
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    assert [f for f in summary["files"] if f.endswith(".png")] == ["laws.png", "settled.png"]
+    assert cli("report", "b0", "--out", "res", cwd=tmp_path)[0] == 0
+    assert pngs() == ["laws.png", "settled.png"]
+    assert cli("report", "--again", "res", cwd=tmp_path)[0] == 0
+    assert pngs() == ["laws.png", "settled.png"]
+    assert cli("report", "--again", "res", "--figures", "none", cwd=tmp_path)[0] == 0
+    assert pngs() == [] and (tmp_path / "res" / "RESULTS.md").exists()
+    assert cli("report", "--again", "res", cwd=tmp_path)[0] == 0
+    assert pngs() == []
+    code, _, err = cli("report", "--again", "res", "--figures", "laws,law", cwd=tmp_path)
+    assert code == 2 and "--figures: expected 'none' or distinct names from" in one_line(err)
+    assert pngs() == []
+
+
 def test_report_out_that_is_a_file(tmp_path, finished):
     _copy_run(finished / "b0", tmp_path / "b0")
     (tmp_path / "afile").write_text("x")
