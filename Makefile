@@ -193,7 +193,7 @@ single-checkpoint: $(STAMP)
 	mkdir -p docs/results/single/checkpoints
 	cp runs/single-checkpoint/ac+mf-s1/checkpoint.npz docs/results/single/checkpoints/ac+mf-s1-150000.npz
 
-# the ideal single agent's rate of success by memory and steps (docs/single-agent.md): about 10 minutes
+# the ideal single agent's rate of success by memory and steps (docs/single-agent.md): about 13 minutes
 single-bound: $(STAMP)
 	mkdir -p docs/results/single-bound
 	PYTHONPATH=. $(PY) tests/lq_linear_learner.py > docs/results/single-bound/BOUND.md.tmp
