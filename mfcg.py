@@ -433,6 +433,8 @@ class Config:
                                     # critic's values do not grow with the dimension (reward_scale)
     actor_zero_mean: bool = False   # the actor's mean head (Wm, bm) starts at 0: the first actions are
                                     # exploration alone, no random map of x pushes agents apart
+    critic_zero_init: bool = False  # the critic's output layer (W2, b2) starts at 0: V starts flat, and
+                                    # the pathwise actor's first slopes are learned, not drawn
     td_control_variate: bool = False  # subtract ∇T(x)·(the step's noise) from the TD target
                                     # (noise_control_variate): its mean is zero, its variance most
                                     # of the target's
@@ -624,9 +626,12 @@ def init_state(cfg, xp=None):
     actor = nets.init_actor(d, d, host, cfg.hidden_actor, dtype, xp)
     if cfg.actor_zero_mean:  # drawn, then zeroed: the other networks' draws stay as they were
         actor["Wm"], actor["bm"] = xp.zeros_like(actor["Wm"]), xp.zeros_like(actor["bm"])
+    critic = nets.init_critic(d, host, cfg.hidden_critic, dtype, xp)
+    if cfg.critic_zero_init:  # drawn, then zeroed, as the actor's mean head above
+        critic["W2"], critic["b2"] = xp.zeros_like(critic["W2"]), xp.zeros_like(critic["b2"])
     params = {
         "actor": network(actor),
-        "critic": network(nets.init_critic(d, host, cfg.hidden_critic, dtype, xp)),
+        "critic": network(critic),
         "score_global": network(nets.init_score(d, host, cfg.hidden_score, dtype, xp)),
         "score_local": network(nets.init_score(d, host, cfg.hidden_score, dtype, xp)),
     }

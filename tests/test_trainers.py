@@ -738,6 +738,19 @@ def test_a_zero_mean_actor_starts_at_no_action_and_changes_nothing_else():
     assert {"actor.Wm", "actor.bm"} <= _changed(_arrays(mfcg.init_state(replace(cfg, actor_zero_mean=True))), after)
 
 
+def test_a_zero_critic_starts_flat_and_changes_nothing_else():
+    """critic_zero_init zeroes the critic's output layer (and so its target's) alone: V and
+    its slope start at 0 everywhere, every other initial array is as without it, and a step
+    moves the output layer (then the hidden layer can learn: its gradient goes through W2)."""
+    cfg = tiny("b", dim=3, actor_gradient="pathwise", target_every=200)
+    plain, zero = mfcg.init_state(cfg), mfcg.init_state(replace(cfg, critic_zero_init=True))
+    assert _changed(_arrays(plain), _arrays(zero)) == {"critic.W2", "critic.b2", "target.W2", "target.b2"}
+    v, slope = nets.critic_value_and_input_grad(zero["params"]["critic"], zero["x"])
+    assert not np.any(al.to_numpy(v)) and not np.any(al.to_numpy(slope))
+    after = _arrays(mfcg.train(replace(cfg, critic_zero_init=True, steps=2), zero))
+    assert {"critic.W2", "critic.b2", "critic.W1"} <= _changed(_arrays(mfcg.init_state(replace(cfg, critic_zero_init=True))), after)
+
+
 def test_evaluation_chains_default_to_the_pools_size_and_only_change_the_evaluation():
     """eval_chains = 0 draws the pools' n_samples fresh chains, the same numbers as naming
     that count; another count changes each law's samples, not a trained weight."""
