@@ -221,7 +221,7 @@ dims-study: $(STAMP)
 	$(DIMS) --algos drl --variants mf --dim 8 --out docs/results/dims-d8-drl
 	$(DIMS) --algos b --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --out docs/results/dims-d16-cv
 	$(DIMS) --algos b --variants mf $(DIMS16) --set lr_critic=4e-4 --out docs/results/dims-d16-critic-x2
-	$(DIMS) --algos m --variants mf $(DIMS16) --seeds 2 --set td_control_variate=true --out docs/results/dims-d16-m
+	$(DIMS) --algos m --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --out docs/results/dims-d16-m
 	$(DIMS) --algos b --variants mf $(DIMS16) --set td_control_variate=true --set hutchinson=true \
 		--out docs/results/dims-d16-hutchinson
 	$(DIMS) --algos b --variants mf --dim 32 --seeds 1 --set lr_critic=4e-4 --set eval_chains=4000 \
