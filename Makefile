@@ -199,11 +199,11 @@ single-bound: $(STAMP)
 	PYTHONPATH=. $(PY) tests/lq_linear_learner.py > docs/results/single-bound/BOUND.md.tmp
 	mv docs/results/single-bound/BOUND.md.tmp docs/results/single-bound/BOUND.md
 
-# the dims preset's study (docs/dimensions.md): B in d = 2, 4, 8 (both variants), 16 and 32
+# the dims preset's study (docs/dimensions.md): B in d = 2, 4, 8 (both variants), 16, 32 and 64
 # (rotated at 8), M and DRL at 8, each change undone at d = 8; at d = 16 and rotated the TD
 # target's control variate or the critic's rate x2, with 4,000 evaluation chains, and at d = 16
-# Hutchinson's trace; then the table over d. 2-10 minutes a run, two at a time on 2 cores;
-# resumable like the others.
+# Hutchinson's trace; at d = 32 and 64 walls at ±4 and a slower local score, each undone at 32;
+# then the table over d. 2-15 minutes a run, two at a time on 2 cores; resumable like the others.
 DIMS = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs
 DIMS16 = --dim 16 --set eval_chains=4000
 dims-study: $(STAMP)
@@ -232,6 +232,8 @@ dims-study: $(STAMP)
 		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-local
 	$(DIMS) --algos b --variants mf --dim 32 --seeds 3 --set eval_chains=4000 --set antithetic=false \
 		--set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-local-no-cv
+	$(DIMS) --algos b --variants mf --dim 64 --seeds 2 --set td_control_variate=true --set eval_chains=4000 \
+		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d64
 	for s in actor_gradient=score per_coordinate=false lr_actor=1e-4; do \
 		$(DIMS) --algos b --variants mf --dim 8 --set $$s --out runs/report-dims-$$s || exit 1; done
 	$(REPORT) runs/dims/b+mf_d-8_actor_gradient-score-s? runs/dims/b+mf_d-8_per_coordinate-False-s? \
