@@ -892,7 +892,8 @@ def scaling_figure(rows):
     for row in rows:
         name = f"{row['learner']} [{row['preset']}]"
         i = learners.index(name)
-        style = dict(color=f"C{i % 10}", marker="o" if "+mf" in row["learner"] else "s", alpha=0.7, ls="none")
+        marker = ("o", "s") if i < 10 else ("^", "D")   # beyond ten learners the colours repeat
+        style = dict(color=f"C{i % 10}", marker=marker[0] if "+mf" in row["learner"] else marker[1], alpha=0.7, ls="none")
         label = None if name in labelled else name   # each learner once in the legend
         labelled.add(name)
         jitter = row["dim"] * (1 + 0.04 * (i - (len(learners) - 1) / 2))
@@ -907,7 +908,8 @@ def scaling_figure(rows):
         ax.set_yscale("log")
         ax.set_xlabel("dimension d")
         ax.set_title(f"{title}\n(median over each run's last {LATE_PART:.0%}; one point per run)", fontsize=10)
-    axes[0].legend(fontsize=7)
+    handles, names = axes[0].get_legend_handles_labels()   # below both panels: it covers no point
+    fig.legend(handles, names, fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)
     return _png(fig)
 
 
