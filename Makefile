@@ -228,7 +228,7 @@ dims-study: $(STAMP)
 		--out docs/results/dims-d32
 	$(DIMS) --algos b --variants mf --dim 32 --set td_control_variate=true --set eval_chains=4000 \
 		--set antithetic=false --set restart_beyond=4 --out docs/results/dims-d32-restart
-	$(DIMS) --algos b --variants mf --dim 32 --set td_control_variate=true --set eval_chains=4000 \
+	$(DIMS) --algos b --variants mf --dim 32 --seeds 10 --set td_control_variate=true --set eval_chains=4000 \
 		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-local
 	$(DIMS) --algos b --variants mf --dim 32 --seeds 3 --set eval_chains=4000 --set antithetic=false \
 		--set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-local-no-cv
