@@ -79,6 +79,15 @@ def settled_mean_private(kappa, problem=None, kappa_global=0.0):
     return weight(kappa), LQSolution.of(pb).mean_own_influence(weight(kappa), weight(kappa_global))
 
 
+def loop_gains(mf, problem=None):
+    """(g_global, g_local): how far a shift of the ideal agent's estimate of m, and of m̃,
+    moves the centre its best response pulls it to, c(m, m̃) = (c3c4 + c1c2·m + (c̃1c̃2 − L)·m̃)/K,
+    with L the half Lions term the correction adds (0 without it). Their sum is the loop's
+    gain g: 0.60 with the correction, 0.87 without."""
+    pb = problem or LQProblem()
+    return pb.c1 * pb.c2 / pb.K, (pb.c1_tilde * pb.c2_tilde - (pb.lions if mf else 0.0)) / pb.K
+
+
 def ideal_single_agent(mf, steps, kappa, kappa_global=None, runs=1000, evaluations=40, seed=0, problem=None,
                        peak=1.0, final=0.05):
     """A single agent that knows its best response and learns nothing else: the bound on
@@ -104,8 +113,7 @@ def ideal_single_agent(mf, steps, kappa, kappa_global=None, runs=1000, evaluatio
     and m̃ there, (evaluations, runs)."""
     pb = problem or LQProblem()
     sol = LQSolution.of(pb)
-    lions = pb.lions if mf else 0.0
-    gain_global, gain_local = pb.c1 * pb.c2 / pb.K, (pb.c1_tilde * pb.c2_tilde - lions) / pb.K
+    gain_global, gain_local = loop_gains(mf, pb)
     kappa_global = kappa if kappa_global is None else kappa_global
     average = kappa == "average"
     if average and kappa_global != "average":
@@ -144,7 +152,7 @@ def average_memory_sd(mf, n, problem=None):
     the efficient one), so no single agent whose estimates are learned from its own states
     can rest nearer μ than this (docs/single-agent.md)."""
     pb = problem or LQProblem()
-    gain = (pb.c1 * pb.c2 + pb.c1_tilde * pb.c2_tilde - (pb.lions if mf else 0.0)) / pb.K
+    gain = sum(loop_gains(mf, pb))
     pull = 2.0 * LQSolution.of(pb).gamma2 * pb.dt
     return pb.sigma * np.sqrt(pb.dt) / (pull * (1.0 - gain) * np.sqrt(n))
 
