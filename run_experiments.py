@@ -15,7 +15,7 @@ number of finished runs into a table, four figures and a compact copy of each ru
 `report --again` remakes a report from the copies it keeps; `reproduce` runs every
 algorithm × seed as independent processes (or prints their commands), then reports;
 `bench` measures steps/s and where a step's time goes; `memory` measures how much of the
-group's term AC's own score network passes to its agent. `--set` changes one Config field
+group's terms AC's own score networks pass to its agent. `--set` changes one Config field
 of the preset (`reproduce` sweeps a list of values); the field and its value become part
 of the run's label, so `report` keeps such runs apart. Runs never overwrite each other: an
 existing directory is only continued, with --resume. `--help` on each command lists its
@@ -1201,17 +1201,20 @@ def _fork(state):
 
 def score_memory(cfg, gain, warmup=20_000, reps=8, horizon=1000, gap=500, shift=0.1,
                  langevin_steps=None):
-    """Step response of AC's local mean m̃ to its agent's states, as train_ac computes m̃:
-    each step one score update at the agent's state, then a Langevin refresh (L4–8).
+    """Step responses of AC's local mean m̃ and global mean m to its agent's states, as
+    train_ac computes them: each step one score update of both networks at the agent's
+    state, then a Langevin refresh (L4–8). One agent's global law is learned from its own
+    states as well, so part of the global term enters its return too (w_global).
 
     The agent follows the MFCG control α̂ (so its states are those of the solution). After
     `warmup` steps the networks have learned the agent's law. Then, `reps` times, the
     pipeline runs `gap` steps and forks: the main chain goes on with the agent's states,
     a copy with the same states shifted by `shift`, both fed the same random numbers, for
-    `horizon` steps; the difference of their m̃, per unit shift, is one step response. The
-    main chain then goes on from where it is, so the forks' windows do not overlap. Rates
-    are the config's times `gain` (constant); `langevin_steps` overrides the iterations
-    per refresh after the warm-up. Returns the step responses, (reps, horizon)."""
+    `horizon` steps; the difference of their m̃ (and of their m), per unit shift, is one
+    step response. The main chain then goes on from where it is, so the forks' windows do
+    not overlap. Rates are the config's times `gain` (constant); `langevin_steps` overrides
+    the iterations per refresh after the warm-up. Returns the step responses of m̃ and of
+    m, each (reps, horizon)."""
     pb, sol, xp = cfg.problem, mfcg.LQSolution.of(cfg.problem), mfcg.get_xp()
     lrs = {"score_global": gain * cfg.lr_global, "score_local": gain * cfg.lr_local}
     state = mfcg.init_state(cfg)
@@ -1220,7 +1223,8 @@ def score_memory(cfg, gain, warmup=20_000, reps=8, horizon=1000, gap=500, shift=
     def advance(st, x_in, n, run_cfg):
         rng = mfcg.make_rng((cfg.seed, n, STREAM_MEMORY_SCORES), xp)
         mfcg.score_update(st, run_cfg, x_in, lrs, rng)
-        return float(mfcg.langevin_refresh(st, run_cfg, rng).m_tilde[0])
+        field = mfcg.langevin_refresh(st, run_cfg, rng)
+        return np.array([float(field.m_tilde[0]), float(field.m[0])])
 
     def agent_step(x, n):
         return pb.step(x, sol.control(x), mfcg.make_rng((cfg.seed, n, STREAM_MEMORY_AGENT), xp))
@@ -1241,13 +1245,15 @@ def score_memory(cfg, gain, warmup=20_000, reps=8, horizon=1000, gap=500, shift=
             response.append((m1 - m0) / shift)
             x, n = agent_step(x, n), n + 1
         responses.append(response)
-    return np.array(responses)
+    responses = np.array(responses)
+    return responses[..., 0], responses[..., 1]
 
 
 def cmd_memory(args):
-    """Measure w for AC's local score network at the schedule's rate levels and write
-    memory.json and MEMORY.md: w and the settled mean μ(w) it predicts, plain and with the
-    correction (μ(1 + w): the correction adds the group's whole term)."""
+    """Measure w (the local score network's memory) and w_global (the global one's) for AC
+    at the schedule's rate levels and write memory.json and MEMORY.md, with the settled
+    means they predict: μ(w, w_global) plain and μ(1 + w, w_global) with the correction,
+    which adds the group's whole term (LQSolution.mean_own_influence)."""
     if args.reps < 2:
         raise UsageError(f"--reps must be at least 2 (a standard error needs two forks), got {args.reps}")
     if os.path.exists(os.path.join(args.out, "memory.json")):
@@ -1258,33 +1264,39 @@ def cmd_memory(args):
     rows = []
     for gain in MEMORY_GAINS:
         t0 = time.perf_counter()
-        responses = score_memory(cfg, gain, warmup=args.warmup, reps=args.reps,
-                                 horizon=args.horizon, langevin_steps=args.langevin_steps)
-        ws = [memory_weight(r, gamma) for r in responses]      # w is linear in the response
-        w, mean = float(np.mean(ws)), responses.mean(axis=0)
-        rows.append({"gain": gain, "w": w, "w_stderr": float(np.std(ws, ddof=1) / math.sqrt(len(ws))),
-                     "w_per_fork": ws, "mu_plain": sol.mean_own_influence(w),
-                     "mu_mf": sol.mean_own_influence(1 + w),
-                     "s_at": {str(j): float(mean[j]) for j in (0, 10, 100, len(mean) - 1) if j < len(mean)},
-                     "seconds": time.perf_counter() - t0})
-        print(f"memory: gain {gain}: w = {w:.4f} ± {rows[-1]['w_stderr']:.4f}, "
-              f"μ(w) = {rows[-1]['mu_plain']:.3f}", flush=True)
+        local, glob = score_memory(cfg, gain, warmup=args.warmup, reps=args.reps,
+                                   horizon=args.horizon, langevin_steps=args.langevin_steps)
+        row = {"gain": gain}
+        for key, responses in (("w", local), ("w_global", glob)):
+            ws = [memory_weight(r, gamma) for r in responses]      # w is linear in the response
+            row.update({key: float(np.mean(ws)), f"{key}_stderr": float(np.std(ws, ddof=1) / math.sqrt(len(ws))),
+                        f"{key}_per_fork": ws})
+        w, w_g, mean = row["w"], row["w_global"], local.mean(axis=0)
+        row.update({"mu_plain": sol.mean_own_influence(w, w_g), "mu_mf": sol.mean_own_influence(1 + w, w_g),
+                    "s_at": {str(j): float(mean[j]) for j in (0, 10, 100, len(mean) - 1) if j < len(mean)},
+                    "seconds": time.perf_counter() - t0})
+        rows.append(row)
+        print(f"memory: gain {gain}: w = {w:.4f} ± {row['w_stderr']:.4f}, w_global = {w_g:.4f} ± "
+              f"{row['w_global_stderr']:.4f}, μ(w, w_global) = {row['mu_plain']:.3f}", flush=True)
     os.makedirs(args.out, exist_ok=True)
     write_json(os.path.join(args.out, "memory.json"), {"preset": args.preset, "seed": args.seed,
         "warmup": args.warmup, "reps": args.reps, "horizon": args.horizon,
         "langevin_steps": iterations, "rows": rows,
         "m_star": sol.mean, "m_mfg": sol.mean_mfg})
-    lines = [f"# Memory of AC's local score network ({args.preset} preset, seed {args.seed}, "
+    lines = [f"# Memory of AC's score networks ({args.preset} preset, seed {args.seed}, "
              f"{iterations} Langevin iterations per refresh)", "",
-             "w = Σ γʲ h_j from the mean step response s_j of m̃ to a 0.1 shift of the agent's "
-             "states, per unit shift, over the forks (± its standard error; the range of w over "
-             "the forks beside it); μ is the settled mean it predicts.", "",
-             "| rates × | w | w, range over forks | s₀ | s₁₀ | s₁₀₀ | s at the horizon | μ(w), plain | μ(1 + w), +mf |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "w = Σ γʲ h_j from the mean step response s_j of the local mean m̃ to a 0.1 shift of the "
+             "agent's states, per unit shift, over the forks (± its standard error; the range over the "
+             "forks beside it); w_g the same for the global mean m, which one agent also learns from its "
+             "own states; μ is the settled mean they predict (s_j: m̃'s response).", "",
+             "| rates × | w | w, range over forks | w_g | w_g, range over forks | s₁₀ | s₁₀₀ | s at the horizon "
+             "| μ(w, w_g), plain | μ(1 + w, w_g), +mf |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        s_at = [r["s_at"].get(str(j)) for j in (0, 10, 100, args.horizon - 1)]
-        lines.append(f"| {r['gain']} | {r['w']:.3f} ± {r['w_stderr']:.3f} | {min(r['w_per_fork']):.3f} to "
-                     f"{max(r['w_per_fork']):.3f} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in s_at)
+        s_at = [r["s_at"].get(str(j)) for j in (10, 100, args.horizon - 1)]
+        spread = " | ".join(f"{r[k]:.3f} ± {r[k + '_stderr']:.3f} | {min(r[k + '_per_fork']):.3f} to "
+                            f"{max(r[k + '_per_fork']):.3f}" for k in ("w", "w_global"))
+        lines.append(f"| {r['gain']} | {spread} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in s_at)
                      + f" | {r['mu_plain']:.3f} | {r['mu_mf']:.3f} |")
     lines += ["", f"m* = {sol.mean:.3f}, m_mfg = {sol.mean_mfg:.3f}."]
     write_text(os.path.join(args.out, "MEMORY.md"), "\n".join(lines) + "\n")
@@ -1424,10 +1436,11 @@ def build_parser():
                                     "step, the worst coordinate's errors, steps/s and peak memory.")
     sc.add_argument("dirs", nargs="+", metavar="REPORT", help="report folders (each made by report or reproduce)")
     sc.add_argument("--out", default="results/scaling", help="where the files go (default: results/scaling)")
-    mem = sub.add_parser("memory", help="the memory w of AC's local score network, and the "
-                                        "settled mean it predicts",
-                         description="How much of the group's term AC's own local score network passes "
-                                     "to its agent (w), at three rate levels: memory.json and MEMORY.md.")
+    mem = sub.add_parser("memory", help="the memory of AC's score networks (w local, w_g global), and "
+                                        "the settled mean they predict",
+                         description="How much of the group's terms AC's own score networks pass to its "
+                                     "agent (w local, w_g global), at three rate levels: memory.json and "
+                                     "MEMORY.md.")
     mem.add_argument("--preset", default="lean", choices=mfcg.PRESETS, metavar="PRESET",
                      help=f"the named settings: {presets} (default: lean)")
     mem.add_argument("--seed", type=int, default=0, help="the random seed (default: 0)")

@@ -325,7 +325,9 @@ def test_memory_writes_its_table_and_never_overwrites_it(tmp_path):
     assert code == 0, err
     saved = _json(tmp_path / "mem" / "memory.json")
     assert [r["gain"] for r in saved["rows"]] == [0.25, 1.0, 10.0]
-    assert all(np.isfinite(r["w"]) and len(r["w_per_fork"]) == 2 for r in saved["rows"])
+    assert all(np.isfinite(r[k]) and len(r[f"{k}_per_fork"]) == 2 for r in saved["rows"] for k in ("w", "w_global"))
+    sol = mfcg.LQSolution.of(mfcg.LQProblem())
+    assert all(r["mu_plain"] == sol.mean_own_influence(r["w"], r["w_global"]) for r in saved["rows"])
     before = (tmp_path / "mem" / "memory.json").read_bytes()
     _one_line_error(*cli(*args, cwd=tmp_path)[::2], "mem holds a memory measurement already")
     assert (tmp_path / "mem" / "memory.json").read_bytes() == before

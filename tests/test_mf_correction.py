@@ -1,5 +1,7 @@
 """The mean-field correction: its value, and which equilibrium learners reach with and
 without it (docs/benchmark.md §3): the linear learner in seconds, deep M on the quick preset."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.linalg import solve_discrete_lyapunov
@@ -128,14 +130,18 @@ def test_memory_weight_of_a_moving_average_step_response(kappa):
 
 def test_memory_forks_agree_until_their_states_differ():
     """The two forks of score_memory copy the whole score pipeline and draw the same random
-    numbers, so a shift too small to change a float32 state leaves m̃ identical; a real
-    shift moves m̃ the same way as the states, by less than the shift within a few steps."""
+    numbers, so a shift too small to change a float32 state leaves m̃ and m identical; a
+    real shift moves both the same way as the states, by less than the shift within a few
+    steps."""
     from run_experiments import score_memory
-    cfg = mfcg.preset("lean", "ac", n_samples=64, hidden_score=16)
-    same = score_memory(cfg, 1.0, warmup=20, reps=2, horizon=5, gap=3, shift=1e-30)
-    assert same.shape == (2, 5) and np.all(same == 0.0)
-    moved = score_memory(cfg, 1.0, warmup=20, reps=2, horizon=5, gap=3, shift=0.1)
-    assert np.all(moved[:, 1:] > 0) and np.all(moved < 1), moved
+    cfg = mfcg.preset("lean", "ac", n_samples=64, hidden_score=16, lr_global=5e-4)  # lean's 1e-6: m stays
+    for same in score_memory(cfg, 1.0, warmup=20, reps=2, horizon=5, gap=3, shift=1e-30):  # m̃, m
+        assert same.shape == (2, 5) and np.all(same == 0.0)
+    for moved in score_memory(cfg, 1.0, warmup=20, reps=2, horizon=5, gap=3, shift=0.1):
+        assert np.all(moved[:, 1:] > 0) and np.all(moved < 1), moved
+    # each response is its own network's: at lean's global rate (1e-6, 500 times slower) m barely moves
+    local, glob = score_memory(replace(cfg, lr_global=1e-6), 1.0, warmup=20, reps=2, horizon=5, gap=3, shift=0.1)
+    assert np.all(np.abs(glob[:, -1]) < 0.1 * local[:, -1]), (local, glob)
 
 
 def test_the_ideal_single_agent_swings_as_its_loop_predicts():
