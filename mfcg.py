@@ -913,7 +913,10 @@ def restart_outside(cfg, x, rng):
     """The agents x (N, d) after their step, each one with a coordinate beyond
     ±cfg.restart_beyond replaced by a fresh draw from N(0, I), the law they started from
     (a departure from the paper; off at 0). The normals are drawn from `rng` whether or not
-    an agent is out, so the random stream does not depend on the path.
+    an agent is out, so the random stream does not depend on the path. With cfg.antithetic
+    an antithetic pair (rows i and i + N/2) restarts together, from a fresh pair z, −z: a
+    restart then moves the agents' mean by a known amount, not by a random draw, and the
+    pairs stay antithetic, as they started (init_state).
 
     Why: one agent's trajectory (AC) wanders as a Brownian motion until its actor learns to
     confine it (σ√t: about ±5 by step 10,000), and a start whose actor pushes outward runs
@@ -923,8 +926,11 @@ def restart_outside(cfg, x, rng):
     if not cfg.restart_beyond:
         return x
     xp = xp_of(x)
-    fresh = rng.standard_normal(x.shape, dtype=x.dtype)
+    fresh = agent_normals(rng, cfg).standard_normal(x.shape, dtype=x.dtype)
     out = (xp.abs(x) > cfg.restart_beyond).any(axis=1, keepdims=True)
+    if cfg.antithetic:
+        half = x.shape[0] // 2
+        out = xp.concatenate([out[:half] | out[half:]] * 2)
     return xp.where(out, fresh, x)
 
 

@@ -171,9 +171,6 @@ def check_config(cfg, algos, problem_class):
     if cfg.td_control_variate and cfg.algo == "drl":
         raise ValueError("td_control_variate must be false for drl: its returns are GAE's, "
                          "not the one-step TD target it changes")
-    if cfg.restart_beyond and cfg.antithetic:
-        raise ValueError(f"restart_beyond must be 0 with antithetic agents: a restarted agent's fresh "
-                         f"state would have no antithetic twin (got {cfg.restart_beyond})")
     if cfg.restart_beyond and cfg.algo not in ("ac", "b"):
         raise ValueError(f"restart_beyond must be 0 for {cfg.algo}: only AC and B (train_b) restart "
                          f"their agents, got {cfg.restart_beyond}")

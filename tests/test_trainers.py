@@ -94,7 +94,6 @@ def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
     (dict(restart_beyond=-1.0), "restart_beyond must be >= 0"),
     (dict(eval_chains=-5), r"eval_chains must be 0 \(the pools' n_samples\) or a positive integer"),
     (dict(algo="drl", target_every=0, td_control_variate=True), "td_control_variate must be false for drl"),
-    (dict(restart_beyond=3.0, antithetic=True), "restart_beyond must be 0 with antithetic agents"),
     (dict(algo="m", restart_beyond=3.0), "restart_beyond must be 0 for m: only AC and B"),
     (dict(algo="drl", target_every=0, restart_beyond=3.0), "restart_beyond must be 0 for drl"),
 ])
@@ -493,6 +492,22 @@ def test_restart_outside_replaces_exactly_the_agents_out_of_the_box():
     np.testing.assert_array_equal(out[moved], fresh[moved])
     np.testing.assert_array_equal(out[~moved], x[~moved])
     assert mfcg.restart_outside(replace(cfg, restart_beyond=0.0), x, np.random.default_rng(7)) is x
+
+
+def test_antithetic_agents_restart_in_pairs_from_a_fresh_pair():
+    """With antithetic agents a pair (rows i, i + N/2) restarts together when either is out,
+    from the antithetic stream's fresh pair z, −z, so the restarted agents' mean is exactly 0;
+    the pairs in the box keep their states."""
+    cfg = tiny("b", dim=2, restart_beyond=3.0, antithetic=True)
+    x = np.array([[0.0, 0.0], [3.5, 0.0], [0.5, 0.5], [1.0, -1.0],
+                  [0.1, 0.2], [0.3, 0.4], [-3.2, 0.0], [2.0, 2.0]], dtype=np.float32)
+    fresh = mfcg.AntitheticNormals(np.random.default_rng(7)).standard_normal(x.shape, dtype=np.float32)
+    out = mfcg.restart_outside(cfg, x, np.random.default_rng(7))
+    moved = np.array([False, True, True, False] * 2)   # agent 1 is out, and agent 6: pairs (1, 5), (2, 6)
+    np.testing.assert_array_equal(out[moved], fresh[moved])
+    np.testing.assert_array_equal(out[~moved], x[~moved])
+    np.testing.assert_array_equal(out[1] + out[5], 0.0)
+    np.testing.assert_array_equal(out[2] + out[6], 0.0)
 
 
 def test_a_restarted_agent_trains_on_its_true_step(monkeypatch):
