@@ -174,16 +174,23 @@ steady-study: $(STAMP)
 		--set langevin_steps=10 --runs runs/paper-scale --out runs/report-steady-ps-m-langevin10
 	$(REPORT) runs/paper-scale/steady/*-s? --out docs/results/steady-paper-scale
 
-# the single preset's study (docs/single-agent.md): AC alone, 200,000 steps a run: AC+mf on
-# seeds 0-9, plain AC on 0-4, the control variate undone on AC+mf 0-4 (about 12 minutes a run,
-# two at a time on 2 cores), then the reports.
+# the single preset's study (docs/single-agent.md): AC alone, 200,000 steps a run: AC+mf and
+# plain AC on seeds 0-9; on AC+mf, the control variate and the restarts undone on seeds 0-4 and
+# the local score's rate on 0-2; AC+mf at d = 2 (about 15 minutes a run, two at a time on 2
+# cores: about 5 hours); then the reports. The score networks' memory (docs/results/single-memory,
+# 15 minutes): run_experiments.py memory --preset single --out DIR, into a new DIR.
 SINGLE = $(PY) run_experiments.py reproduce --preset single --algos ac --jobs $(JOBS)
 single-study: $(STAMP)
 	$(SINGLE) --variants mf --seeds 10 --runs runs --out runs/report-single-mf
-	$(SINGLE) --variants plain --seeds 5 --runs runs --out runs/report-single-plain
+	$(SINGLE) --variants plain --seeds 10 --runs runs --out runs/report-single-plain
 	$(SINGLE) --variants mf --seeds 5 --set td_control_variate=false --runs runs --out runs/report-single-abl
+	$(SINGLE) --variants mf --seeds 5 --set restart_beyond=0 --runs runs --out runs/report-single-abl-restart
+	$(SINGLE) --variants mf --seeds 3 --set lr_local=0.005 --runs runs --out runs/report-single-abl-local
+	$(SINGLE) --variants mf --seeds 1 --dim 2 --runs runs --out docs/results/single-d2 --figures none
 	$(REPORT) runs/single/ac-s? runs/single/ac+mf-s? --out docs/results/single
 	$(REPORT) runs/single/ac+mf_td_control_variate-False-s? --out docs/results/single-ablations/td-control-variate
+	$(REPORT) runs/single/ac+mf_restart_beyond-0.0-s? --out docs/results/single-ablations/restart-beyond
+	$(REPORT) runs/single/ac+mf_lr_local-0.005-s? --out docs/results/single-ablations/lr-local
 
 # the checkpoint at step 150,000 of AC+mf seed 1 that tests/test_single.py resumes: after
 # single-study on another machine (the test then says the checkpoint is not the report's run)
@@ -202,7 +209,8 @@ single-bound: $(STAMP)
 # the dims preset's study (docs/dimensions.md): B in d = 2, 4, 8 (both variants), 16, 32 and 64
 # (rotated at 8), M and DRL at 8, each change undone at d = 8; at d = 16 and rotated the TD
 # target's control variate or the critic's rate x2, with 4,000 evaluation chains, and at d = 16
-# Hutchinson's trace; at d = 32 and 64 walls at ±4 and a slower local score, each undone at 32;
+# Hutchinson's trace; at d = 32 and 64 walls at ±4 and a slower local score, each undone at 32,
+# and at 32 the walls with antithetic agents (pairs restart together);
 # then the table over d. 2-15 minutes a run, two at a time on 2 cores; resumable like the others.
 DIMS = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs
 DIMS16 = --dim 16 --set eval_chains=4000
@@ -230,6 +238,8 @@ dims-study: $(STAMP)
 		--set antithetic=false --set restart_beyond=4 --out docs/results/dims-d32-restart
 	$(DIMS) --algos b --variants mf --dim 32 --seeds 10 --set td_control_variate=true --set eval_chains=4000 \
 		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-local
+	$(DIMS) --algos b --variants mf --dim 32 --seeds 5 --set td_control_variate=true --set eval_chains=4000 \
+		--set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-pairs
 	$(DIMS) --algos b --variants mf --dim 32 --seeds 3 --set eval_chains=4000 --set antithetic=false \
 		--set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-local-no-cv
 	$(DIMS) --algos b --variants mf --dim 64 --seeds 2 --set td_control_variate=true --set eval_chains=4000 \
