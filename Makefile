@@ -174,15 +174,15 @@ steady-study: $(STAMP)
 		--set langevin_steps=10 --runs runs/paper-scale --out runs/report-steady-ps-m-langevin10
 	$(REPORT) runs/paper-scale/steady/*-s? --out docs/results/steady-paper-scale
 
-# the single preset's study (docs/single-agent.md): AC alone, 200,000 steps a run: AC+mf and
-# plain AC on seeds 0-9; on AC+mf, the control variate and the restarts undone on seeds 0-4 and
-# the local score's rate on 0-2; AC+mf at d = 2 (about 15 minutes a run, two at a time on 2
-# cores: about 5 hours); then the reports. The score networks' memory (docs/results/single-memory,
+# the single preset's study (docs/single-agent.md): AC alone, 200,000 steps a run: AC+mf on
+# seeds 0-9, plain AC on 0-7; on AC+mf, the control variate and the restarts undone on seeds 0-4
+# and the local score's rate on 0-2; AC+mf at d = 2 (about 13 minutes a run, two at a time on 2
+# cores: about 3.5 hours); then the reports. The score networks' memory (docs/results/single-memory,
 # 15 minutes): run_experiments.py memory --preset single --out DIR, into a new DIR.
 SINGLE = $(PY) run_experiments.py reproduce --preset single --algos ac --jobs $(JOBS)
 single-study: $(STAMP)
 	$(SINGLE) --variants mf --seeds 10 --runs runs --out runs/report-single-mf
-	$(SINGLE) --variants plain --seeds 10 --runs runs --out runs/report-single-plain
+	$(SINGLE) --variants plain --seeds 8 --runs runs --out runs/report-single-plain
 	$(SINGLE) --variants mf --seeds 5 --set td_control_variate=false --runs runs --out runs/report-single-abl
 	$(SINGLE) --variants mf --seeds 5 --set restart_beyond=0 --runs runs --out runs/report-single-abl-restart
 	$(SINGLE) --variants mf --seeds 3 --set lr_local=0.005 --runs runs --out runs/report-single-abl-local
@@ -238,7 +238,7 @@ dims-study: $(STAMP)
 		--set antithetic=false --set restart_beyond=4 --out docs/results/dims-d32-restart
 	$(DIMS) --algos b --variants mf --dim 32 --seeds 10 --set td_control_variate=true --set eval_chains=4000 \
 		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-local
-	$(DIMS) --algos b --variants mf --dim 32 --seeds 5 --set td_control_variate=true --set eval_chains=4000 \
+	$(DIMS) --algos b --variants mf --dim 32 --seeds 10 --set td_control_variate=true --set eval_chains=4000 \
 		--set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-pairs
 	$(DIMS) --algos b --variants mf --dim 32 --seeds 3 --set eval_chains=4000 --set antithetic=false \
 		--set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-local-no-cv
