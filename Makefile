@@ -175,9 +175,9 @@ steady-study: $(STAMP)
 	$(REPORT) runs/paper-scale/steady/*-s? --out docs/results/steady-paper-scale
 
 # the single preset's study (docs/single-agent.md): AC alone, 200,000 steps a run: AC+mf on
-# seeds 0-9, plain AC on 0-5; on AC+mf, the control variate and the restarts undone on seeds 0-4
-# and the local score's rate on 0-2; AC+mf at d = 2 (about 13 minutes a run, two at a time on 2
-# cores: about 3.5 hours); then the reports. The score networks' memory (docs/results/single-memory,
+# seeds 0-9, plain AC on 0-5; on AC+mf, the control variate and the restarts undone on seeds 0-4,
+# the local score's rate on 0-2 and the policy-std floor on 0-1; AC+mf at d = 2 (about 13 minutes
+# a run, two at a time on 2 cores: about 4 hours); then the reports. The score networks' memory (docs/results/single-memory,
 # 15 minutes): run_experiments.py memory --preset single --out DIR, into a new DIR.
 SINGLE = $(PY) run_experiments.py reproduce --preset single --algos ac --jobs $(JOBS)
 single-study: $(STAMP)
@@ -186,11 +186,13 @@ single-study: $(STAMP)
 	$(SINGLE) --variants mf --seeds 5 --set td_control_variate=false --runs runs --out runs/report-single-abl
 	$(SINGLE) --variants mf --seeds 5 --set restart_beyond=0 --runs runs --out runs/report-single-abl-restart
 	$(SINGLE) --variants mf --seeds 3 --set lr_local=0.005 --runs runs --out runs/report-single-abl-local
+	$(SINGLE) --variants mf --seeds 2 --set std_floor=1e-5 --runs runs --out runs/report-single-abl-floor
 	$(SINGLE) --variants mf --seeds 1 --dim 2 --runs runs --out docs/results/single-d2 --figures none
 	$(REPORT) runs/single/ac-s? runs/single/ac+mf-s? --out docs/results/single
 	$(REPORT) runs/single/ac+mf_td_control_variate-False-s? --out docs/results/single-ablations/td-control-variate
 	$(REPORT) runs/single/ac+mf_restart_beyond-0.0-s? --out docs/results/single-ablations/restart-beyond
 	$(REPORT) runs/single/ac+mf_lr_local-0.005-s? --out docs/results/single-ablations/lr-local
+	$(REPORT) runs/single/ac+mf_std_floor-1e-05-s? --out docs/results/single-ablations/std-floor
 
 # the checkpoint at step 150,000 of AC+mf seed 1 that tests/test_single.py resumes: after
 # single-study on another machine (the test then says the checkpoint is not the report's run)
