@@ -748,11 +748,15 @@ def parse_figures(text):
 
 def figures_drawn(out):
     """The figures the report already in `out` drew (its summary.json's files), or all of
-    FIGURES where `out` holds no report: what a report into `out` draws unless told."""
+    FIGURES where `out` holds no report or an old one whose figures were named otherwise:
+    what a report into `out` draws unless told."""
     if not os.path.exists(os.path.join(out, "summary.json")):
         return FIGURES
     files = set(rundir.report_files(out))
-    return tuple(name for name in FIGURES if f"{name}.png" in files)
+    drawn = tuple(name for name in FIGURES if f"{name}.png" in files)
+    if not drawn and any(f.endswith(".png") for f in files):  # an old report's figures, named otherwise
+        return FIGURES
+    return drawn
 
 
 def kept_runs(folder):
@@ -931,8 +935,7 @@ def cmd_scaling(args):
 # ---------------------------------------------------------------------------------------
 
 def cmd_reproduce(args):
-    if os.path.exists(args.out) and not os.path.isdir(args.out):  # before any run starts
-        raise UsageError(f"--out {args.out} is a file, not a directory")
+    rundir.check_report_out(args.out)  # before any run starts
     jobs, dirs, reused = [], [], []
     variants = [v == "mf" for v in args.variants.split(",")]
     algos = args.algos.split(",") if args.algos else list(mfcg.NAMED_PRESETS[args.preset])

@@ -902,19 +902,35 @@ def write_report_dir(out, copies, outputs, summary, config_class):
 
 def report_files(out):
     """The files a report already in `out` lists in its summary.json ([] if none; a
-    summary.json from before it listed them: its figures)."""
+    summary.json from before it listed them: its figures, and its RESULTS.md where the
+    summary is a report's, one with "algorithms")."""
     old = os.path.join(out, "summary.json")
     if not os.path.exists(old):
         return []
     try:
         with open(old) as fh:
-            listed = json.load(fh).get("files")
+            summary = json.load(fh)
+        listed = summary.get("files")
     except (OSError, ValueError, AttributeError):
-        listed = None
+        summary, listed = None, None
     if not isinstance(listed, list):  # a summary.json without its list of files: its figures
         listed = [f for f in os.listdir(out) if f.endswith(".png")
                   and f.startswith(("distributions_", "control_", "learning_curves_"))]
+        if isinstance(summary, dict) and "algorithms" in summary:  # an old report's
+            listed.append("RESULTS.md")
     return [f for f in listed if isinstance(f, str)]
+
+
+def check_report_out(out):
+    """Refuses, in one line, an --out that a report could not be written into whatever its
+    runs: a file, or a folder whose RESULTS.md or summary.json no report wrote. `reproduce`
+    asks before its first run starts, not hours later; write_report checks the rest."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is a file, not a directory")
+    listed = report_files(out)
+    for name in ("RESULTS.md", "summary.json"):
+        if os.path.exists(os.path.join(out, name)) and name not in listed and not (name == "summary.json" and listed):
+            raise UsageError(f"{os.path.join(out, name)} was not written by a report: report to another --out")
 
 
 def _stays_inside(out, name):

@@ -730,6 +730,34 @@ def test_a_report_never_overwrites_or_removes_files_it_did_not_write(tmp_path, f
     assert (tmp_path / "other" / "data.csv").read_text() == "1,2"
 
 
+def test_a_report_replaces_an_old_report_that_listed_no_files(tmp_path, finished):
+    """A report from before summary.json listed its files (it has "algorithms" but no
+    "files") is replaced whole, its RESULTS.md and its figures; the user's files stay."""
+    _copy_run(finished / "b0", tmp_path / "b0")
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "summary.json").write_text(json.dumps({"presets": {}, "runs": {}, "algorithms": {}}))
+    (old / "RESULTS.md").write_text("an old report")
+    (old / "learning_curves_steps.png").write_text("an old report's figure")
+    (old / "notes.txt").write_text("mine")
+    code, _, err = cli("report", "b0", "--out", "old", cwd=tmp_path)
+    assert code == 0, err
+    assert (old / "RESULTS.md").read_text() != "an old report"
+    assert not (old / "learning_curves_steps.png").exists()      # named otherwise: all figures drawn anew
+    assert {"learning_curves.png", "laws.png", "notes.txt"} <= set(os.listdir(old))
+    assert (old / "notes.txt").read_text() == "mine"
+
+
+def test_reproduce_refuses_an_out_it_could_not_report_into_before_any_run(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "RESULTS.md").write_text("my notes")
+    code, _, err = cli("reproduce", "--algos", "b", "--variants", "plain", "--seeds", 1, "--steps", 10,
+                       "--runs", "runs", "--out", "mine", *TINY, cwd=tmp_path)
+    assert code == 2 and "mine/RESULTS.md was not written by a report" in one_line(err)
+    assert not (tmp_path / "runs").exists()                       # no run was started
+    assert (tmp_path / "mine" / "RESULTS.md").read_text() == "my notes"
+
+
 def test_a_write_never_follows_a_link_planted_at_its_temporary_file(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
