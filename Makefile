@@ -176,7 +176,7 @@ steady-study: $(STAMP)
 
 # the single preset's study (docs/single-agent.md): AC alone, 200,000 steps a run: AC+mf on
 # seeds 0-9, plain AC on 0-5; on AC+mf, the control variate and the restarts undone on seeds 0-4,
-# the local score's rate on 0-2, the policy-std floor and the schedule on 0-1; AC+mf at d = 2 (about 13 minutes
+# the local score's rate on 0-2, the policy-std floor and the schedule on 0-4; AC+mf at d = 2 (about 13 minutes
 # a run, two at a time on 2 cores: about 4 hours); then the reports. The score networks' memory (docs/results/single-memory,
 # 15 minutes): run_experiments.py memory --preset single --out DIR, into a new DIR.
 SINGLE = $(PY) run_experiments.py reproduce --preset single --algos ac --jobs $(JOBS)
@@ -186,8 +186,8 @@ single-study: $(STAMP)
 	$(SINGLE) --variants mf --seeds 5 --set td_control_variate=false --runs runs --out runs/report-single-abl
 	$(SINGLE) --variants mf --seeds 5 --set restart_beyond=0 --runs runs --out runs/report-single-abl-restart
 	$(SINGLE) --variants mf --seeds 3 --set lr_local=0.005 --runs runs --out runs/report-single-abl-local
-	$(SINGLE) --variants mf --seeds 2 --set std_floor=1e-5 --runs runs --out runs/report-single-abl-floor
-	$(SINGLE) --variants mf --seeds 2 --set lr_peak=10 --set lr_final=0.25 --runs runs --out runs/report-single-abl-sched
+	$(SINGLE) --variants mf --seeds 5 --set std_floor=1e-5 --runs runs --out runs/report-single-abl-floor
+	$(SINGLE) --variants mf --seeds 5 --set lr_peak=10 --set lr_final=0.25 --runs runs --out runs/report-single-abl-sched
 	$(SINGLE) --variants mf --seeds 1 --dim 2 --runs runs --out docs/results/single-d2 --figures none
 	$(REPORT) runs/single/ac-s? runs/single/ac+mf-s? --out docs/results/single
 	$(REPORT) runs/single/ac+mf_td_control_variate-False-s? --out docs/results/single-ablations/td-control-variate
