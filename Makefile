@@ -248,6 +248,8 @@ dims-study: $(STAMP)
 		--set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-local-no-cv
 	$(DIMS) --algos b --variants mf --dim 64 --seeds 2 --set td_control_variate=true --set eval_chains=4000 \
 		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d64
+	$(DIMS) --algos b --variants mf --dim 64 --seeds 5 --set td_control_variate=true --set eval_chains=4000 \
+		--set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d64-pairs
 	for s in actor_gradient=score per_coordinate=false lr_actor=1e-4; do \
 		$(DIMS) --algos b --variants mf --dim 8 --set $$s --out runs/report-dims-$$s || exit 1; done
 	$(REPORT) runs/dims/b+mf_d-8_actor_gradient-score-s? runs/dims/b+mf_d-8_per_coordinate-False-s? \
