@@ -175,14 +175,14 @@ steady-study: $(STAMP)
 	$(REPORT) runs/paper-scale/steady/*-s? --out docs/results/steady-paper-scale
 
 # the single preset's study (docs/single-agent.md): AC alone, 200,000 steps a run: AC+mf on
-# seeds 0-9, plain AC on 0-5; on AC+mf, the control variate and the restarts undone on seeds 0-4,
+# seeds 0-9, plain AC on 0-9; on AC+mf, the control variate and the restarts undone on seeds 0-4,
 # the local score's rate on 0-2, the policy-std floor and the schedule on 0-4; AC+mf at d = 2 (about 13 minutes
 # a run, two at a time on 2 cores: about 4 hours); then the reports. The score networks' memory (docs/results/single-memory,
 # 15 minutes): run_experiments.py memory --preset single --out DIR, into a new DIR.
 SINGLE = $(PY) run_experiments.py reproduce --preset single --algos ac --jobs $(JOBS)
 single-study: $(STAMP)
 	$(SINGLE) --variants mf --seeds 10 --runs runs --out runs/report-single-mf
-	$(SINGLE) --variants plain --seeds 6 --runs runs --out runs/report-single-plain
+	$(SINGLE) --variants plain --seeds 10 --runs runs --out runs/report-single-plain
 	$(SINGLE) --variants mf --seeds 5 --set td_control_variate=false --runs runs --out runs/report-single-abl
 	$(SINGLE) --variants mf --seeds 5 --set restart_beyond=0 --runs runs --out runs/report-single-abl-restart
 	$(SINGLE) --variants mf --seeds 3 --set lr_local=0.005 --runs runs --out runs/report-single-abl-local
