@@ -818,8 +818,8 @@ def peak_rss_mb():
 
 
 def scaling_rows(folders):
-    """One row per learner (algorithm, variant, benchmark and --set values) and dimension,
-    over the runs the report folders keep: the runs settled at the equilibrium the variant
+    """One row per learner (algorithm, variant, benchmark, --set values and the number of
+    steps where it is not the preset's) and dimension, over the runs the report folders keep: the runs settled at the equilibrium the variant
     aims at (+mf: m*; plain: m_mfg), the seeds that did not, the median step from which
     they settle, steps/s, peak memory, and the late window's worst-coordinate errors (the
     median over runs of each run's median over its window)."""
@@ -829,6 +829,8 @@ def scaling_rows(folders):
             r = rundir.load_run(path, mfcg.PRESETS, mfcg.Config, TABLE_METRICS)
             cfg, settings = r["config"], r["settings"]
             name = run_label(cfg.algo, cfg.mf_correction, settings, rotated=isinstance(cfg.problem, mfcg.RotatedLQProblem))
+            if cfg.steps != mfcg.preset(r["preset"], cfg.algo).steps:   # a longer run is another learner
+                name += f" steps={cfg.steps}"
             key = (name, r["preset"], cfg.problem.dim, cfg.seed)
             if key in where:   # two reports keep the same run: it would count twice
                 raise UsageError(f"{path} and {where[key]} are the same run ({name}, {r['preset']}, "

@@ -129,9 +129,9 @@ def test_runs_in_two_dimensions_report(tmp_path):
     assert p.returncode == 0, p.stderr
     rows = json.loads((tmp_path / "sc" / "scaling.json").read_text())["rows"]
     assert [(r["learner"], r["preset"], r["dim"], r["runs"], r["seeds"]) for r in rows] == [
-        ("b batch=16 n_samples=32 eval_every=10 eval_samples=64", "quick", 1, 1, [0]),
-        ("b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64", "dims", 3, 1, [0]),
-        ("b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64", "quick", 2, 2, [0, 1])]
+        ("b batch=16 n_samples=32 eval_every=10 eval_samples=64 steps=20", "quick", 1, 1, [0]),
+        ("b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64 steps=20", "dims", 3, 1, [0]),
+        ("b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64 steps=20", "quick", 2, 2, [0, 1])]
     # each run's late window, read straight from its file: the distance to the equilibrium its
     # variant aims at (d = 1, plain: m_mfg), the worst coordinate's beyond
     keys = [("mean_error_mfg", "control_rmse_at_mfg"), ("mean_error_worst", "control_rmse_worst"),
@@ -147,7 +147,18 @@ def test_runs_in_two_dimensions_report(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 2 and "are the same run" in p.stderr and not (tmp_path / "sc2").exists()
     table = (tmp_path / "sc" / "SCALING.md").read_text()
-    assert "| b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64 | quick | 2 | 0/2 | 0, 1 | 0/2 |" in table
+    assert "| b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64 steps=20 | quick | 2 | 0/2 | 0, 1 | 0/2 |" in table
+    # the same learner and seed over more steps is another row, not the same run twice
+    p = subprocess.run([sys.executable, script, "run", "--algo", "b", "--mf", "--dim", "2", "--seed", "0",
+                        *tiny[2:], "--steps", "30", "--out", "longer"], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([sys.executable, script, "report", "longer", "--out", "res30"], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([sys.executable, script, "scaling", "res", "res30", "--out", "sc3"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads((tmp_path / "sc3" / "scaling.json").read_text())["rows"]
+    assert [(r["learner"].split()[-1], r["seeds"]) for r in rows] == [("steps=20", [0, 1]), ("steps=30", [0])]
     assert (tmp_path / "sc" / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     p = subprocess.run([sys.executable, script, "reproduce", "--algos", "b", "--seeds", "1", "--dim", "8",
                         "--dry-run"], cwd=tmp_path, capture_output=True, text=True)
