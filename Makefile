@@ -188,7 +188,7 @@ single-study: $(STAMP)
 	$(SINGLE) --variants mf --seeds 3 --set lr_local=0.005 --runs runs --out runs/report-single-abl-local
 	$(SINGLE) --variants mf --seeds 5 --set std_floor=1e-5 --runs runs --out runs/report-single-abl-floor
 	$(SINGLE) --variants mf --seeds 5 --set lr_peak=10 --set lr_final=0.25 --runs runs --out runs/report-single-abl-sched
-	$(SINGLE) --variants mf --seeds 1 --dim 2 --runs runs --out docs/results/single-d2 --figures none
+	$(SINGLE) --variants mf --seeds 2 --dim 2 --runs runs --out docs/results/single-d2 --figures none
 	$(REPORT) runs/single/ac-s? runs/single/ac+mf-s? --out docs/results/single
 	$(REPORT) runs/single/ac+mf_td_control_variate-False-s? --out docs/results/single-ablations/td-control-variate
 	$(REPORT) runs/single/ac+mf_restart_beyond-0.0-s? --out docs/results/single-ablations/restart-beyond
