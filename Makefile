@@ -214,7 +214,7 @@ single-bound: $(STAMP)
 # (rotated at 8), M and DRL at 8, each change undone at d = 8; at d = 16 and rotated the TD
 # target's control variate or the critic's rate x2, with 4,000 evaluation chains, and at d = 16
 # Hutchinson's trace; at d = 32 and 64 walls at ±4 and a slower local score, each undone at 32,
-# and at 32 and 64 the walls with antithetic agents (pairs restart together); at 64, 40,000 steps;
+# and at 32 and 64 the walls with antithetic agents (pairs restart together); at 64 and 100, 40,000 steps;
 # then the table over d. 2-15 minutes a run, two at a time on 2 cores; resumable like the others.
 DIMS = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs
 DIMS16 = --dim 16 --set eval_chains=4000
@@ -255,6 +255,8 @@ dims-study: $(STAMP)
 		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d100
 	$(DIMSLONG) --algos b --variants mf --dim 64 --seeds 2 --set td_control_variate=true --set eval_chains=4000 \
 		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d64-long
+	$(DIMSLONG) --algos b --variants mf --dim 100 --seeds 1 --set td_control_variate=true --set eval_chains=4000 \
+		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d100-long
 	for s in actor_gradient=score per_coordinate=false lr_actor=1e-4; do \
 		$(DIMS) --algos b --variants mf --dim 8 --set $$s --out runs/report-dims-$$s || exit 1; done
 	$(REPORT) runs/dims/b+mf_d-8_actor_gradient-score-s? runs/dims/b+mf_d-8_per_coordinate-False-s? \
