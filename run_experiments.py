@@ -819,10 +819,11 @@ def peak_rss_mb():
 
 def scaling_rows(folders):
     """One row per learner (algorithm, variant, benchmark, --set values and the number of
-    steps where it is not the preset's) and dimension, over the runs the report folders keep: the runs settled at the equilibrium the variant
-    aims at (+mf: m*; plain: m_mfg), the seeds that did not, the median step from which
-    they settle, steps/s, peak memory, and the late window's worst-coordinate errors (the
-    median over runs of each run's median over its window)."""
+    steps where it is not the preset's) and dimension, over the runs the report folders
+    keep: the runs settled at the equilibrium the variant aims at (+mf: m*; plain: m_mfg),
+    the seeds that did not, the median step from which they settle, steps/s, peak memory,
+    and the late window's worst-coordinate errors (the median over runs of each run's
+    median over its window)."""
     groups, where = {}, {}
     for folder in dict.fromkeys(os.path.realpath(f) for f in folders):   # each folder once
         for path in kept_runs(folder):
@@ -1079,8 +1080,7 @@ def cmd_bench(args):
     xp = get_xp()
     device, slug = device_name(xp)
     out = os.path.join(args.out, slug, args.preset)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out} is a file, not a directory")
+    rundir.check_out_folder(args.out)
     os.makedirs(out, exist_ok=True)  # before the benchmark runs: a bad --out fails at once
     own = list(mfcg.NAMED_PRESETS[args.preset])
     if args.algo and args.algo not in own:
@@ -1149,8 +1149,7 @@ def cmd_trace(args):
     xp = get_xp()
     device, slug = device_name(xp)
     out = os.path.join(args.out, slug)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out} is a file, not a directory")
+    rundir.check_out_folder(args.out)
     os.makedirs(out, exist_ok=True)
     rows = []
     for d in dims:

@@ -850,8 +850,7 @@ def write_report_dir(out, copies, outputs, summary, config_class):
     earlier report wrote, and a path reached through a symbolic link. Files a report does
     not write are never touched. config_class (mfcg.Config) reads the runs' settings.
     Returns the names written."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out {out} is a file, not a directory")
+    check_out_folder(out)
     listed = {os.path.normpath(f) for f in report_files(out) if _stays_inside(out, f)}
     kept = {os.path.normpath(where): content for where, content in copies.items()}
     dropped = sorted(f for f in listed if f.startswith("runs" + os.sep) and f.count(os.sep) >= 2
@@ -879,10 +878,7 @@ def write_report_dir(out, copies, outputs, summary, config_class):
     names = sorted(outputs) + sorted(kept)
     outputs = {**outputs, "summary.json": json.dumps({**summary, "files": names}, indent=1).encode()}
     for name, content in outputs.items():  # an earlier report's, or this one's own, stopped half-way
-        path = os.path.join(out, name)
-        if (os.path.exists(path) and name not in listed and not (name == "summary.json" and listed)
-                and not _holds(path, content)):
-            raise UsageError(f"{path} was not written by a report: report to another --out")
+        _refuse_what_no_report_wrote(out, name, listed, content)
     stale = [os.path.join(out, f) for f in listed - set(outputs)
              if os.sep not in f and f.endswith(".png")]
     os.makedirs(out, exist_ok=True)
@@ -921,16 +917,30 @@ def report_files(out):
     return [f for f in listed if isinstance(f, str)]
 
 
+def check_out_folder(out):
+    """Refuses an --out that is a file, in one line."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is a file, not a directory")
+
+
 def check_report_out(out):
     """Refuses, in one line, an --out that a report could not be written into whatever its
     runs: a file, or a folder whose RESULTS.md or summary.json no report wrote. `reproduce`
-    asks before its first run starts, not hours later; write_report checks the rest."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out {out} is a file, not a directory")
-    listed = report_files(out)
+    asks before its first run starts, not hours later; write_report_dir checks the rest."""
+    check_out_folder(out)
+    listed = set(report_files(out))
     for name in ("RESULTS.md", "summary.json"):
-        if os.path.exists(os.path.join(out, name)) and name not in listed and not (name == "summary.json" and listed):
-            raise UsageError(f"{os.path.join(out, name)} was not written by a report: report to another --out")
+        _refuse_what_no_report_wrote(out, name, listed)
+
+
+def _refuse_what_no_report_wrote(out, name, listed, content=None):
+    """Refuses out/name if it exists and the report in `out` (its `listed` files) did not
+    write it; a summary.json is the report's own where it lists files. With `content`, a
+    file that holds exactly that (this report's own, stopped half-way) is let through."""
+    path = os.path.join(out, name)
+    if (os.path.exists(path) and name not in listed and not (name == "summary.json" and listed)
+            and (content is None or not _holds(path, content))):
+        raise UsageError(f"{path} was not written by a report: report to another --out")
 
 
 def _stays_inside(out, name):
