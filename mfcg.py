@@ -457,6 +457,8 @@ class Config:
     hidden_actor: int = 64          # hidden tanh units of the actor Π
     hidden_critic: int = 128        # hidden tanh units of the critic V
     hidden_score: int = 128         # hidden tanh units of each score network Σ, Σ̃
+    hidden_per_dim: int = 0         # each network has at least this × d hidden units (0: the three
+                                    # widths above as they are; see hidden_units)
     dtype: str = "float32"          # float32 (training) or float64
     seed: int = 0                   # initial weights and every random stream
     eval_every: int = 1000          # evaluate (and record history) every this many steps
@@ -614,6 +616,15 @@ def training_rng(cfg, n):
     return make_rng((cfg.seed, n, STREAM_TRAIN), get_xp())
 
 
+def hidden_units(cfg):
+    """The hidden widths (actor, critic, score): the Config's, each raised to hidden_per_dim·d.
+    The actor's Jacobian ∂μ/∂x = W1 diag(1 − h²) Wm, d × d, has rank at most its H hidden
+    units, and so has a score network's: with H < d neither can represent the closed form's
+    −2Γ2·I or a Gaussian law's score −Σ⁻¹(x − m) (dimensions.md, d = 100)."""
+    floor = cfg.hidden_per_dim * cfg.problem.dim
+    return max(cfg.hidden_actor, floor), max(cfg.hidden_critic, floor), max(cfg.hidden_score, floor)
+
+
 def init_state(cfg, xp=None):
     """Networks, Adam states, target critic, agents X₀ ~ N(0, I), both Langevin pools from
     N(0, I) and the step counter n = 0 (Algorithms 1–4, lines 1–3). Each network is a
@@ -623,17 +634,18 @@ def init_state(cfg, xp=None):
     d, dtype = cfg.problem.dim, np.dtype(cfg.dtype)
     host = np.random.default_rng(cfg.seed)  # initial weights: identical on every backend
     network = (lambda p: {k: v.copy() for k, v in p.items()}) if cfg.readable else FlatParams
-    actor = nets.init_actor(d, d, host, cfg.hidden_actor, dtype, xp)
+    hidden_actor, hidden_critic, hidden_score = hidden_units(cfg)
+    actor = nets.init_actor(d, d, host, hidden_actor, dtype, xp)
     if cfg.actor_zero_mean:  # drawn, then zeroed: the other networks' draws stay as they were
         actor["Wm"], actor["bm"] = xp.zeros_like(actor["Wm"]), xp.zeros_like(actor["bm"])
-    critic = nets.init_critic(d, host, cfg.hidden_critic, dtype, xp)
+    critic = nets.init_critic(d, host, hidden_critic, dtype, xp)
     if cfg.critic_zero_init:  # drawn, then zeroed, as the actor's mean head above
         critic["W2"], critic["b2"] = xp.zeros_like(critic["W2"]), xp.zeros_like(critic["b2"])
     params = {
         "actor": network(actor),
         "critic": network(critic),
-        "score_global": network(nets.init_score(d, host, cfg.hidden_score, dtype, xp)),
-        "score_local": network(nets.init_score(d, host, cfg.hidden_score, dtype, xp)),
+        "score_global": network(nets.init_score(d, host, hidden_score, dtype, xp)),
+        "score_local": network(nets.init_score(d, host, hidden_score, dtype, xp)),
     }
     rng = make_rng((cfg.seed, 0, STREAM_INIT), xp)
     state = {
@@ -708,7 +720,7 @@ def score_update(state, cfg, x, lrs, rng):
     for name in names:  # the probes are drawn here, before either call runs: a fixed stream order
         z = rng.standard_normal(x.shape, dtype=x.dtype) if cfg.hutchinson else None
         calls.append((nets.score_loss_and_grad, state["params"][name], x, z))
-    results = concurrently(calls, work=x.shape[0] * cfg.hidden_score, in_order=cfg.readable)
+    results = concurrently(calls, work=x.shape[0] * hidden_units(cfg)[2], in_order=cfg.readable)
     losses = {}
     for name, (loss, grads) in zip(names, results):
         losses[name] = loss
@@ -855,7 +867,7 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
         actor_call = (nets.actor_loss_and_grad, actor, x, a, delta, cfg.std_floor)
     (loss_v, g_v), (loss_pi, g_pi) = concurrently(
         [(nets.critic_loss_and_grad, critic, x, y), actor_call],
-        work=x.shape[0] * cfg.hidden_critic, in_order=cfg.readable)
+        work=x.shape[0] * hidden_units(cfg)[1], in_order=cfg.readable)
     clip_and_adam(cfg, critic, g_v, state["adam"]["critic"], lrs["critic"], cfg.grad_clip)
     clip_and_adam(cfg, actor, g_pi, state["adam"]["actor"], lrs["actor"], cfg.grad_clip)
     return {"critic": loss_v, "actor": loss_pi}
@@ -994,7 +1006,7 @@ def ppo_update(state, cfg, lrs, rng):
                 [(chunk_mean, nets.critic_loss_and_grad, (critic, Xb, ret_b), rows),
                  (chunk_mean, nets.ppo_loss_and_grad,
                   (actor, Xb, Ab, adv_b, logp_b, clip, cfg.ent_coef, cfg.std_floor), rows)],
-                work=Xb.shape[0] * cfg.hidden_critic, in_order=cfg.readable)
+                work=Xb.shape[0] * hidden_units(cfg)[1], in_order=cfg.readable)
             clip_and_adam(cfg, actor, g_pi, state["adam"]["actor"], lrs["actor"], cfg.grad_clip)
             clip_and_adam(cfg, critic, g_v, state["adam"]["critic"], lrs["critic"], cfg.grad_clip)
             totals["critic"], totals["actor"] = totals["critic"] + loss_v, totals["actor"] + loss_pi

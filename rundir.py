@@ -151,7 +151,7 @@ def check_config(cfg, algos, problem_class):
     if not 0 <= cfg.eval_chains < 2 ** 31:
         raise ValueError(f"eval_chains must be 0 (the pools' n_samples) or a positive integer below 2**31, "
                          f"got {cfg.eval_chains!r}")
-    for name in ["target_every", "grad_clip", "ent_coef", "score_warmup", "restart_beyond"]:
+    for name in ["target_every", "grad_clip", "ent_coef", "score_warmup", "restart_beyond", "hidden_per_dim"]:
         if not getattr(cfg, name) >= 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)!r}")
     if cfg.target_every and cfg.algo == "drl":  # nothing would read it (see train_drl)

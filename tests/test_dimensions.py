@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import mfcg
+import nets
 import run_experiments as rx
 
 
@@ -363,3 +364,41 @@ def test_per_coordinate_divides_the_reward_by_d():
 def test_config_refuses_an_actor_gradient_it_cannot_train(changes, match):
     with pytest.raises(ValueError, match=match):
         mfcg.Config(**changes)
+
+
+@pytest.mark.parametrize("d, per_dim, widths", [
+    (100, 0, (64, 128, 128)),    # off: the Config's widths at any d
+    (32, 2, (64, 128, 128)),     # 2d = 64 is no more than any of them: the same networks
+    (40, 2, (80, 128, 128)),
+    (100, 2, (200, 200, 200)),
+])
+def test_hidden_per_dim_raises_each_width_to_a_multiple_of_d(d, per_dim, widths):
+    cfg = mfcg.preset("dims", "b", problem=mfcg.LQProblem(dim=d), hidden_per_dim=per_dim, batch=4, n_samples=4)
+    assert mfcg.hidden_units(cfg) == widths
+    params = mfcg.init_state(cfg, np)["params"]
+    got = tuple(params[net]["W1"].shape for net in ("actor", "critic", "score_global", "score_local"))
+    assert got == ((d, widths[0]), (d, widths[1]), (d, widths[2]), (d, widths[2]))
+
+
+def test_an_actor_narrower_than_d_cannot_have_a_full_rank_jacobian():
+    """Why hidden_per_dim exists: ∂μ/∂x = W1 diag(1 − h²) Wm has rank at most the hidden
+    width, so at d = 100 the default actor (64 units) leaves 36 directions uncontrolled,
+    whatever it learns; at 2d units its Jacobian is of full rank from the start."""
+    d = 100
+    for per_dim, rank in ((0, 64), (2, d)):
+        cfg = mfcg.preset("dims", "b", problem=mfcg.LQProblem(dim=d), hidden_per_dim=per_dim, dtype="float64",
+                          batch=4, n_samples=4)
+        p = mfcg.init_state(cfg, np)["params"]["actor"]
+        x = np.random.default_rng(0).standard_normal(d)
+        jac = np.empty((d, d))
+        for i in range(d):  # central differences of the mean action, column by column
+            e = np.zeros(d)
+            e[i] = 1e-5
+            jac[:, i] = (nets.actor_forward(p, (x + e)[None])[0][0]
+                         - nets.actor_forward(p, (x - e)[None])[0][0]) / 2e-5
+        assert np.linalg.matrix_rank(jac, tol=1e-6 * np.abs(jac).max()) == rank
+
+
+def test_config_refuses_a_negative_hidden_per_dim():
+    with pytest.raises(ValueError, match="hidden_per_dim must be >= 0, got -1"):
+        mfcg.Config(hidden_per_dim=-1)
