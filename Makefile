@@ -214,11 +214,13 @@ single-bound: $(STAMP)
 # (rotated at 8), M and DRL at 8, each change undone at d = 8; at d = 16 and rotated the TD
 # target's control variate or the critic's rate x2, with 4,000 evaluation chains, and at d = 16
 # Hutchinson's trace; at d = 32 and 64 walls at ±4 and a slower local score, each undone at 32,
-# and at 32 and 64 the walls with antithetic agents (pairs restart together); at 64 and 100, 40,000 steps;
+# and at 32 and 64 the walls with antithetic agents (pairs restart together); at 64 and 100, 40,000 steps
+# and networks 2d wide (hidden_per_dim);
 # then the table over d. 2-15 minutes a run, two at a time on 2 cores; resumable like the others.
 DIMS = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs
 DIMS16 = --dim 16 --set eval_chains=4000
 DIMSLONG = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs/long --steps 40000
+WALLS = --set td_control_variate=true --set eval_chains=4000 --set restart_beyond=4 --set lr_local=1e-4
 dims-study: $(STAMP)
 	$(DIMS) --algos b --dim 8 --seeds 10 --out docs/results/dims-d8
 	for d in 2 4; do $(DIMS) --algos b --dim $$d --out docs/results/dims-d$$d || exit 1; done
@@ -241,22 +243,25 @@ dims-study: $(STAMP)
 		--out docs/results/dims-d32
 	$(DIMS) --algos b --variants mf --dim 32 --set td_control_variate=true --set eval_chains=4000 \
 		--set antithetic=false --set restart_beyond=4 --out docs/results/dims-d32-restart
-	$(DIMS) --algos b --variants mf --dim 32 --seeds 10 --set td_control_variate=true --set eval_chains=4000 \
-		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-local
-	$(DIMS) --algos b --variants mf --dim 32 --seeds 10 --set td_control_variate=true --set eval_chains=4000 \
-		--set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-pairs
+	$(DIMS) --algos b --variants mf --dim 32 --seeds 10 $(WALLS) --set antithetic=false --out docs/results/dims-d32-local
+	$(DIMS) --algos b --variants mf --dim 32 --seeds 10 $(WALLS) --out docs/results/dims-d32-pairs
 	$(DIMS) --algos b --variants mf --dim 32 --seeds 3 --set eval_chains=4000 --set antithetic=false \
 		--set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-local-no-cv
-	$(DIMS) --algos b --variants mf --dim 64 --seeds 2 --set td_control_variate=true --set eval_chains=4000 \
-		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d64
-	$(DIMS) --algos b --variants mf --dim 64 --seeds 5 --set td_control_variate=true --set eval_chains=4000 \
-		--set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d64-pairs
-	$(DIMS) --algos b --variants mf --dim 100 --seeds 1 --set td_control_variate=true --set eval_chains=4000 \
-		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d100
-	$(DIMSLONG) --algos b --variants mf --dim 64 --seeds 2 --set td_control_variate=true --set eval_chains=4000 \
-		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d64-long
-	$(DIMSLONG) --algos b --variants mf --dim 100 --seeds 1 --set td_control_variate=true --set eval_chains=4000 \
-		--set antithetic=false --set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d100-long
+	$(DIMS) --algos b --variants mf --dim 64 --seeds 2 $(WALLS) --set antithetic=false --out docs/results/dims-d64
+	$(DIMS) --algos b --variants mf --dim 64 --seeds 5 $(WALLS) --out docs/results/dims-d64-pairs
+	$(DIMS) --algos b --variants mf --dim 100 --seeds 1 $(WALLS) --set antithetic=false --out docs/results/dims-d100
+	$(DIMSLONG) --algos b --variants mf --dim 64 --seeds 2 $(WALLS) --set antithetic=false --out docs/results/dims-d64-long
+	$(DIMSLONG) --algos b --variants mf --dim 100 --seeds 1 $(WALLS) --set antithetic=false --out docs/results/dims-d100-long
+	$(DIMS) --algos b --variants mf --dim 64 --seeds 3 $(WALLS) --set antithetic=false --set hidden_per_dim=2 \
+		--out docs/results/dims-d64-wide
+	$(DIMS) --algos b --variants mf --dim 64 --seeds 2 $(WALLS) --set antithetic=false --set hidden_per_dim=2 \
+		--set batch=4096 --out docs/results/dims-d64-wide-4096
+	$(DIMSLONG) --algos b --variants mf --dim 64 --seeds 1 $(WALLS) --set antithetic=false --set hidden_per_dim=2 \
+		--out docs/results/dims-d64-wide-long
+	$(DIMS) --algos b --variants mf --dim 64 --seeds 2 $(WALLS) --set hidden_per_dim=2 --out docs/results/dims-d64-wide-pairs
+	$(DIMS) --algos b --variants mf --dim 100 --seeds 1 $(WALLS) --set hidden_per_dim=2 --out docs/results/dims-d100-wide-pairs
+	$(DIMSLONG) --algos b --variants mf --dim 100 --seeds 1 $(WALLS) --set antithetic=false --set hidden_per_dim=2 \
+		--out docs/results/dims-d100-wide-long
 	for s in actor_gradient=score per_coordinate=false lr_actor=1e-4; do \
 		$(DIMS) --algos b --variants mf --dim 8 --set $$s --out runs/report-dims-$$s || exit 1; done
 	$(REPORT) runs/dims/b+mf_d-8_actor_gradient-score-s? runs/dims/b+mf_d-8_per_coordinate-False-s? \

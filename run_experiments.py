@@ -1020,7 +1020,7 @@ def bench_algo(algo, steps, xp, preset="paper"):
     per_step = {k: v / steps for k, v in timer.totals.items()}
     per_step["other"] = total_phased / steps - sum(per_step.values())
     refreshes = sum(1 for n in range(1 + steps, 1 + 2 * steps) if n % cfg.langevin_every == 0)
-    tanh_evals = refreshes * 2 * cfg.langevin_steps * cfg.n_samples * cfg.hidden_score
+    tanh_evals = refreshes * 2 * cfg.langevin_steps * cfg.n_samples * mfcg.hidden_units(cfg)[2]
     return {"steps_per_second": steps / total, "seconds_per_step": per_step, "timed_steps": steps,
             "batch": cfg.batch, "langevin_us_per_million_tanh":
             1e12 * per_step["langevin"] * steps / tanh_evals if tanh_evals else math.nan}
@@ -1028,7 +1028,7 @@ def bench_algo(algo, steps, xp, preset="paper"):
 
 def bare_tanh_us_per_million(xp, cfg):
     """The machine's own elementwise limit: xp.tanh over a (k, H) float32 array, in place."""
-    a = xp.asarray(np.random.default_rng(0).standard_normal((cfg.n_samples, cfg.hidden_score)),
+    a = xp.asarray(np.random.default_rng(0).standard_normal((cfg.n_samples, mfcg.hidden_units(cfg)[2])),
                    dtype=cfg.dtype)
     for _ in range(20):
         xp.tanh(a, out=a)
