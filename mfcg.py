@@ -720,7 +720,7 @@ def score_update(state, cfg, x, lrs, rng):
     for name in names:  # the probes are drawn here, before either call runs: a fixed stream order
         z = rng.standard_normal(x.shape, dtype=x.dtype) if cfg.hutchinson else None
         calls.append((nets.score_loss_and_grad, state["params"][name], x, z))
-    results = concurrently(calls, work=x.shape[0] * hidden_units(cfg)[2], in_order=cfg.readable)
+    results = concurrently(calls, work=x.shape[0] * cfg.hidden_score, in_order=cfg.readable)
     losses = {}
     for name, (loss, grads) in zip(names, results):
         losses[name] = loss
@@ -867,7 +867,7 @@ def actor_critic_update(state, cfg, x, a, r, x_next, lrs):
         actor_call = (nets.actor_loss_and_grad, actor, x, a, delta, cfg.std_floor)
     (loss_v, g_v), (loss_pi, g_pi) = concurrently(
         [(nets.critic_loss_and_grad, critic, x, y), actor_call],
-        work=x.shape[0] * hidden_units(cfg)[1], in_order=cfg.readable)
+        work=x.shape[0] * cfg.hidden_critic, in_order=cfg.readable)
     clip_and_adam(cfg, critic, g_v, state["adam"]["critic"], lrs["critic"], cfg.grad_clip)
     clip_and_adam(cfg, actor, g_pi, state["adam"]["actor"], lrs["actor"], cfg.grad_clip)
     return {"critic": loss_v, "actor": loss_pi}
@@ -1006,7 +1006,7 @@ def ppo_update(state, cfg, lrs, rng):
                 [(chunk_mean, nets.critic_loss_and_grad, (critic, Xb, ret_b), rows),
                  (chunk_mean, nets.ppo_loss_and_grad,
                   (actor, Xb, Ab, adv_b, logp_b, clip, cfg.ent_coef, cfg.std_floor), rows)],
-                work=Xb.shape[0] * hidden_units(cfg)[1], in_order=cfg.readable)
+                work=Xb.shape[0] * cfg.hidden_critic, in_order=cfg.readable)
             clip_and_adam(cfg, actor, g_pi, state["adam"]["actor"], lrs["actor"], cfg.grad_clip)
             clip_and_adam(cfg, critic, g_v, state["adam"]["critic"], lrs["critic"], cfg.grad_clip)
             totals["critic"], totals["actor"] = totals["critic"] + loss_v, totals["actor"] + loss_pi
