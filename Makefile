@@ -252,7 +252,7 @@ dims-study: $(STAMP)
 	$(DIMS) --algos b --variants mf --dim 100 --seeds 1 $(WALLS) --set antithetic=false --out docs/results/dims-d100
 	$(DIMSLONG) --algos b --variants mf --dim 64 --seeds 2 $(WALLS) --set antithetic=false --out docs/results/dims-d64-long
 	$(DIMSLONG) --algos b --variants mf --dim 100 --seeds 1 $(WALLS) --set antithetic=false --out docs/results/dims-d100-long
-	$(DIMS) --algos b --variants mf --dim 64 --seeds 3 $(WALLS) --set antithetic=false --set hidden_per_dim=2 \
+	$(DIMS) --algos b --variants mf --dim 64 --seeds 5 $(WALLS) --set antithetic=false --set hidden_per_dim=2 \
 		--out docs/results/dims-d64-wide
 	$(DIMS) --algos b --variants mf --dim 64 --seeds 2 $(WALLS) --set antithetic=false --set hidden_per_dim=2 \
 		--set batch=4096 --out docs/results/dims-d64-wide-4096
