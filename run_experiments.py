@@ -829,17 +829,20 @@ def scaling_rows(folders):
         for path in kept_runs(folder):
             r = rundir.load_run(path, mfcg.PRESETS, mfcg.Config, TABLE_METRICS)
             cfg, settings = r["config"], r["settings"]
-            name = run_label(cfg.algo, cfg.mf_correction, settings, rotated=isinstance(cfg.problem, mfcg.RotatedLQProblem))
+            changes = dict(settings)
             if cfg.steps != mfcg.preset(r["preset"], cfg.algo).steps:   # a longer run is another learner
-                name += f" steps={cfg.steps}"
+                changes["steps"] = cfg.steps
+            name = run_label(cfg.algo, cfg.mf_correction, changes, rotated=isinstance(cfg.problem, mfcg.RotatedLQProblem))
             key = (name, r["preset"], cfg.problem.dim, cfg.seed)
             if key in where:   # two reports keep the same run: it would count twice
                 raise UsageError(f"{path} and {where[key]} are the same run ({name}, {r['preset']}, "
                                  f"d = {cfg.problem.dim}, seed {cfg.seed}): give each run once")
             where[key] = path
-            groups.setdefault(key[:3], []).append(r)
-    rows = []
-    for (name, preset, dim), rs in sorted(groups.items(), key=lambda kv: kv[0]):
+            groups.setdefault(key[:3], []).append((r, changes))
+    rows = []   # by d, then learner, preset and changes: the table reads down the dimension
+    for (name, preset, dim), rs in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][0].split()[0], kv[0][1], kv[0][0])):
+        changes = " ".join(f"{k}={v}" for k, v in rs[0][1].items())
+        rs = [r for r, _ in rs]
         rs = sorted(rs, key=lambda r: r["metrics"]["seed"])
         mf = rs[0]["config"].mf_correction
         at = "m*" if mf else "m_mfg"
@@ -849,7 +852,7 @@ def scaling_rows(folders):
         late = [late_part(r["history"], r["metrics"]["steps"]) for r in rs]
         memory = [r["metrics"].get("peak_rss_mb") for r in rs]
         keys = judged_by(rs[0]["history"][0], at)   # the worst coordinate's in d > 1 dimensions
-        rows.append({"learner": name, "preset": preset, "dim": dim, "equilibrium": at, "runs": len(rs),
+        rows.append({"learner": name, "changes": changes, "preset": preset, "dim": dim, "equilibrium": at, "runs": len(rs),
                      "seeds": [r["metrics"]["seed"] for r in rs],
                      "settled": None if None in ok else sum(ok),   # None: a history lacks the control error
                      "not_settled": [r["metrics"]["seed"] for r, o in zip(rs, ok) if o is False],
@@ -865,7 +868,7 @@ def scaling_rows(folders):
 def scaling_table(rows):
     """SCALING.md: the rows of scaling_rows as one table over d."""
     lines = ["# Over the dimension", "",
-             f"One row per learner and dimension d. Settled: at every evaluation of the last {LATE_PART:.0%} the "
+             f"One row per dimension d and learner, with what it changes from its preset (--set, steps). Settled: at every evaluation of the last {LATE_PART:.0%} the "
              f"worst coordinate's local mean within {SETTLED['distance']} of the equilibrium the variant aims at "
              f"(+mf: m*; plain: m_mfg) and its control error below {SETTLED['control']}; on average: the "
              f"window's mean of each within its threshold (settled_on_average). From step: the median "
@@ -873,14 +876,15 @@ def scaling_table(rows):
              f"each run's median over its last {LATE_PART:.0%}, the worst coordinate's. Steps/s: the mean over "
              f"runs as they ran (two at a time on this machine's cores when made by reproduce); peak memory: "
              f"the largest resident memory of the runs that record it (n/a where none does).", "",
-             "| learner | preset | d | settled | not settled (seeds) | on average | from step | worst distance | "
-             "worst control error | steps/s | peak memory MiB |", "|---" * 11 + "|"]
+             "| d | learner | preset | changed from the preset | settled | not settled (seeds) | on average | "
+             "from step | worst distance | worst control error | steps/s | peak memory MiB |", "|---" * 12 + "|"]
     for row in rows:
         frm = f"{np.median(row['settled_from']):.0f}" if row["settled_from"] else "–"
         memory = "n/a" if row["peak_rss_mb"] is None else f"{row['peak_rss_mb']:.0f}"
         settled_cell, average_cell = ("n/a" if row[k] is None else f"{row[k]}/{row['runs']}"
                                       for k in ("settled", "settled_on_average"))
-        lines.append(f"| {row['learner']} | {row['preset']} | {row['dim']} | {settled_cell} | "
+        learner = row["learner"][:len(row["learner"]) - len(row["changes"])].strip()
+        lines.append(f"| {row['dim']} | {learner} | {row['preset']} | {row['changes'] or '–'} | {settled_cell} | "
                      f"{', '.join(map(str, row['not_settled'])) or '–'} | {average_cell} | {frm} | "
                      f"{np.median(row['distance']):.3f} | {np.median(row['control']):.3f} | "
                      f"{row['steps_per_second']:.1f} | {memory} |")

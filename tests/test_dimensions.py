@@ -131,13 +131,14 @@ def test_runs_in_two_dimensions_report(tmp_path):
     rows = json.loads((tmp_path / "sc" / "scaling.json").read_text())["rows"]
     assert [(r["learner"], r["preset"], r["dim"], r["runs"], r["seeds"]) for r in rows] == [
         ("b batch=16 n_samples=32 eval_every=10 eval_samples=64 steps=20", "quick", 1, 1, [0]),
-        ("b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64 steps=20", "dims", 3, 1, [0]),
-        ("b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64 steps=20", "quick", 2, 2, [0, 1])]
+        ("b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64 steps=20", "quick", 2, 2, [0, 1]),
+        ("b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64 steps=20", "dims", 3, 1, [0])]   # by d
+    assert {r["changes"] for r in rows} == {"batch=16 n_samples=32 eval_every=10 eval_samples=64 steps=20"}
     # each run's late window, read straight from its file: the distance to the equilibrium its
     # variant aims at (d = 1, plain: m_mfg), the worst coordinate's beyond
     keys = [("mean_error_mfg", "control_rmse_at_mfg"), ("mean_error_worst", "control_rmse_worst"),
             ("mean_error_worst", "control_rmse_worst")]
-    files = ([tmp_path / "d1" / "run.npz"], [tmp_path / "d3" / "run.npz"], [r / "run.npz" for r in runs])
+    files = ([tmp_path / "d1" / "run.npz"], [r / "run.npz" for r in runs], [tmp_path / "d3" / "run.npz"])
     for row, (distance, control), paths in zip(rows, keys, files):
         late = [rx.late_part(h, 20) for h in (rundir.unpack_run(str(q))[2] for q in paths)]
         assert row["distance"] == [np.median([e[distance] for e in w]) for w in late]
@@ -148,7 +149,7 @@ def test_runs_in_two_dimensions_report(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 2 and "are the same run" in p.stderr and not (tmp_path / "sc2").exists()
     table = (tmp_path / "sc" / "SCALING.md").read_text()
-    assert "| b+mf batch=16 n_samples=32 eval_every=10 eval_samples=64 steps=20 | quick | 2 | 0/2 | 0, 1 | 0/2 |" in table
+    assert "| 2 | b+mf | quick | batch=16 n_samples=32 eval_every=10 eval_samples=64 steps=20 | 0/2 | 0, 1 | 0/2 |" in table
     # the same learner and seed over more steps is another row, not the same run twice
     p = subprocess.run([sys.executable, script, "run", "--algo", "b", "--mf", "--dim", "2", "--seed", "0",
                         *tiny[2:], "--steps", "30", "--out", "longer"], cwd=tmp_path, capture_output=True, text=True)
