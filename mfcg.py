@@ -435,7 +435,7 @@ class Config:
                                     # exploration alone, no random map of x pushes agents apart
     critic_zero_init: bool = False  # the critic's output layer (W2, b2) starts at 0: V starts flat, and
                                     # the pathwise actor's first slopes are learned, not drawn
-    td_control_variate: bool = False  # subtract ∇T(x)·(the step's noise) from the TD target
+    td_control_variate: bool = False  # subtract ∇T(x)·(the step's noise) from the TD target (DRL: each δ)
                                     # (noise_control_variate): its mean is zero, its variance most
                                     # of the target's
     restart_beyond: float = 0.0     # AC and B: an agent with a coordinate beyond ± this starts
@@ -897,6 +897,8 @@ def noise_control_variate(cfg, critic, x, a, x_next):
     increment (both problems step X' = X + aΔt + noise), T the network `critic`. Given x and
     a its mean is zero, so a TD target less γ times it has the same mean; what it takes out
     is most of the target's variance (a departure from the paper; docs/single-agent.md).
+    DRL takes it out of each δ of its GAE (ppo_update): a later step's noise has mean zero
+    given every earlier action, so the policy gradient keeps its mean too.
 
     Why: per step, the TD error's signal is of order Δt (the reward, the discounting, the
     drift), its noise of order √Δt (T′ σ √Δt z): at Δt = 0.01 about ten times larger. A
@@ -977,8 +979,11 @@ def ppo_update(state, cfg, lrs, rng):
     entropy bonus) and one critic step on the GAE returns per rollout; with cfg.ppo_epochs
     passes of cfg.ppo_minibatches minibatches drawn from `rng`, one of each per minibatch
     (the usual PPO), with cfg.adv_norm on each minibatch's advantages. Returns the losses
-    averaged over the steps taken. Without cfg.readable each loss is a mean over chunks of
-    rows (fastpaths.chunk_mean), and on a GPU GAE is one matrix product (gae_by_matmul)."""
+    averaged over the steps taken. With cfg.td_control_variate every δ_m less
+    γ·noise_control_variate (V's slope at X_m): the advantages keep their mean given each
+    action, the step's noise, summed over d coordinates, mostly leaves them. Without
+    cfg.readable each loss is a mean over chunks of rows (fastpaths.chunk_mean), and on a
+    GPU GAE is one matrix product (gae_by_matmul)."""
     buf = state["buffer"]
     critic, actor = state["params"]["critic"], state["params"]["actor"]
     xp = xp_of(buf[0]["x"])
@@ -991,6 +996,10 @@ def ppo_update(state, cfg, lrs, rng):
     last = nets.critic_forward(critic, buf[-1]["x_next"])                   # V(X_M)
     next_values = xp.concatenate([values[1:], last[None]])                  # V(X_{m+1}) (M, B)
     advantages = gae if cfg.readable or xp is np else gae_by_matmul
+    if cfg.td_control_variate:   # each δ less γ·noise_control_variate: take it from r
+        X_next = xp.stack([entry["x_next"] for entry in buf]).reshape(n_rows, d)
+        cv = in_chunks(lambda p, *rows_of: noise_control_variate(cfg, p, *rows_of), (critic, X, A, X_next), rows)
+        r = r - cfg.problem.discount * cv.reshape(M, B)
     adv, returns = advantages(r, values, next_values, cfg.problem.discount, cfg.gae_lambda)
     adv, returns = adv.reshape(n_rows), returns.reshape(n_rows)
     clip = cfg.ppo_clip or math.inf                   # no clipping: ρ·A, the importance-weighted gradient

@@ -168,9 +168,6 @@ def check_config(cfg, algos, problem_class):
     if cfg.actor_gradient == "pathwise" and cfg.algo == "drl":
         raise ValueError("actor_gradient must be 'score' for drl: PPO's clipped surrogate is a "
                          "score-function gradient")
-    if cfg.td_control_variate and cfg.algo == "drl":
-        raise ValueError("td_control_variate must be false for drl: its returns are GAE's, "
-                         "not the one-step TD target it changes")
     if cfg.restart_beyond and cfg.algo not in ("ac", "b"):
         raise ValueError(f"restart_beyond must be 0 for {cfg.algo}: only AC and B (train_b) restart "
                          f"their agents, got {cfg.restart_beyond}")

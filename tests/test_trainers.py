@@ -93,7 +93,6 @@ def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
     (dict(algo="m", antithetic=True, batch=12, minibatch=3), r"antithetic needs an even batch .* minibatch=3"),
     (dict(restart_beyond=-1.0), "restart_beyond must be >= 0"),
     (dict(eval_chains=-5), r"eval_chains must be 0 \(the pools' n_samples\) or a positive integer"),
-    (dict(algo="drl", target_every=0, td_control_variate=True), "td_control_variate must be false for drl"),
     (dict(algo="m", restart_beyond=3.0), "restart_beyond must be 0 for m: only AC and B"),
     (dict(algo="drl", target_every=0, restart_beyond=3.0), "restart_beyond must be 0 for drl"),
 ])
@@ -581,6 +580,43 @@ def test_the_td_target_and_the_advantage_subtract_the_control_variate_only_when_
     assert not np.allclose(target, v_x)      # the target is not the critic
 
 
+@pytest.mark.parametrize("readable", [False, True])
+def test_drl_takes_the_control_variate_out_of_each_td_error_of_its_gae(monkeypatch, readable):
+    """With td_control_variate DRL's GAE reads the rewards r_m − γ∇V(X_m)·(X_{m+1} − X_m −
+    a_mΔt), V the critic and its slope taken by central differences here; values and next
+    values are unchanged. Without it, the rollout's rewards. In two dimensions, over a
+    rollout of three steps, with the fast paths and the readable definitions."""
+    seen, real_gae = {}, mfcg.gae
+    def gae_spy(rewards, values, next_values, gamma, lam):
+        seen[on] = [np.array(v, copy=True) for v in (rewards, values, next_values)]
+        return real_gae(rewards, values, next_values, gamma, lam)
+    monkeypatch.setattr(mfcg, "gae", gae_spy)   # NumPy's GAE, fast paths or not
+    for on in (False, True):
+        cfg = tiny("drl", dim=2, td_control_variate=on, target_every=0, rollout=3, readable=readable,
+                   dtype="float64")
+        state = mfcg.init_state(cfg)
+        field = mfcg.MeanField(*(np.zeros(2) for _ in range(3)))
+        for n in range(cfg.rollout):
+            a, r, x_next, logp = mfcg.act_and_step(state, cfg, state["x"], field, np.random.default_rng(n),
+                                                   log_prob=True)
+            state["buffer"].append({"x": state["x"], "a": a, "r": r, "x_next": x_next, "logp": logp})
+            state["x"] = x_next
+        buf = state["buffer"]
+        critic = {k: np.array(v, copy=True) for k, v in state["params"]["critic"].items()}   # before PPO
+        mfcg.ppo_update(state, cfg, mfcg.learning_rates(cfg, 0), np.random.default_rng(9))
+    h, gamma, dt = 1e-6, cfg.problem.discount, cfg.problem.dt
+    for m, entry in enumerate(buf):
+        x, noise = entry["x"], entry["x_next"] - entry["x"] - dt * entry["a"]
+        slope = np.stack([(nets.critic_forward(critic, x + h * e) - nets.critic_forward(critic, x - h * e)) / (2 * h)
+                          for e in np.eye(2)], axis=1)
+        np.testing.assert_allclose(seen[False][0][m], entry["r"], rtol=1e-12)
+        np.testing.assert_allclose(seen[True][0][m], entry["r"] - gamma * (slope * noise).sum(axis=1),
+                                   rtol=1e-7, atol=1e-9)
+    for k in (1, 2):   # the same critic (init_state draws it from the seed alone) and the same values
+        np.testing.assert_array_equal(seen[True][k], seen[False][k])
+    assert np.abs(seen[True][0] - seen[False][0]).max() > 1e-3   # the noise was there to take out
+
+
 # --- resume, dimensions, non-finite values -------------------------------------------------------
 
 @pytest.mark.parametrize("readable", [False, True])
@@ -600,6 +636,10 @@ def test_resume_with_antithetic_agents_is_bit_for_bit(algo, tmp_path):
 def test_resume_with_restarts_and_the_control_variate_is_bit_for_bit(algo, tmp_path):
     """With restarts that happen (a box of ±0.8) and the TD target's control variate."""
     _check_resume(tmp_path, algo, restart_beyond=0.8, td_control_variate=True)
+
+
+def test_resume_of_drl_with_the_control_variate_is_bit_for_bit(tmp_path):
+    _check_resume(tmp_path, "drl", td_control_variate=True)
 
 
 def _check_resume(tmp_path, algo, **settings):
