@@ -211,7 +211,8 @@ single-bound: $(STAMP)
 	mv docs/results/single-bound/BOUND.md.tmp docs/results/single-bound/BOUND.md
 
 # the dims preset's study (docs/dimensions.md): B in d = 2, 4, 8 (both variants), 16, 32 and 64
-# (rotated at 8), M and DRL at 8, each change undone at d = 8; at d = 16 and rotated the TD
+# (rotated at 8), M and DRL at 8 (DRL also with the TD control variate, and so at 16), each change
+# undone at d = 8; B at 8,192 agents at d = 8 and 16; at d = 16 and rotated the TD
 # target's control variate or the critic's rate x2, with 4,000 evaluation chains, and at d = 16
 # Hutchinson's trace; at d = 32 and 64 walls at ±4 and a slower local score, each undone at 32,
 # and at 32 and 64 the walls with antithetic agents (pairs restart together); at 64 and 100, 40,000 steps
@@ -233,7 +234,11 @@ dims-study: $(STAMP)
 	$(REPORT) runs/dims/b+mf_d-8_rotated_td_control_variate-True_eval_chains-4000-s? \
 		runs/dims/b+mf_d-8_rotated_lr_critic-0.0004_eval_chains-4000-s0 --out docs/results/dims-d8-rotated-cv
 	$(DIMS) --algos m --variants mf --dim 8 --seeds 10 --out docs/results/dims-d8-m
-	$(DIMS) --algos drl --variants mf --dim 8 --out docs/results/dims-d8-drl
+	$(DIMS) --algos drl --variants mf --dim 8 --seeds 10 --out docs/results/dims-d8-drl
+	$(DIMS) --algos drl --variants mf --dim 8 --seeds 10 --set td_control_variate=true --out docs/results/dims-d8-drl-cv
+	$(DIMS) --algos drl --variants mf $(DIMS16) --set td_control_variate=true --out docs/results/dims-d16-drl-cv
+	$(DIMS) --algos b --variants mf --dim 8 --set batch=8192 --out docs/results/dims-d8-8192
+	$(DIMS) --algos b --variants mf $(DIMS16) --set td_control_variate=true --set batch=8192 --out docs/results/dims-d16-8192
 	$(DIMS) --algos b --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --out docs/results/dims-d16-cv
 	$(DIMS) --algos b --variants mf $(DIMS16) --set lr_critic=4e-4 --out docs/results/dims-d16-critic-x2
 	$(DIMS) --algos m --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --out docs/results/dims-d16-m
