@@ -842,8 +842,7 @@ def scaling_rows(folders):
     rows = []   # by d, then learner, preset and changes: the table reads down the dimension
     for (name, preset, dim), rs in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][0].split()[0], kv[0][1], kv[0][0])):
         changes = " ".join(f"{k}={v}" for k, v in rs[0][1].items())
-        rs = [r for r, _ in rs]
-        rs = sorted(rs, key=lambda r: r["metrics"]["seed"])
+        rs = sorted((r for r, _ in rs), key=lambda r: r["metrics"]["seed"])
         mf = rs[0]["config"].mf_correction
         at = "m*" if mf else "m_mfg"
         ok = [settled(r["history"], r["metrics"]["steps"], at) for r in rs]
