@@ -42,10 +42,10 @@ reproduce: $(STAMP)
 	$(PY) run_experiments.py reproduce --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) \
 		--runs runs --out docs/results/$(PRESET)
 
-# every committed report again from the runs it keeps (docs/results/**/runs/), in place: after
+# every committed report again from the runs it keeps (docs/results/**/runs.zip), in place: after
 # a change to `report`. The runs are not retrained, so nothing but the report's own output
-# can change, each with the figures it drew (those a page shows). About 3 minutes on one core.
-REPORT_DIRS = $(patsubst %/runs,%,$(wildcard docs/results/*/runs docs/results/*/*/runs))
+# can change, each with the figures it drew (those a page shows). About a minute on one core.
+REPORT_DIRS = $(patsubst %/runs.zip,%,$(wildcard docs/results/*/runs.zip docs/results/*/*/runs.zip))
 reports: $(STAMP)
 	$(PY) run_experiments.py report --again $(REPORT_DIRS)
 

@@ -759,6 +759,12 @@ def figures_drawn(out):
     return drawn
 
 
+def is_report_folder(path):
+    """Whether `path` is a report's folder (its summary.json, and no run of its own)."""
+    return (os.path.isdir(path) and os.path.isfile(os.path.join(path, "summary.json"))
+            and not rundir.finished(path))
+
+
 def kept_runs(folder):
     """The runs a report in `folder` keeps, in the order it reported them (its
     summary.json's "copies"), as paths: what `report --again` reports."""
@@ -778,8 +784,10 @@ def kept_runs(folder):
 
 def report(paths, out, allow_mixed_presets=False, figures=None):
     """The table, the figures (`figures`, names from FIGURES; None: those the report
-    already in `out` drew, figures_drawn) and the runs' copies of these runs into `out`."""
+    already in `out` drew, figures_drawn) and the runs' copies of these runs into `out`.
+    A path is a run (what rundir.load_run reads) or a report folder: the runs it keeps."""
     dirs, seen = [], set()
+    paths = [p for d in paths for p in (kept_runs(d) if is_report_folder(d) else [d])]
     for d in paths:  # each run once, however it is spelled (D, D/, ./D, D/run.npz)
         where = os.path.realpath(os.path.join(d, RUN_FILE) if os.path.isdir(d) else d)
         if where not in seen:
@@ -801,9 +809,9 @@ def report(paths, out, allow_mixed_presets=False, figures=None):
     outputs = {"RESULTS.md": results_table(summary, runs[0]["config"].problem).encode(),
                **make_figures(summary, runs, figures_drawn(out) if figures is None else figures)}
     write_report_dir(out, copies, outputs, {"presets": presets, "runs": [r["path"] for r in runs],
-                                            "copies": list(copies), "algorithms": summary}, mfcg.Config)
+                                            "algorithms": summary}, mfcg.Config)
     print(f"report: {len(runs)} runs → {out}/RESULTS.md, summary.json, {len(outputs) - 1} figures, "
-          f"the runs' files in {out}/runs/", file=sys.stderr)
+          f"the runs in {out}/{rundir.RUNS_ARCHIVE}", file=sys.stderr)
     return 0
 
 
@@ -1382,10 +1390,11 @@ def build_parser():
                    help="stop, with a checkpoint, after N more steps (default: run to the end)")
     rep = sub.add_parser("report", help="table and figures from finished runs",
                          description="RESULTS.md, summary.json, four figures and one compact copy of "
-                                     "each run (runs/PRESET/NAME.npz) into --out.")
+                                     "each run, all in runs.zip (PRESET/NAME.npz), into --out.")
     rep.add_argument("dirs", nargs="+", metavar="RUN",
-                     help="finished runs: run directories, or a report's copies (NAME.npz); "
-                          "with --again, report folders")
+                     help="finished runs: run directories, a report's copies "
+                          "(REPORT/runs.zip/PRESET/NAME.npz), or report folders (the runs each "
+                          "keeps); with --again, report folders")
     rep.add_argument("--out", help="where the report goes (default: results)")
     rep.add_argument("--allow-mixed-presets", action="store_true",
                      help="report runs of several presets together, a row per preset (default: refuse)")

@@ -596,7 +596,8 @@ def made_otherwise(run_dir, presets, preset, settings, cfg):
 # A finished run as one file: what a report keeps and reads
 # ---------------------------------------------------------------------------------------
 
-RUN_FILE = "run.npz"   # in a finished run's directory; a report keeps it as runs/PRESET/NAME.npz
+RUN_FILE = "run.npz"   # in a finished run's directory; a report keeps it in RUNS_ARCHIVE
+RUNS_ARCHIVE = "runs.zip"   # a report's runs in one file: member PRESET/NAME.npz, a RUN_FILE each
 RUN_FORMAT = 1
 # What report reads, by part of the run; a run without one of these is refused by name.
 RUN_KEYS = {"metrics": ("label", "seed", "steps", "wall_seconds", "steps_per_second"),
@@ -671,10 +672,43 @@ def pack_run(saved, metrics, history, curves):
     return buf.getvalue()
 
 
+def archive_member(path):
+    """(ARCHIVE, MEMBER) where `path` names a member of a zip file, spelled ARCHIVE.zip/MEMBER
+    as Python's zipimport spells it (a report's copy: OUT/runs.zip/PRESET/NAME.npz); None
+    for any other path."""
+    parts = os.path.normpath(path).split(os.sep)
+    for i in range(1, len(parts)):
+        head = os.sep.join(parts[:i])
+        if head.endswith(".zip") and os.path.isfile(head):
+            return head, "/".join(parts[i:])
+    return None
+
+
+def read_archive(archive):
+    """{member: bytes} of a zip file, every member read whole (which checks its CRC)."""
+    with zipfile.ZipFile(archive) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def pack_archive(members):
+    """{member: bytes} → a zip file's bytes holding them as they are (a run file is
+    compressed already) in the given order, byte-stable: the same members, the same bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, content in members.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), content)
+    return buf.getvalue()
+
+
 def unpack_run(path):
     """A RUN_FILE → (saved, metrics, history, curves): saved {preset, settings, config} as
     config.json holds them, metrics the dict, history the list of evaluation records,
-    curves NumPy float64 arrays. Errors propagate (load_run names the file)."""
+    curves NumPy float64 arrays. `path` may be a file object, or a member of a report's
+    archive (archive_member). Errors propagate (load_run names the file)."""
+    member = None if not isinstance(path, str) or os.path.exists(path) else archive_member(path)
+    if member:
+        with zipfile.ZipFile(member[0]) as zf:
+            path = io.BytesIO(zf.read(member[1]))
     with np.load(path, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}  # reading every member checks its CRC
     meta = json.loads(str(data.pop("meta")))
@@ -739,9 +773,10 @@ def _require_each(records, keys):
 
 def load_run(path, presets, config_class, metrics_keys=()):
     """A finished run → dict(path, preset, settings, config, label, metrics, history,
-    curves, saved). `path` is a run's file (a report's copy, runs/PRESET/NAME.npz), a run
-    directory holding one (RUN_FILE), or a run directory of the four files of old. A run
-    without what report reads is refused in one line naming the file."""
+    curves, saved). `path` is a run's file (a report's copy, OUT/runs.zip/PRESET/NAME.npz,
+    or an older report's OUT/runs/PRESET/NAME.npz), a run directory holding one (RUN_FILE),
+    or a run directory of the four files of old. A run without what report reads is
+    refused in one line naming the file."""
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, RUN_FILE)):
         old = [f for f in OLD_RUN_FILES if not os.path.exists(os.path.join(path, f))]
         if old:
@@ -750,7 +785,10 @@ def load_run(path, presets, config_class, metrics_keys=()):
         where, read, parts = path, _read_old_run, OLD_RUN_FILES
     else:
         where = os.path.join(path, RUN_FILE) if os.path.isdir(path) else path
-        if not os.path.isfile(where):
+        member = None if os.path.exists(where) else archive_member(where)
+        if member and not _archive_holds(*member):
+            raise UsageError(f"{path} is not a finished run ({member[0]} holds no {member[1]})")
+        if not os.path.isfile(where) and not member:
             raise UsageError(f"{path} is not a finished run (it does not exist)")
         read, parts = unpack_run, ("its config", "its metrics", "its history", "its curves")
     try:
@@ -779,11 +817,20 @@ def load_run(path, presets, config_class, metrics_keys=()):
             "saved": saved}
 
 
+def _archive_holds(archive, member):
+    """Whether the zip file `archive` lists `member` (an unreadable one: let reading say why)."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            return member in zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return True
+
+
 def run_copies(runs):
-    """Each run as the report keeps it, {runs/PRESET/NAME.npz: bytes} (pack_run, made now:
-    the runs may be the copies an old report holds, which the new one rewrites), NAME the
-    run's directory or file name: the report's runs can be reported again without their
-    checkpoints."""
+    """Each run as the report keeps it, {PRESET/NAME.npz: bytes} (pack_run, made now: the
+    runs may be the copies an old report holds, which the new one rewrites), NAME the run's
+    directory or file name: the members of the report's RUNS_ARCHIVE, from which its runs
+    can be reported again without their checkpoints."""
     copies, origin = {}, {}
     for r in runs:
         path = os.path.realpath(r["path"])
@@ -791,20 +838,35 @@ def run_copies(runs):
             path = os.path.dirname(path)
         name = os.path.basename(path)
         name = name[:-len(".npz")] if name.endswith(".npz") else name
-        where = os.path.join("runs", r["preset"], f"{name}.npz")
-        if where in copies:
-            raise UsageError(f"two runs would be kept as {where} ({origin[where]} and {r['path']}): "
-                             f"report them separately")
-        copies[where] = pack_run(r["saved"], r["metrics"], r["history"], r["curves"])
-        origin[where] = r["path"]
+        member = f"{r['preset']}/{name}.npz"
+        if member in copies:
+            raise UsageError(f"two runs would be kept as {RUNS_ARCHIVE}/{member} ({origin[member]} and "
+                             f"{r['path']}): report them separately")
+        copies[member] = pack_run(r["saved"], r["metrics"], r["history"], r["curves"])
+        origin[member] = r["path"]
     return copies
 
 
-def _kept_as(name):
-    """The copy a file an earlier report listed under runs/ belongs to: runs/P/NAME.npz
-    itself, or for an old report's runs/P/NAME/FILE, runs/P/NAME.npz."""
-    parts = os.path.normpath(name).split(os.sep)
-    return os.path.join(*parts[:3]) + ("" if len(parts) == 3 else ".npz")
+def _earlier_copies(out, listed):
+    """The copies of runs the report already in `out` keeps (its `listed` files), as
+    {PRESET/NAME.npz: (where, what)}: where the path a message names, what the copy's bytes
+    (a member of its RUNS_ARCHIVE) or path (an older version's runs/P/NAME.npz, or
+    runs/P/NAME/ of four files). An archive that cannot be read is refused in one line."""
+    found, archive = {}, os.path.join(out, RUNS_ARCHIVE)
+    if RUNS_ARCHIVE in listed and os.path.isfile(archive):
+        try:
+            members = read_archive(archive)
+        except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as exc:
+            raise UsageError(f"{archive} is unreadable ({one_line(exc)}): report to another --out") from None
+        found = {m: (os.path.join(archive, m), content) for m, content in members.items()}
+    for f in sorted(listed):
+        parts = f.split(os.sep)
+        if parts[0] == "runs" and len(parts) >= 3:
+            where = os.path.join(out, *parts[:3])
+            member = "/".join(parts[1:3]) + ("" if len(parts) == 3 else ".npz")
+            if os.path.exists(where) and member not in found:
+                found[member] = (where, where)
+    return found
 
 
 def _holds(path, content):
@@ -813,19 +875,19 @@ def _holds(path, content):
         return fh.read() == content
 
 
-def _same_run(path, content, config_class):
-    """Whether the copy at `path` (a run file, or a folder of the four files of old) is of
-    the run packed in `content`: the same bytes, or a run made with the same preset, --set
-    fields and Config (config_class, mfcg.Config, which fills in fields an older version
-    did not have): the same run made again, say by `make reproduce` on another machine,
-    whose numbers differ only as its CPU rounds. Unreadable: not the same."""
+def _same_run(copy, content, config_class):
+    """Whether `copy` (a run file's bytes, its path, or a folder of the four files of old)
+    is of the run packed in `content`: the same bytes, or a run made with the same preset,
+    --set fields and Config (config_class, mfcg.Config, which fills in fields an older
+    version did not have): the same run made again, say by `make reproduce` on another
+    machine, whose numbers differ only as its CPU rounds. Unreadable: not the same."""
     try:
-        if os.path.isfile(path):
-            if _holds(path, content):
+        if isinstance(copy, bytes) or os.path.isfile(copy):
+            if (copy == content) if isinstance(copy, bytes) else _holds(copy, content):
                 return True
-            theirs = unpack_run(path)[0]
+            theirs = unpack_run(io.BytesIO(copy) if isinstance(copy, bytes) else copy)[0]
         else:
-            theirs = _read_old_run(path)[0]
+            theirs = _read_old_run(copy)[0]
         mine = unpack_run(io.BytesIO(content))[0]
         return (theirs["preset"] == mine["preset"] and theirs.get("settings", {}) == mine["settings"]
                 and config_class(**theirs["config"]) == config_class(**mine["config"]))
@@ -835,61 +897,53 @@ def _same_run(path, content, config_class):
 
 def write_report_dir(out, copies, outputs, summary, config_class):
     """Write a report into `out`, all of it made before anything is written: the runs'
-    copies ({runs/PRESET/NAME.npz: bytes}), then `outputs` (RESULTS.md and the figures,
-    {name: bytes}), then summary.json (`summary` with the list of files), each file written
-    whole and renamed into place. An earlier report in `out` (its summary.json lists its
-    files) is replaced whole: its figures that this one does not draw are removed, and its
-    copies of these runs, in one file or (from an older version) in four, runs/P/NAME/,
-    are replaced by theirs. Refused before anything changes, with one line: an existing
-    copy of another run under a name this report keeps (a copy may be the only record of
-    its run: it is replaced only by a run made with the same settings), an earlier report's copy of a run this
-    one leaves out, a report's file name (RESULTS.md, summary.json, a figure) that no
+    copies ({PRESET/NAME.npz: bytes}) as one file, RUNS_ARCHIVE, then `outputs` (RESULTS.md
+    and the figures, {name: bytes}), then summary.json (`summary` with the list of files
+    and of the copies, OUT/runs.zip/PRESET/NAME.npz, which load_run reads), each file
+    written whole and renamed into place. An earlier report in `out` (its summary.json lists
+    its files) is replaced whole: its figures that this one does not draw are removed, and
+    its copies of these runs, in its archive or (from an older version) as runs/P/NAME.npz
+    or four files in runs/P/NAME/, are replaced by theirs; an older version's files go once
+    the new summary.json lists the archive, so a report stopped half-way loses no run.
+    Refused before anything changes, with one line: an earlier copy of another run under a
+    name this report keeps (a copy may be the only record of its run: it is replaced only
+    by a run made with the same settings), an earlier report's copy of a run this one leaves
+    out, a report's file name (the archive, RESULTS.md, summary.json, a figure) that no
     earlier report wrote, and a path reached through a symbolic link. Files a report does
     not write are never touched. config_class (mfcg.Config) reads the runs' settings.
     Returns the names written."""
     check_out_folder(out)
     listed = {os.path.normpath(f) for f in report_files(out) if _stays_inside(out, f)}
-    kept = {os.path.normpath(where): content for where, content in copies.items()}
-    dropped = sorted(f for f in listed if f.startswith("runs" + os.sep) and f.count(os.sep) >= 2
-                     and _kept_as(f) not in kept and os.path.exists(os.path.join(out, f)))
+    earlier = _earlier_copies(out, listed)
+    dropped = sorted(m for m in earlier if m not in copies)
     if dropped:
         raise UsageError(f"{out} holds an earlier report's copy of a run this one leaves out "
-                         f"({os.path.splitext(_kept_as(dropped[0]))[0]}): report it too, or report to another --out")
-    old_files = []  # an old report's four files of a kept run, replaced by its one file
-    for name in list(kept) + [os.path.splitext(w)[0] for w in kept] + list(outputs) + ["summary.json"]:
+                         f"({earlier[dropped[0]][0]}): report it too, or report to another --out")
+    for member, content in copies.items():
+        if member in earlier and not _same_run(earlier[member][1], content, config_class):
+            raise UsageError(f"{earlier[member][0]} holds a run made with other settings than the one this "
+                             f"report keeps there: report to another --out")
+    outputs = {RUNS_ARCHIVE: pack_archive(copies), **outputs}
+    names = sorted(outputs)
+    summary = {**summary, "copies": [f"{RUNS_ARCHIVE}/{m}" for m in copies], "files": names}
+    outputs["summary.json"] = json.dumps(summary, indent=1).encode()
+    for name, content in outputs.items():  # an earlier report's, or this one's own, stopped half-way
         if not _stays_inside(out, name):
             raise UsageError(f"{os.path.join(out, name)} is reached through a symbolic link: report to another --out")
-    for where, content in kept.items():
-        dest, old = os.path.join(out, where), os.path.join(out, os.path.splitext(where)[0])
-        if os.path.isdir(dest) or (os.path.exists(old) and not os.path.isdir(old)):
-            raise UsageError(f"{dest if os.path.isdir(dest) else old} is in the way of the copy: report to another --out")
-        foreign = sorted(set(os.listdir(old)) - set(OLD_RUN_FILES)) if os.path.isdir(old) else []
-        if foreign:  # a run directory itself, say (--out next to the runs)
-            raise UsageError(f"{old} holds files no report wrote ({foreign[0]}): report to another --out")
-        for path in (dest, old):
-            if os.path.exists(path) and not _same_run(path, content, config_class):
-                raise UsageError(f"{path} holds a run made with other settings than the one this report "
-                                 f"keeps there: report to another --out")
-        if os.path.isdir(old):
-            old_files += [os.path.join(old, f) for f in OLD_RUN_FILES if os.path.exists(os.path.join(old, f))]
-    names = sorted(outputs) + sorted(kept)
-    outputs = {**outputs, "summary.json": json.dumps({**summary, "files": names}, indent=1).encode()}
-    for name, content in outputs.items():  # an earlier report's, or this one's own, stopped half-way
         _refuse_what_no_report_wrote(out, name, listed, content)
-    stale = [os.path.join(out, f) for f in listed - set(outputs)
-             if os.sep not in f and f.endswith(".png")]
+    older = [os.path.join(out, f) for f in sorted(listed) if f.split(os.sep)[0] == "runs"]
+    stale = [os.path.join(out, f) for f in listed - set(outputs) if os.sep not in f and f.endswith(".png")]
     os.makedirs(out, exist_ok=True)
-    last = outputs.pop("summary.json")
-    for name, content in list(kept.items()) + list(outputs.items()):
-        os.makedirs(os.path.join(out, os.path.dirname(name)), exist_ok=True)
+    for name, content in outputs.items():   # summary.json last: it lists the rest
         write_atomically(os.path.join(out, name), lambda fh, content=content: fh.write(content))
-    for path in old_files + stale:
+    for path in older + stale:
         if os.path.isfile(path):
             os.remove(path)
-    for where in kept:  # an old copy's folder, emptied above
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.join(out, os.path.splitext(where)[0]))
-    write_atomically(os.path.join(out, "summary.json"), lambda fh: fh.write(last))  # last: it lists the rest
+    for path in sorted({os.path.dirname(p) for p in older}, key=len, reverse=True):  # runs/P/NAME, runs/P, runs
+        while os.path.normpath(path) != os.path.normpath(out):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            path = os.path.dirname(path)
     return names
 
 

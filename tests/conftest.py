@@ -17,13 +17,13 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 @pytest.fixture(scope="session")
 def steady_run():
     """steady_run(name, until) → (state, saved settings, committed history): the run
-    docs/results/steady/runs/steady/NAME.npz retrained from its saved config up to step
+    docs/results/steady/runs.zip/steady/NAME.npz retrained from its saved config up to step
     `until`, once per session (the tests of the steady preset and of the correction share
     them)."""
     import mfcg
     import rundir
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "docs", "results", "steady", "runs", "steady")
+                        "docs", "results", "steady", "runs.zip", "steady")
     cache = {}
 
     def get(name, until):

@@ -55,8 +55,8 @@ def test_run_then_report_end_to_end(tmp_path):
     assert code == 0, err
     res = tmp_path / "res"
     assert set(os.listdir(res)) == {"RESULTS.md", "summary.json", "learning_curves.png", "settled.png",
-                                    "laws.png", "controls.png", "runs"}
-    assert sorted(os.listdir(res / "runs" / "quick")) == ["b-s0.npz", "b-s1.npz", "m-s0.npz"]
+                                    "laws.png", "controls.png", "runs.zip"}
+    assert list(rundir.read_archive(res / "runs.zip")) == ["quick/b-s1.npz", "quick/b-s0.npz", "quick/m-s0.npz"]
     summary = _json(res / "summary.json")["algorithms"]
     runs_b = [_metrics(tmp_path / "runs" / "quick" / f"b-s{s}") for s in (0, 1)]
     for key in ("mean_error", "control_rmse", "value_rmse"):

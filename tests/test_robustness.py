@@ -199,6 +199,11 @@ def _copy_run(src, dst):
     return dst
 
 
+def _kept(folder):
+    """{PRESET/NAME.npz: bytes}: the runs a report in `folder` keeps in its archive."""
+    return rundir.read_archive(folder / rundir.RUNS_ARCHIVE)
+
+
 def _old_layout(run, dst):
     """A finished run as the four files runs had before run.npz (config.json, metrics.json,
     history.json, curves.npz), made from its run.npz."""
@@ -243,31 +248,44 @@ def test_a_run_of_the_old_layout_reports_as_its_one_file(tmp_path, finished):
         code, _, err = cli("report", name, "--out", f"res-{name}", cwd=tmp_path)
         assert code == 0, err
     assert (tmp_path / "res-old" / "RESULTS.md").read_text() == (tmp_path / "res-new" / "RESULTS.md").read_text()
-    assert (tmp_path / "res-old/runs/quick/old.npz").read_bytes() == (tmp_path / "res-new/runs/quick/new.npz").read_bytes()
+    assert _kept(tmp_path / "res-old")["quick/old.npz"] == _kept(tmp_path / "res-new")["quick/new.npz"]
 
 
-def test_a_report_of_old_copies_is_converted_in_place(tmp_path, finished):
-    """A report whose copies are runs of four files (runs/quick/b0/...), reported again into
-    its own folder: each copy becomes its one file, the old files go, the table stays."""
+@pytest.mark.parametrize("layout", ["a file per run", "four files per run"])
+def test_a_report_of_an_older_layout_is_converted_in_place(tmp_path, finished, layout):
+    """A report whose copies an older version kept one by one (runs/quick/b0.npz, or four
+    files in runs/quick/b0/), reported again into its own folder (--again, or from the
+    copies): the copies go into its one archive, the old files and folders go, the table
+    stays."""
     for seed in (0, 1):
         _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
     assert cli("report", "b0", "b1", "--out", "res", cwd=tmp_path)[0] == 0
     res = tmp_path / "res"
-    new_copies = {f: (res / "runs/quick" / f).read_bytes() for f in ("b0.npz", "b1.npz")}
-    table = (res / "RESULTS.md").read_text()
+    archive, table, members = (res / "runs.zip").read_bytes(), (res / "RESULTS.md").read_text(), _kept(res)
     summary = json.loads((res / "summary.json").read_text())
-    for seed in (0, 1):  # as an older version kept them, listed by the summary
-        (res / f"runs/quick/b{seed}.npz").unlink()
-        _old_layout(finished / f"b{seed}", res / f"runs/quick/b{seed}")
-    summary["files"] = [f for f in summary["files"] if not f.endswith(".npz")] + [
-        f"runs/quick/b{seed}/{f}" for seed in (0, 1) for f in rundir.OLD_RUN_FILES]
-    del summary["copies"]
+    (res / "runs.zip").unlink()
+    summary["files"].remove("runs.zip")
+    for seed in (0, 1):  # as the older version kept them, listed by its summary
+        if layout == "a file per run":
+            (res / "runs/quick").mkdir(parents=True, exist_ok=True)
+            (res / f"runs/quick/b{seed}.npz").write_bytes(members[f"quick/b{seed}.npz"])
+            summary["files"].append(f"runs/quick/b{seed}.npz")
+        else:
+            _old_layout(finished / f"b{seed}", res / f"runs/quick/b{seed}")
+            summary["files"] += [f"runs/quick/b{seed}/{f}" for f in rundir.OLD_RUN_FILES]
+    if layout == "a file per run":
+        summary["copies"] = ["runs/quick/b0.npz", "runs/quick/b1.npz"]
+        args = ("report", "--again", "res")
+    else:  # that version listed no copies
+        del summary["copies"]
+        args = ("report", "res/runs/quick/b0", "res/runs/quick/b1", "--out", "res")
     (res / "summary.json").write_text(json.dumps(summary))
-    code, _, err = cli("report", "res/runs/quick/b0", "res/runs/quick/b1", "--out", "res", cwd=tmp_path)
+    code, _, err = cli(*args, cwd=tmp_path)
     assert code == 0, err
-    assert sorted(os.listdir(res / "runs/quick")) == ["b0.npz", "b1.npz"]
-    assert {f: (res / "runs/quick" / f).read_bytes() for f in new_copies} == new_copies
+    assert (res / "runs.zip").read_bytes() == archive
+    assert not (res / "runs").exists()
     assert (res / "RESULTS.md").read_text() == table
+    assert json.loads((res / "summary.json").read_text())["copies"] == ["runs.zip/quick/b0.npz", "runs.zip/quick/b1.npz"]
 
 
 def test_report_again_remakes_a_report_from_its_copies(tmp_path, finished):
@@ -276,9 +294,9 @@ def test_report_again_remakes_a_report_from_its_copies(tmp_path, finished):
     for seed in (0, 1):
         _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
     assert cli("report", "b1", "b0", "--out", "res", cwd=tmp_path)[0] == 0
-    before = {f: (tmp_path / "res" / f).read_bytes() for f in ("RESULTS.md", "laws.png", "runs/quick/b0.npz")}
+    before = {f: (tmp_path / "res" / f).read_bytes() for f in ("RESULTS.md", "laws.png", "runs.zip")}
     summary = json.loads((tmp_path / "res" / "summary.json").read_text())
-    assert summary["copies"] == ["runs/quick/b1.npz", "runs/quick/b0.npz"]
+    assert summary["copies"] == ["runs.zip/quick/b1.npz", "runs.zip/quick/b0.npz"]
     code, _, err = cli("report", "--again", "res", cwd=tmp_path)
     assert code == 0, err
     assert {f: (tmp_path / "res" / f).read_bytes() for f in before} == before
@@ -508,9 +526,11 @@ def test_report_out_replaces_an_old_report_whole(tmp_path, finished):
     assert any(label.startswith("m ") for label in labels())
     before = {f: (tmp_path / "res" / f).read_bytes() for f in os.listdir(tmp_path / "res") if f.endswith((".md", ".json"))}
     code, _, err = cli("report", "b0", "--out", "res", cwd=tmp_path)  # m0's copy may be its only record
-    assert code == 2 and "res holds an earlier report's copy of a run this one leaves out (runs/quick/m0)" in one_line(err)
+    assert code == 2 and ("res holds an earlier report's copy of a run this one leaves out "
+                          "(res/runs.zip/quick/m0.npz)") in one_line(err)
     assert {f: (tmp_path / "res" / f).read_bytes() for f in before} == before
-    (tmp_path / "res" / "runs" / "quick" / "m0.npz").unlink()   # the user lets it go
+    kept = _kept(tmp_path / "res")   # the user lets it go (zip -d res/runs.zip quick/m0.npz)
+    (tmp_path / "res" / "runs.zip").write_bytes(rundir.pack_archive({"quick/b0.npz": kept["quick/b0.npz"]}))
     (tmp_path / "res" / "stale.png").write_text("an old report's figure")
     summary = json.loads((tmp_path / "res" / "summary.json").read_text())
     summary["files"].append("stale.png")
@@ -523,20 +543,34 @@ def test_report_out_replaces_an_old_report_whole(tmp_path, finished):
 
 
 def test_report_keeps_the_runs_files_and_reports_them_again(tmp_path, finished):
-    """The report keeps each run as its one file, byte for byte (the checkpoint left out),
-    as runs/PRESET/NAME.npz; a report of those copies into the same folder is the same report."""
+    """The report keeps each run's one file, byte for byte (the checkpoint left out), in one
+    archive, runs.zip/PRESET/NAME.npz; a report of those copies, named one by one or by the
+    report's folder, into the same folder is the same report; a name the archive lacks is
+    one line."""
     for seed in (0, 1):
         _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
     assert cli("report", "b0", "b1", "--out", "res", cwd=tmp_path)[0] == 0
-    kept = tmp_path / "res" / "runs" / "quick"
-    assert sorted(os.listdir(kept)) == ["b0.npz", "b1.npz"]
+    assert _kept(tmp_path / "res") == {f"quick/b{seed}.npz": (tmp_path / f"b{seed}" / rx.RUN_FILE).read_bytes()
+                                       for seed in (0, 1)}
+    files = {f: (tmp_path / "res" / f).read_bytes() for f in ("RESULTS.md", "runs.zip")}
+    for args in (("res/runs.zip/quick/b0.npz", "res/runs.zip/quick/b1.npz"), ("res",)):
+        code, _, err = cli("report", *args, "--out", "res", cwd=tmp_path)
+        assert code == 0, err
+        assert {f: (tmp_path / "res" / f).read_bytes() for f in files} == files
+    code, _, err = cli("report", "res/runs.zip/quick/b7.npz", "--out", "other", cwd=tmp_path)
+    assert code == 2 and "res/runs.zip/quick/b7.npz is not a finished run (res/runs.zip holds no quick/b7.npz)" in one_line(err)
+
+
+def test_a_report_folder_adds_runs_to_those_it_keeps(tmp_path, finished):
+    """`report res b1 --out res`: the runs res keeps and b1, in that order."""
     for seed in (0, 1):
-        assert (kept / f"b{seed}.npz").read_bytes() == (tmp_path / f"b{seed}" / rx.RUN_FILE).read_bytes()
-    table = (tmp_path / "res" / "RESULTS.md").read_text()
-    code, _, err = cli("report", "res/runs/quick/b0.npz", "res/runs/quick/b1.npz", "--out", "res", cwd=tmp_path)
+        _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
+    assert cli("report", "b0", "--out", "res", cwd=tmp_path)[0] == 0
+    code, _, err = cli("report", "res", "b1", "--out", "res", cwd=tmp_path)
     assert code == 0, err
-    assert (tmp_path / "res" / "RESULTS.md").read_text() == table
-    assert (kept / "b1.npz").read_bytes() == (tmp_path / "b1" / rx.RUN_FILE).read_bytes()
+    assert list(_kept(tmp_path / "res")) == ["quick/b0.npz", "quick/b1.npz"]
+    (entry,) = json.loads((tmp_path / "res" / "summary.json").read_text())["algorithms"].values()
+    assert entry["n_runs"] == 2
 
 
 def test_report_interrupted_while_drawing_keeps_the_runs_copies(tmp_path, finished, monkeypatch):
@@ -553,21 +587,21 @@ def test_report_interrupted_while_drawing_keeps_the_runs_copies(tmp_path, finish
 
     def fail(*args, **kwargs):
         raise KeyboardInterrupt("interrupted while drawing")
-    copies = ["res/runs/quick/b0.npz", "res/runs/quick/b1.npz"]
+    copies = ["res/runs.zip/quick/b0.npz", "res/runs.zip/quick/b1.npz"]
     monkeypatch.setattr(rx, "make_figures", fail)
     assert rx.main(["report", *copies, "--out", "res"]) == 130  # main's one line for Ctrl-C
-    assert (tmp_path / "res/runs/quick/b1.npz").read_bytes() == original
+    assert _kept(tmp_path / "res")["quick/b1.npz"] == original
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
     assert rx.main(["report", *copies, "--out", "res"]) == 0
 
 
 def test_report_never_follows_a_link_into_a_run(tmp_path, finished):
-    """An old report's copy replaced by a link to the run itself: refused, the run untouched."""
+    """An old report's archive replaced by a link to the run itself: refused, the run untouched."""
     run = _copy_run(finished / "b0", tmp_path / "b0")
     assert cli("report", "b0", "--out", "res", cwd=tmp_path)[0] == 0
-    (tmp_path / "res" / "runs" / "quick" / "b0.npz").unlink()
-    os.symlink(run / rx.RUN_FILE, tmp_path / "res" / "runs" / "quick" / "b0.npz")
+    (tmp_path / "res" / "runs.zip").unlink()
+    os.symlink(run / rx.RUN_FILE, tmp_path / "res" / "runs.zip")
     before = {f: (run / f).read_bytes() for f in os.listdir(run)}
     code, _, err = cli("report", "b0", "--out", "res", cwd=tmp_path)
     assert code == 2 and "is reached through a symbolic link" in one_line(err)
@@ -586,13 +620,15 @@ def test_a_run_naming_no_preset_is_one_line(tmp_path, finished):
 
 
 def test_report_never_writes_into_a_run(tmp_path, finished):
-    """--out . would put the copy of runs/quick/b0 onto the run itself: refused, the run untouched."""
+    """--out . beside the runs: the report's files only (its archive beside runs/), the run
+    untouched, also when reported again."""
     run = _copy_run(finished / "b0", tmp_path / "runs" / "quick" / "b0")
     before = {f: (run / f).read_bytes() for f in os.listdir(run)}
-    code, _, err = cli("report", "runs/quick/b0", "--out", ".", cwd=tmp_path)
-    assert code == 2 and "runs/quick/b0 holds files no report wrote (checkpoint.npz)" in one_line(err)
-    assert {f: (run / f).read_bytes() for f in os.listdir(run)} == before
-    assert not (tmp_path / "RESULTS.md").exists()
+    for _ in range(2):
+        code, _, err = cli("report", "runs/quick/b0", "--out", ".", cwd=tmp_path)
+        assert code == 0, err
+        assert {f: (run / f).read_bytes() for f in os.listdir(run)} == before
+    assert list(_kept(tmp_path)) == ["quick/b0.npz"]
 
 
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
@@ -694,10 +730,10 @@ def test_a_copy_of_another_run_under_the_same_name_is_refused(tmp_path, finished
     _copy_run(finished / "b0", tmp_path / "one" / "b0")
     _copy_run(finished / "b1", tmp_path / "two" / "b0")          # another run, the same name
     assert cli("report", "one/b0", "--out", "res", cwd=tmp_path)[0] == 0
-    before = (tmp_path / "res/runs/quick/b0.npz").read_bytes()
+    before = (tmp_path / "res/runs.zip").read_bytes()
     code, _, err = cli("report", "two/b0", "--out", "res", cwd=tmp_path)
-    assert code == 2 and "res/runs/quick/b0.npz holds a run made with other settings" in one_line(err)
-    assert (tmp_path / "res/runs/quick/b0.npz").read_bytes() == before
+    assert code == 2 and "res/runs.zip/quick/b0.npz holds a run made with other settings" in one_line(err)
+    assert (tmp_path / "res/runs.zip").read_bytes() == before
 
 
 def test_the_same_run_made_again_replaces_its_copy(tmp_path):
@@ -706,13 +742,13 @@ def test_the_same_run_made_again_replaces_its_copy(tmp_path):
     args = ("run", "--algo", "b", "--steps", 10, "--out", "b0", *TINY)
     assert cli(*args, cwd=tmp_path)[0] == 0
     assert cli("report", "b0", "--out", "res", cwd=tmp_path)[0] == 0
-    first = (tmp_path / "res/runs/quick/b0.npz").read_bytes()
+    first = _kept(tmp_path / "res")["quick/b0.npz"]
     import shutil
     shutil.rmtree(tmp_path / "b0")
     assert cli(*args, cwd=tmp_path)[0] == 0                   # the same run, made again
     code, _, err = cli("report", "b0", "--out", "res", cwd=tmp_path)
     assert code == 0, err
-    again = (tmp_path / "res/runs/quick/b0.npz").read_bytes()
+    again = _kept(tmp_path / "res")["quick/b0.npz"]
     assert again != first and again == (tmp_path / "b0" / "run.npz").read_bytes()
 
 
@@ -770,7 +806,7 @@ def test_a_run_given_by_its_file_is_the_run_of_its_directory(tmp_path, finished)
     _copy_run(finished / "b0", tmp_path / "b0")
     code, _, err = cli("report", "b0", "b0/run.npz", "--out", "res", cwd=tmp_path)
     assert code == 0, err
-    assert os.listdir(tmp_path / "res/runs/quick") == ["b0.npz"]
+    assert list(_kept(tmp_path / "res")) == ["quick/b0.npz"]
     (entry,) = json.loads((tmp_path / "res" / "summary.json").read_text())["algorithms"].values()
     assert entry["n_runs"] == 1
 
@@ -791,7 +827,7 @@ def test_a_committed_report_is_made_again_from_its_committed_runs(tmp_path):
     import shutil
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "results", "claims", "drl-lean")
     shutil.copytree(src, tmp_path / "drl-lean")
-    before = {f: (tmp_path / "drl-lean" / f).read_bytes() for f in ("RESULTS.md", "runs/lean/drl-s0.npz")}
+    before = {f: (tmp_path / "drl-lean" / f).read_bytes() for f in ("RESULTS.md", "runs.zip")}
     summary = json.loads((tmp_path / "drl-lean" / "summary.json").read_text())
     code, _, err = cli("report", "--again", "drl-lean", cwd=tmp_path)
     assert code == 0, err

@@ -38,7 +38,7 @@ def _same(a, b):
 
 @pytest.mark.parametrize("name, at", CASES)
 def test_single_run_settles_in_its_last_quarter_where_its_report_says(name, at):
-    saved, _, reported, _ = rundir.unpack_run(os.path.join(RESULTS, "runs", "single", f"{name}.npz"))
+    saved, _, reported, _ = rundir.unpack_run(os.path.join(RESULTS, "runs.zip", "single", f"{name}.npz"))
     state, cfg = mfcg.load_checkpoint(os.path.join(RESULTS, "checkpoints", f"{name}-{CHECKPOINT_STEP}.npz"))
     assert cfg == mfcg.Config(**saved["config"]) == mfcg.preset("single", "ac", seed=cfg.seed,
                                                                 mf_correction=cfg.mf_correction)
