@@ -907,6 +907,11 @@ def noise_control_variate(cfg, critic, x, a, x_next):
     slowly: the control it teaches comes out too flat and its rest point off. Less the
     increment's linear part, what is left of the noise is of order Δt."""
     _, grad = nets.critic_value_and_input_grad(critic, x)
+    return brownian_part(cfg, grad, x, a, x_next)
+
+
+def brownian_part(cfg, grad, x, a, x_next):
+    """grad·(x' − x − aΔt), (B,): a slope (B, d) times the step's Brownian increment."""
     return (grad * (x_next - x - cfg.problem.dt * a)).sum(axis=1)
 
 
@@ -992,14 +997,18 @@ def ppo_update(state, cfg, lrs, rng):
     X, A, logp_old, r = (xp.stack([entry[key] for entry in buf]) for key in ("x", "a", "logp", "r"))
     X, A, logp_old = X.reshape(n_rows, d), A.reshape(n_rows, d), logp_old.reshape(n_rows)  # time, then agent
     rows = n_rows if cfg.readable else chunk_rows(xp, B)                   # rows per call
-    values = in_chunks(nets.critic_forward, (critic, X), rows).reshape(M, B)
+    if cfg.td_control_variate:   # each δ less γ·noise_control_variate: take it from r
+        def value_and_cv(p, x, a, x_next):   # V and its slope from one pass of the hidden layer
+            v, grad = nets.critic_value_and_input_grad(p, x)
+            return xp.stack([v, brownian_part(cfg, grad, x, a, x_next)], axis=1)
+        X_next = xp.stack([entry["x_next"] for entry in buf]).reshape(n_rows, d)
+        both = in_chunks(value_and_cv, (critic, X, A, X_next), rows)
+        values, r = both[:, 0].reshape(M, B), r - cfg.problem.discount * both[:, 1].reshape(M, B)
+    else:
+        values = in_chunks(nets.critic_forward, (critic, X), rows).reshape(M, B)
     last = nets.critic_forward(critic, buf[-1]["x_next"])                   # V(X_M)
     next_values = xp.concatenate([values[1:], last[None]])                  # V(X_{m+1}) (M, B)
     advantages = gae if cfg.readable or xp is np else gae_by_matmul
-    if cfg.td_control_variate:   # each δ less γ·noise_control_variate: take it from r
-        X_next = xp.stack([entry["x_next"] for entry in buf]).reshape(n_rows, d)
-        cv = in_chunks(lambda p, *rows_of: noise_control_variate(cfg, p, *rows_of), (critic, X, A, X_next), rows)
-        r = r - cfg.problem.discount * cv.reshape(M, B)
     adv, returns = advantages(r, values, next_values, cfg.problem.discount, cfg.gae_lambda)
     adv, returns = adv.reshape(n_rows), returns.reshape(n_rows)
     clip = cfg.ppo_clip or math.inf                   # no clipping: ρ·A, the importance-weighted gradient

@@ -851,7 +851,8 @@ def scaling_rows(folders):
     for (name, preset, dim), rs in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][0].split()[0], kv[0][1], kv[0][0])):
         changes = " ".join(f"{k}={v}" for k, v in rs[0][1].items())
         rs = sorted((r for r, _ in rs), key=lambda r: r["metrics"]["seed"])
-        mf = rs[0]["config"].mf_correction
+        cfg = rs[0]["config"]
+        mf = cfg.mf_correction
         at = "m*" if mf else "m_mfg"
         ok = [settled(r["history"], r["metrics"]["steps"], at) for r in rs]
         average = [settled_on_average(r["history"], r["metrics"]["steps"], at,
@@ -859,7 +860,9 @@ def scaling_rows(folders):
         late = [late_part(r["history"], r["metrics"]["steps"]) for r in rs]
         memory = [r["metrics"].get("peak_rss_mb") for r in rs]
         keys = judged_by(rs[0]["history"][0], at)   # the worst coordinate's in d > 1 dimensions
-        rows.append({"learner": name, "changes": changes, "preset": preset, "dim": dim, "equilibrium": at, "runs": len(rs),
+        algorithm = run_label(cfg.algo, mf, rotated=isinstance(cfg.problem, mfcg.RotatedLQProblem))   # without its changes
+        rows.append({"learner": name, "algorithm": algorithm, "changes": changes, "preset": preset, "dim": dim,
+                     "equilibrium": at, "runs": len(rs),
                      "seeds": [r["metrics"]["seed"] for r in rs],
                      "settled": None if None in ok else sum(ok),   # None: a history lacks the control error
                      "not_settled": [r["metrics"]["seed"] for r, o in zip(rs, ok) if o is False],
@@ -890,8 +893,7 @@ def scaling_table(rows):
         memory = "n/a" if row["peak_rss_mb"] is None else f"{row['peak_rss_mb']:.0f}"
         settled_cell, average_cell = ("n/a" if row[k] is None else f"{row[k]}/{row['runs']}"
                                       for k in ("settled", "settled_on_average"))
-        learner = row["learner"][:len(row["learner"]) - len(row["changes"])].strip()
-        lines.append(f"| {row['dim']} | {learner} | {row['preset']} | {row['changes'] or '–'} | {settled_cell} | "
+        lines.append(f"| {row['dim']} | {row['algorithm']} | {row['preset']} | {row['changes'] or '–'} | {settled_cell} | "
                      f"{', '.join(map(str, row['not_settled'])) or '–'} | {average_cell} | {frm} | "
                      f"{np.median(row['distance']):.3f} | {np.median(row['control']):.3f} | "
                      f"{row['steps_per_second']:.1f} | {memory} |")
