@@ -224,7 +224,7 @@ DIMSLONG = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --run
 WALLS = --set td_control_variate=true --set eval_chains=4000 --set restart_beyond=4 --set lr_local=1e-4
 dims-study: $(STAMP)
 	$(DIMS) --algos b --dim 8 --seeds 10 --out docs/results/dims-d8
-	for d in 2 4; do $(DIMS) --algos b --dim $$d --out docs/results/dims-d$$d || exit 1; done
+	for d in 2 4; do $(DIMS) --algos b --dim $$d --seeds 10 --out docs/results/dims-d$$d || exit 1; done
 	$(DIMS) --algos b --variants mf --dim 16 --out docs/results/dims-d16
 	$(DIMS) --algos b --variants mf --dim 8 --rotated --out docs/results/dims-d8-rotated
 	$(DIMS) --algos b --variants mf --dim 8 --rotated --set td_control_variate=true --set eval_chains=4000 \
