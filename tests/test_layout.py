@@ -1,7 +1,7 @@
 """How the project is laid out for its readers: imports that run one way, a command line
 whose every option says what it does and its default, seeds as a count, a range or a
 list, a dry run that prints each run's command, and a results tree that keeps only the
-figures a page shows."""
+figures a page shows and each report's runs in one file."""
 import argparse
 import ast
 import os
@@ -114,3 +114,20 @@ def test_every_committed_figure_is_shown_on_a_page():
                for f in files if f.endswith(".png")}
     assert shown <= figures, f"a page shows a missing figure: {sorted(shown - figures)[:3]}"
     assert not figures - shown, f"{len(figures - shown)} figures no page shows, e.g. {sorted(figures - shown)[:3]}"
+
+
+def test_every_committed_report_keeps_its_runs_in_one_archive():
+    """A report's runs are one file, runs.zip, holding exactly the copies its summary.json
+    lists (a file per run made a results tree of over a thousand files)."""
+    import json
+    import zipfile
+    reports = [top for top, _, files in os.walk(os.path.join(ROOT, "docs", "results"))
+               if "summary.json" in files and "runs.zip" in files]
+    assert len(reports) > 50
+    for top in reports:
+        with open(os.path.join(top, "summary.json")) as fh:
+            copies = json.load(fh)["copies"]
+        with zipfile.ZipFile(os.path.join(top, "runs.zip")) as zf:
+            members = zf.namelist()
+        assert copies == [f"runs.zip/{m}" for m in members], top
+        assert not os.path.exists(os.path.join(top, "runs")), f"{top} still keeps runs one file each"
