@@ -765,6 +765,12 @@ def is_report_folder(path):
             and not rundir.finished(path))
 
 
+def same_settings(run, other):
+    """Whether two loaded runs were made with the same preset, --set fields and Config: a
+    report folder's copy of a run that is given again by name gives way to it."""
+    return other is not None and all(run[k] == other[k] for k in ("preset", "settings", "config"))
+
+
 def kept_runs(folder):
     """The runs a report in `folder` keeps, in the order it reported them (its
     summary.json's "copies"), as paths: what `report --again` reports."""
@@ -785,8 +791,12 @@ def kept_runs(folder):
 def report(paths, out, allow_mixed_presets=False, figures=None):
     """The table, the figures (`figures`, names from FIGURES; None: those the report
     already in `out` drew, figures_drawn) and the runs' copies of these runs into `out`.
-    A path is a run (what rundir.load_run reads) or a report folder: the runs it keeps."""
-    dirs, seen = [], set()
+    A path is a run (what rundir.load_run reads) or a report folder: the runs it keeps,
+    less those given again by name (the same run, made again, say)."""
+    dirs, seen, kept = [], set(), set()
+    for d in paths:
+        if is_report_folder(d):
+            kept.update(kept_runs(d))
     paths = [p for d in paths for p in (kept_runs(d) if is_report_folder(d) else [d])]
     for d in paths:  # each run once, however it is spelled (D, D/, ./D, D/run.npz)
         where = os.path.realpath(os.path.join(d, RUN_FILE) if os.path.isdir(d) else d)
@@ -794,6 +804,8 @@ def report(paths, out, allow_mixed_presets=False, figures=None):
             seen.add(where)
             dirs.append(d)
     runs = [rundir.load_run(d, mfcg.PRESETS, mfcg.Config, TABLE_METRICS) for d in dirs]
+    given = {rundir.copy_name(r): r for r in runs if r["path"] not in kept}
+    runs = [r for r in runs if not (r["path"] in kept and same_settings(r, given.get(rundir.copy_name(r))))]
     presets = sorted({r["preset"] for r in runs})
     if len(presets) > 1 and not allow_mixed_presets:
         raise UsageError(f"the runs mix presets ({', '.join(presets)}); pass "

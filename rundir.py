@@ -28,6 +28,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -676,18 +677,39 @@ def archive_member(path):
     """(ARCHIVE, MEMBER) where `path` names a member of a zip file, spelled ARCHIVE.zip/MEMBER
     as Python's zipimport spells it (a report's copy: OUT/runs.zip/PRESET/NAME.npz); None
     for any other path."""
-    parts = os.path.normpath(path).split(os.sep)
+    parts = path.split(os.sep)   # as given: the system resolves each prefix (a link, then ..)
     for i in range(1, len(parts)):
         head = os.sep.join(parts[:i])
         if head.endswith(".zip") and os.path.isfile(head):
-            return head, "/".join(parts[i:])
+            return head, "/".join(p for p in parts[i:] if p not in ("", "."))
     return None
 
 
-def read_archive(archive):
-    """{member: bytes} of a zip file, every member read whole (which checks its CRC)."""
+ARCHIVE_MEMBER = re.compile(r"[^/\\]+/[^/\\]+\.npz")   # PRESET/NAME.npz
+
+
+def archive_names(archive):
+    """The members of a report's archive (RUNS_ARCHIVE), in order. A ValueError where the
+    file is not one: a member not named PRESET/NAME.npz, a name twice, or a first member
+    that is not at the file's first byte (a run file is a zip too, so an archive cut short
+    opens as the last run file inside it)."""
     with zipfile.ZipFile(archive) as zf:
-        return {name: zf.read(name) for name in zf.namelist()}
+        infos = zf.infolist()
+    names = [info.filename for info in infos]
+    odd = [n for n in names if not ARCHIVE_MEMBER.fullmatch(n)]
+    if odd or (infos and infos[0].header_offset != 0):
+        raise ValueError(f"not a report's archive of runs ({'a member ' + repr(odd[0]) if odd else 'cut short'})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"not a report's archive of runs (two members named {sorted(n for n in names if names.count(n) > 1)[0]!r})")
+    return names
+
+
+def read_archive(archive):
+    """{member: bytes} of a report's archive (archive_names), every member read whole
+    (which checks its CRC)."""
+    names = archive_names(archive)
+    with zipfile.ZipFile(archive) as zf:
+        return {name: zf.read(name) for name in names}
 
 
 def pack_archive(members):
@@ -786,10 +808,18 @@ def load_run(path, presets, config_class, metrics_keys=()):
     else:
         where = os.path.join(path, RUN_FILE) if os.path.isdir(path) else path
         member = None if os.path.exists(where) else archive_member(where)
-        if member and not _archive_holds(*member):
-            raise UsageError(f"{path} is not a finished run ({member[0]} holds no {member[1]})")
-        if not os.path.isfile(where) and not member:
+        if member:
+            try:
+                names = archive_names(member[0])
+            except Exception as exc:  # noqa: BLE001 — zip and format errors alike
+                raise UsageError(f"{member[0]} is unreadable ({one_line(exc)})") from None
+            if member[1] not in names:
+                raise UsageError(f"{path} is not a finished run ({member[0]} holds no {member[1]})")
+        elif not os.path.isfile(where):
             raise UsageError(f"{path} is not a finished run (it does not exist)")
+        elif os.path.basename(where) == RUNS_ARCHIVE:
+            raise UsageError(f"{path} is a report's runs, not one run: give the report's folder, "
+                             f"or one run as {path}/PRESET/NAME.npz")
         read, parts = unpack_run, ("its config", "its metrics", "its history", "its curves")
     try:
         saved, metrics, history, curves = read(where)
@@ -817,13 +847,15 @@ def load_run(path, presets, config_class, metrics_keys=()):
             "saved": saved}
 
 
-def _archive_holds(archive, member):
-    """Whether the zip file `archive` lists `member` (an unreadable one: let reading say why)."""
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            return member in zf.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return True
+def copy_name(run):
+    """The member PRESET/NAME.npz a report keeps a loaded run (load_run) as, NAME the run's
+    directory or file name."""
+    path = os.path.realpath(run["path"])
+    if os.path.basename(path) == RUN_FILE:  # DIR/run.npz: the run is DIR
+        path = os.path.dirname(path)
+    name = os.path.basename(path)
+    name = name[:-len(".npz")] if name.endswith(".npz") else name
+    return f"{run['preset']}/{name}.npz"
 
 
 def run_copies(runs):
@@ -833,12 +865,7 @@ def run_copies(runs):
     can be reported again without their checkpoints."""
     copies, origin = {}, {}
     for r in runs:
-        path = os.path.realpath(r["path"])
-        if os.path.basename(path) == RUN_FILE:  # DIR/run.npz: the run is DIR
-            path = os.path.dirname(path)
-        name = os.path.basename(path)
-        name = name[:-len(".npz")] if name.endswith(".npz") else name
-        member = f"{r['preset']}/{name}.npz"
+        member = copy_name(r)
         if member in copies:
             raise UsageError(f"two runs would be kept as {RUNS_ARCHIVE}/{member} ({origin[member]} and "
                              f"{r['path']}): report them separately")
@@ -847,26 +874,51 @@ def run_copies(runs):
     return copies
 
 
+def _older_copy(name):
+    """The member PRESET/NAME.npz that a file an older version's report listed is part of:
+    runs/P/NAME.npz, or one of the four files of runs/P/NAME/; None for any other name."""
+    parts = name.split(os.sep)
+    if len(parts) == 3 and parts[0] == "runs" and parts[2].endswith(".npz"):
+        return f"{parts[1]}/{parts[2]}"
+    if len(parts) == 4 and parts[0] == "runs" and parts[3] in OLD_RUN_FILES:
+        return f"{parts[1]}/{parts[2]}.npz"
+    return None
+
+
 def _earlier_copies(out, listed):
     """The copies of runs the report already in `out` keeps (its `listed` files), as
     {PRESET/NAME.npz: (where, what)}: where the path a message names, what the copy's bytes
     (a member of its RUNS_ARCHIVE) or path (an older version's runs/P/NAME.npz, or
-    runs/P/NAME/ of four files). An archive that cannot be read is refused in one line."""
+    runs/P/NAME/ of four files). Refused in one line: an archive that cannot be read, and a
+    folder of four files holding others (a run directory itself, whose files are not the
+    report's to remove)."""
     found, archive = {}, os.path.join(out, RUNS_ARCHIVE)
     if RUNS_ARCHIVE in listed and os.path.isfile(archive):
         try:
             members = read_archive(archive)
-        except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 — zip and format errors alike
             raise UsageError(f"{archive} is unreadable ({one_line(exc)}): report to another --out") from None
-        found = {m: (os.path.join(archive, m), content) for m, content in members.items()}
+        found = {m: (f"{archive}/{m}", content) for m, content in members.items()}
     for f in sorted(listed):
-        parts = f.split(os.sep)
-        if parts[0] == "runs" and len(parts) >= 3:
-            where = os.path.join(out, *parts[:3])
-            member = "/".join(parts[1:3]) + ("" if len(parts) == 3 else ".npz")
-            if os.path.exists(where) and member not in found:
-                found[member] = (where, where)
+        member = _older_copy(f)
+        if member is None:
+            continue
+        where = os.path.join(out, *f.split(os.sep)[:3])
+        foreign = sorted(set(os.listdir(where)) - set(OLD_RUN_FILES)) if os.path.isdir(where) else []
+        if foreign:
+            raise UsageError(f"{where} holds files no report wrote ({foreign[0]}): report to another --out")
+        if os.path.exists(where) and member not in found:
+            found[member] = (where, where)
     return found
+
+
+def _stopped_half_way(archive, copies):
+    """Whether an archive that no summary.json lists holds only copies this report keeps,
+    byte for byte: this report's (or one of fewer of its runs), stopped before its summary."""
+    try:
+        return all(copies.get(m) == content for m, content in read_archive(archive).items())
+    except Exception:  # noqa: BLE001 — not readable: not this report's
+        return False
 
 
 def _holds(path, content):
@@ -903,17 +955,23 @@ def write_report_dir(out, copies, outputs, summary, config_class):
     written whole and renamed into place. An earlier report in `out` (its summary.json lists
     its files) is replaced whole: its figures that this one does not draw are removed, and
     its copies of these runs, in its archive or (from an older version) as runs/P/NAME.npz
-    or four files in runs/P/NAME/, are replaced by theirs; an older version's files go once
-    the new summary.json lists the archive, so a report stopped half-way loses no run.
+    or four files in runs/P/NAME/, are replaced by theirs; an older version's files go after
+    the archive is written, listed by summary.json until they are gone, so a report stopped
+    at any point loses no run and the next one finishes the removal.
     Refused before anything changes, with one line: an earlier copy of another run under a
     name this report keeps (a copy may be the only record of its run: it is replaced only
     by a run made with the same settings), an earlier report's copy of a run this one leaves
     out, a report's file name (the archive, RESULTS.md, summary.json, a figure) that no
-    earlier report wrote, and a path reached through a symbolic link. Files a report does
-    not write are never touched. config_class (mfcg.Config) reads the runs' settings.
+    earlier report wrote (but an archive holding only this report's copies, byte for byte,
+    is its own, stopped half-way), a file name that is not a file, and a path reached
+    through a symbolic link. Files a report does not write are never touched. config_class (mfcg.Config) reads the runs' settings.
     Returns the names written."""
     check_out_folder(out)
     listed = {os.path.normpath(f) for f in report_files(out) if _stays_inside(out, f)}
+    archive = os.path.join(out, RUNS_ARCHIVE)
+    if (RUNS_ARCHIVE not in listed and _stays_inside(out, RUNS_ARCHIVE) and os.path.isfile(archive)
+            and _stopped_half_way(archive, copies)):
+        listed.add(RUNS_ARCHIVE)
     earlier = _earlier_copies(out, listed)
     dropped = sorted(m for m in earlier if m not in copies)
     if dropped:
@@ -928,22 +986,29 @@ def write_report_dir(out, copies, outputs, summary, config_class):
     summary = {**summary, "copies": [f"{RUNS_ARCHIVE}/{m}" for m in copies], "files": names}
     outputs["summary.json"] = json.dumps(summary, indent=1).encode()
     for name, content in outputs.items():  # an earlier report's, or this one's own, stopped half-way
+        path = os.path.join(out, name)
         if not _stays_inside(out, name):
-            raise UsageError(f"{os.path.join(out, name)} is reached through a symbolic link: report to another --out")
+            raise UsageError(f"{path} is reached through a symbolic link: report to another --out")
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise UsageError(f"{path} is not a file: report to another --out")
         _refuse_what_no_report_wrote(out, name, listed, content)
-    older = [os.path.join(out, f) for f in sorted(listed) if f.split(os.sep)[0] == "runs"]
-    stale = [os.path.join(out, f) for f in listed - set(outputs) if os.sep not in f and f.endswith(".png")]
+    older = sorted(f for f in listed if _older_copy(f))    # an older version's copies, now in the archive
+    stale = sorted(f for f in listed - set(outputs) if os.sep not in f and f.endswith(".png"))
     os.makedirs(out, exist_ok=True)
+    final = outputs.pop("summary.json")
+    if older or stale:   # listed until they are gone: a report stopped while removing them removes the rest
+        outputs["summary.json"] = json.dumps({**summary, "files": names + older + stale}, indent=1).encode()
     for name, content in outputs.items():   # summary.json last: it lists the rest
         write_atomically(os.path.join(out, name), lambda fh, content=content: fh.write(content))
-    for path in older + stale:
+    for path in (os.path.join(out, f) for f in older + stale):
         if os.path.isfile(path):
             os.remove(path)
-    for path in sorted({os.path.dirname(p) for p in older}, key=len, reverse=True):  # runs/P/NAME, runs/P, runs
-        while os.path.normpath(path) != os.path.normpath(out):
+    for path in sorted({os.path.dirname(os.path.join(out, f)) for f in older}, key=len, reverse=True):
+        while os.path.normpath(path) != os.path.normpath(out):   # runs/P/NAME, runs/P, runs: emptied above
             with contextlib.suppress(OSError):
                 os.rmdir(path)
             path = os.path.dirname(path)
+    write_atomically(os.path.join(out, "summary.json"), lambda fh: fh.write(final))
     return names
 
 

@@ -252,11 +252,12 @@ def test_a_run_of_the_old_layout_reports_as_its_one_file(tmp_path, finished):
 
 
 @pytest.mark.parametrize("layout", ["a file per run", "four files per run"])
-def test_a_report_of_an_older_layout_is_converted_in_place(tmp_path, finished, layout):
+def test_a_report_of_an_older_layout_is_converted_in_place(tmp_path, finished, layout, monkeypatch):
     """A report whose copies an older version kept one by one (runs/quick/b0.npz, or four
     files in runs/quick/b0/), reported again into its own folder (--again, or from the
     copies): the copies go into its one archive, the old files and folders go, the table
-    stays."""
+    stays; stopped while removing them, it lists those left, and the next report removes
+    them."""
     for seed in (0, 1):
         _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
     assert cli("report", "b0", "b1", "--out", "res", cwd=tmp_path)[0] == 0
@@ -280,7 +281,22 @@ def test_a_report_of_an_older_layout_is_converted_in_place(tmp_path, finished, l
         del summary["copies"]
         args = ("report", "res/runs/quick/b0", "res/runs/quick/b1", "--out", "res")
     (res / "summary.json").write_text(json.dumps(summary))
-    code, _, err = cli(*args, cwd=tmp_path)
+    real_remove, removed = os.remove, []
+
+    def stop_after_one(path):   # Ctrl-C while the older files are being removed
+        if f"{os.sep}runs{os.sep}" in str(path):
+            if removed:
+                raise KeyboardInterrupt
+            removed.append(path)
+        real_remove(path)
+    monkeypatch.setattr(rundir.os, "remove", stop_after_one)
+    monkeypatch.chdir(tmp_path)
+    assert rx.main([*args]) == 130
+    monkeypatch.undo()
+    assert (res / "runs.zip").read_bytes() == archive and len(removed) == 1
+    listed = json.loads((res / "summary.json").read_text())["files"]
+    assert "runs.zip" in listed and sum(f.startswith("runs/") for f in listed) > 1   # the rest still listed
+    code, _, err = cli("report", "--again", "res", cwd=tmp_path)   # the next report removes the rest
     assert code == 0, err
     assert (res / "runs.zip").read_bytes() == archive
     assert not (res / "runs").exists()
@@ -566,11 +582,15 @@ def test_a_report_folder_adds_runs_to_those_it_keeps(tmp_path, finished):
     for seed in (0, 1):
         _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
     assert cli("report", "b0", "--out", "res", cwd=tmp_path)[0] == 0
-    code, _, err = cli("report", "res", "b1", "--out", "res", cwd=tmp_path)
-    assert code == 0, err
-    assert list(_kept(tmp_path / "res")) == ["quick/b0.npz", "quick/b1.npz"]
+    for _ in range(2):   # again: res's copy of b1 gives way to b1 itself
+        code, _, err = cli("report", "res", "b1", "--out", "res", cwd=tmp_path)
+        assert code == 0, err
+        assert list(_kept(tmp_path / "res")) == ["quick/b0.npz", "quick/b1.npz"]
     (entry,) = json.loads((tmp_path / "res" / "summary.json").read_text())["algorithms"].values()
     assert entry["n_runs"] == 2
+    _copy_run(finished / "b0", tmp_path / "two" / "b1")          # another run, the same name
+    code, _, err = cli("report", "res", "two/b1", "--out", "res", cwd=tmp_path)
+    assert code == 2 and "two runs would be kept as runs.zip/quick/b1.npz" in one_line(err)
 
 
 def test_report_interrupted_while_drawing_keeps_the_runs_copies(tmp_path, finished, monkeypatch):
@@ -834,3 +854,108 @@ def test_a_committed_report_is_made_again_from_its_committed_runs(tmp_path):
     assert {f: (tmp_path / "drl-lean" / f).read_bytes() for f in before} == before
     again = json.loads((tmp_path / "drl-lean" / "summary.json").read_text())
     assert again["algorithms"] == summary["algorithms"] and again["files"] == summary["files"]
+
+
+# --- 11. a report's archive of runs, as a review tried to break it -------------------------------
+
+def _report_main(monkeypatch, capsys, where, *args):
+    """report ARGS in this process, in `where`: (exit code, its one line on stderr)."""
+    monkeypatch.chdir(where)
+    capsys.readouterr()
+    code = rx.main(["report", "--figures", "none", *map(str, args)])
+    return code, one_line(capsys.readouterr().err)
+
+
+def _archive_of(members):
+    """A zip of (name, bytes) pairs as they are, duplicates and all."""
+    import io
+    import warnings
+    import zipfile
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w") as zf:
+        warnings.simplefilter("ignore")   # zipfile warns of a duplicate name
+        for name, content in members:
+            zf.writestr(name, content)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("how", ["cut short", "a member named otherwise", "two members of one name", "a directory"])
+def test_a_damaged_archive_is_one_line_and_stays_as_it_was(tmp_path, finished, monkeypatch, capsys, how):
+    """An archive cut short (it opens as the last run file inside it), with a member not
+    named PRESET/NAME.npz, with a name twice, or a directory: refused in one line, as --out
+    and as a run to read, and nothing changes."""
+    for seed in (0, 1):
+        _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
+    assert _report_main(monkeypatch, capsys, tmp_path, "b0", "b1", "--out", "res")[0] == 0
+    archive = tmp_path / "res" / "runs.zip"
+    kept = _kept(tmp_path / "res")
+    if how == "cut short":
+        archive.write_bytes(archive.read_bytes()[:-len(kept["quick/b1.npz"]) // 2])
+    elif how == "a member named otherwise":
+        archive.write_bytes(_archive_of([("quick/b0.npz", kept["quick/b0.npz"]), ("b1.npz", kept["quick/b1.npz"])]))
+    elif how == "two members of one name":
+        archive.write_bytes(_archive_of([("quick/b0.npz", kept["quick/b1.npz"]), *kept.items()]))
+    else:
+        archive.unlink()
+        archive.mkdir()
+    before = {f: (tmp_path / "res" / f).read_bytes() for f in ("RESULTS.md", "summary.json")}
+    code, err = _report_main(monkeypatch, capsys, tmp_path, "b0", "b1", "--out", "res")
+    assert code == 2 and err.startswith("run_experiments.py: error: res/runs.zip is ")
+    assert ("is not a file" if how == "a directory" else "not a report's archive of runs") in err
+    code, err = _report_main(monkeypatch, capsys, tmp_path, "res/runs.zip/quick/b0.npz", "--out", "other")
+    assert code == 2 and ("is not a finished run" if how == "a directory" else "res/runs.zip is unreadable") in err
+    assert {f: (tmp_path / "res" / f).read_bytes() for f in before} == before
+    assert not (tmp_path / "other").exists()
+
+
+def test_the_archive_itself_given_as_a_run_is_one_line(tmp_path, finished, monkeypatch, capsys):
+    _copy_run(finished / "b0", tmp_path / "b0")
+    assert _report_main(monkeypatch, capsys, tmp_path, "b0", "--out", "res")[0] == 0
+    code, err = _report_main(monkeypatch, capsys, tmp_path, "res/runs.zip", "--out", "other")
+    assert code == 2 and "res/runs.zip is a report's runs, not one run: give the report's folder" in err
+
+
+def test_a_member_path_is_read_as_the_system_resolves_it(tmp_path):
+    """lnk/../runs.zip is the runs.zip beside lnk's target, not the one beside lnk."""
+    (tmp_path / "other" / "deep").mkdir(parents=True)
+    (tmp_path / "other" / "runs.zip").write_bytes(rundir.pack_archive({"quick/b0.npz": b"theirs"}))
+    (tmp_path / "runs.zip").write_bytes(rundir.pack_archive({"quick/b0.npz": b"mine"}))
+    os.symlink(tmp_path / "other" / "deep", tmp_path / "lnk")
+    path = str(tmp_path / "lnk" / ".." / "runs.zip" / "quick" / "b0.npz")
+    archive, member = rundir.archive_member(path)
+    assert member == "quick/b0.npz" and rundir.read_archive(archive)[member] == b"theirs"
+    assert rundir.archive_member(str(tmp_path / "runs.zip" / "." / "quick" / "b0.npz"))[1] == "quick/b0.npz"
+    assert rundir.archive_member(str(tmp_path / "nothing.zip" / "quick" / "b0.npz")) is None
+
+
+def test_a_report_stopped_after_its_archive_lets_a_larger_one_through(tmp_path, finished, monkeypatch, capsys):
+    """Stopped after writing runs.zip (no summary.json yet), then asked for one more run: the
+    archive holds only this report's copies, byte for byte, so it is replaced; an unlisted
+    archive with any other copy is not."""
+    for seed in (0, 1):
+        _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
+    assert _report_main(monkeypatch, capsys, tmp_path, "b0", "--out", "res")[0] == 0
+    for f in ("summary.json", "RESULTS.md"):
+        (tmp_path / "res" / f).unlink()
+    code, err = _report_main(monkeypatch, capsys, tmp_path, "b0", "b1", "--out", "res")
+    assert code == 0, err
+    assert list(_kept(tmp_path / "res")) == ["quick/b0.npz", "quick/b1.npz"]
+    for f in ("summary.json", "RESULTS.md"):
+        (tmp_path / "res" / f).unlink()
+    _copy_run(finished / "b0", tmp_path / "two" / "b1")          # another run under b1's name
+    code, err = _report_main(monkeypatch, capsys, tmp_path, "b0", "two/b1", "--out", "res")
+    assert code == 2 and "res/runs.zip was not written by a report" in err
+
+
+def test_an_older_reports_run_directory_is_never_emptied(tmp_path, finished):
+    """An old report made with --out . listed a run directory's own four files as its copy:
+    converting it would remove the run's files. Refused, the run untouched."""
+    run = _old_layout(finished / "b0", tmp_path / "runs" / "quick" / "b0")
+    (run / "checkpoint.npz").write_bytes(b"the run's own")
+    (tmp_path / "summary.json").write_text(json.dumps({"algorithms": {}, "files": [
+        f"runs/quick/b0/{f}" for f in rundir.OLD_RUN_FILES]}))
+    before = {f: (run / f).read_bytes() for f in os.listdir(run)}
+    code, _, err = cli("report", "runs/quick/b0", "--out", ".", cwd=tmp_path)
+    assert code == 2 and "runs/quick/b0 holds files no report wrote (checkpoint.npz)" in one_line(err)
+    assert {f: (run / f).read_bytes() for f in os.listdir(run)} == before
+    assert not (tmp_path / "runs.zip").exists()
