@@ -885,13 +885,14 @@ def _older_copy(name):
     return None
 
 
-def _earlier_copies(out, listed):
+def _earlier_copies(out, listed, config_class):
     """The copies of runs the report already in `out` keeps (its `listed` files), as
     {PRESET/NAME.npz: (where, what)}: where the path a message names, what the copy's bytes
     (a member of its RUNS_ARCHIVE) or path (an older version's runs/P/NAME.npz, or
-    runs/P/NAME/ of four files). Refused in one line: an archive that cannot be read, and a
+    runs/P/NAME/ of four files). Refused in one line: an archive that cannot be read, a
     folder of four files holding others (a run directory itself, whose files are not the
-    report's to remove)."""
+    report's to remove), and an older copy of another run than the archive's of that name
+    (both listed where a report stopped while removing the older ones)."""
     found, archive = {}, os.path.join(out, RUNS_ARCHIVE)
     if RUNS_ARCHIVE in listed and os.path.isfile(archive):
         try:
@@ -909,7 +910,15 @@ def _earlier_copies(out, listed):
             raise UsageError(f"{where} holds files no report wrote ({foreign[0]}): report to another --out")
         if os.path.exists(where) and member not in found:
             found[member] = (where, where)
+        elif (where != found[member][0] and _whole(where)    # not one half removed by a stopped report
+              and not _same_run(where, found[member][1], config_class)):
+            raise UsageError(f"{where} holds another run than {found[member][0]}: report to another --out")
     return found
+
+
+def _whole(copy):
+    """Whether an older version's copy is all there: its one file, or all four files."""
+    return os.path.isfile(copy) or all(os.path.isfile(os.path.join(copy, f)) for f in OLD_RUN_FILES)
 
 
 def _stopped_half_way(archive, copies):
@@ -972,7 +981,7 @@ def write_report_dir(out, copies, outputs, summary, config_class):
     if (RUNS_ARCHIVE not in listed and _stays_inside(out, RUNS_ARCHIVE) and os.path.isfile(archive)
             and _stopped_half_way(archive, copies)):
         listed.add(RUNS_ARCHIVE)
-    earlier = _earlier_copies(out, listed)
+    earlier = _earlier_copies(out, listed, config_class)
     dropped = sorted(m for m in earlier if m not in copies)
     if dropped:
         raise UsageError(f"{out} holds an earlier report's copy of a run this one leaves out "

@@ -959,3 +959,20 @@ def test_an_older_reports_run_directory_is_never_emptied(tmp_path, finished):
     assert code == 2 and "runs/quick/b0 holds files no report wrote (checkpoint.npz)" in one_line(err)
     assert {f: (run / f).read_bytes() for f in os.listdir(run)} == before
     assert not (tmp_path / "runs.zip").exists()
+
+
+def test_an_older_copy_of_another_run_than_the_archives_is_kept(tmp_path, finished, monkeypatch, capsys):
+    """A summary listing both the archive and an older copy under the same name (as a report
+    stopped while removing the older ones leaves it), the older one of another run: refused,
+    as that copy may be its run's only record."""
+    _copy_run(finished / "b0", tmp_path / "b0")
+    assert _report_main(monkeypatch, capsys, tmp_path, "b0", "--out", "res")[0] == 0
+    older = tmp_path / "res" / "runs" / "quick" / "b0.npz"
+    older.parent.mkdir(parents=True)
+    older.write_bytes((finished / "b1" / rx.RUN_FILE).read_bytes())
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    summary["files"].append("runs/quick/b0.npz")
+    (tmp_path / "res" / "summary.json").write_text(json.dumps(summary))
+    code, err = _report_main(monkeypatch, capsys, tmp_path, "b0", "--out", "res")
+    assert code == 2 and "res/runs/quick/b0.npz holds another run than res/runs.zip/quick/b0.npz" in err
+    assert older.read_bytes() == (finished / "b1" / rx.RUN_FILE).read_bytes()
