@@ -973,8 +973,8 @@ def write_report_dir(out, copies, outputs, summary, config_class):
     out, a report's file name (the archive, RESULTS.md, summary.json, a figure) that no
     earlier report wrote (but an archive holding only this report's copies, byte for byte,
     is its own, stopped half-way), a file name that is not a file, and a path reached
-    through a symbolic link. Files a report does not write are never touched. config_class (mfcg.Config) reads the runs' settings.
-    Returns the names written."""
+    through a symbolic link. Files a report does not write are never touched.
+    config_class (mfcg.Config) reads the runs' settings. Returns the names written."""
     check_out_folder(out)
     listed = {os.path.normpath(f) for f in report_files(out) if _stays_inside(out, f)}
     archive = os.path.join(out, RUNS_ARCHIVE)
