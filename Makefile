@@ -225,8 +225,7 @@ WALLS = --set td_control_variate=true --set eval_chains=4000 --set restart_beyon
 dims-study: $(STAMP)
 	$(DIMS) --algos b --dim 8 --seeds 10 --out docs/results/dims-d8
 	for d in 2 4; do $(DIMS) --algos b --dim $$d --seeds 10 --out docs/results/dims-d$$d || exit 1; done
-	$(DIMS) --algos m --dim 2 --seeds 10 --out docs/results/dims-d2-m
-	$(DIMS) --algos m --dim 4 --out docs/results/dims-d4-m
+	for d in 2 4; do $(DIMS) --algos m --dim $$d --seeds 10 --out docs/results/dims-d$$d-m || exit 1; done
 	for d in 2 4; do $(DIMS) --algos drl --dim $$d --out docs/results/dims-d$$d-drl || exit 1; done
 	$(DIMS) --algos drl --variants plain --dim 4 --set td_control_variate=true --out docs/results/dims-d4-drl-plain-cv
 	$(DIMS) --algos b --variants mf --dim 16 --out docs/results/dims-d16
