@@ -793,12 +793,13 @@ def report(paths, out, allow_mixed_presets=False, figures=None):
     already in `out` drew, figures_drawn) and the runs' copies of these runs into `out`.
     A path is a run (what rundir.load_run reads) or a report folder: the runs it keeps,
     less those given again by name (the same run, made again, say)."""
-    dirs, seen, kept = [], set(), set()
+    expanded, kept = [], set()   # a report folder stands for the runs it keeps
     for d in paths:
-        if is_report_folder(d):
-            kept.update(kept_runs(d))
-    paths = [p for d in paths for p in (kept_runs(d) if is_report_folder(d) else [d])]
-    for d in paths:  # each run once, however it is spelled (D, D/, ./D, D/run.npz)
+        runs_of = kept_runs(d) if is_report_folder(d) else None
+        kept.update(runs_of or ())
+        expanded += runs_of or [d]
+    dirs, seen = [], set()
+    for d in expanded:  # each run once, however it is spelled (D, D/, ./D, D/run.npz)
         where = os.path.realpath(os.path.join(d, RUN_FILE) if os.path.isdir(d) else d)
         if where not in seen:
             seen.add(where)
