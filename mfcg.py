@@ -438,8 +438,9 @@ class Config:
     td_control_variate: bool = False  # subtract ∇T(x)·(the step's noise) from the TD target (DRL: each δ)
                                     # (noise_control_variate): its mean is zero, its variance most
                                     # of the target's
-    restart_beyond: float = 0.0     # AC and B: an agent with a coordinate beyond ± this starts
-                                    # again from N(0, I) after its step (restart_outside); 0: never
+    restart_beyond: float = 0.0     # AC, B and DRL: an agent with a coordinate beyond ± this starts
+                                    # again from N(0, I) after its step (DRL: after its rollout;
+                                    # restart_outside); 0: never
     rollout: int = 256              # [M] DRL rollout length
     ppo_clip: float = 0.2           # [ε_clip] PPO's clip range 1 ± ε_clip; 0: no clipping
     gae_lambda: float = 0.95        # [λ] GAE's trace decay
@@ -1118,7 +1119,10 @@ def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=N
     every cfg.rollout steps, GAE per agent along time, one critic step on the GAE returns
     and PPO (clip, entropy bonus) on the whole rollout, then the buffer is cleared.
     Algorithm 4's line 25 copies the critic into a target that none of its lines reads (its
-    GAE bootstraps with V itself), so no target is kept and Config refuses one."""
+    GAE bootstraps with V itself), so no target is kept and Config refuses one. With
+    cfg.restart_beyond the agents out of the box start again once their rollout is used
+    (a departure from the paper): a restart inside a rollout would join two trajectories
+    in one GAE sum."""
     state = state if state is not None else init_state(cfg)              # L1–3
     loop = Loop(state, cfg, run_dir, on_eval, until, on_step)            # Ctrl-C, timing, checks
     for n in loop.steps():                                               # L4
@@ -1131,6 +1135,8 @@ def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=N
         state["x"] = x_next
         if (n + 1) % cfg.rollout == 0:                                   # L14
             losses.update(ppo_update(state, cfg, lrs, rng))              # L15–20
+            if cfg.restart_beyond:   # between rollouts: GAE's trajectories stay unbroken
+                state["x"] = restart_outside(cfg, state["x"], rng)
         if loop.end_step(losses):                                        # every cfg.eval_every steps,
             loop.record(evaluate(state, cfg))                            # compare with the closed form
         loop.checkpoint()                                                # every cfg.checkpoint_every

@@ -93,8 +93,7 @@ def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
     (dict(algo="m", antithetic=True, batch=12, minibatch=3), r"antithetic needs an even batch .* minibatch=3"),
     (dict(restart_beyond=-1.0), "restart_beyond must be >= 0"),
     (dict(eval_chains=-5), r"eval_chains must be 0 \(the pools' n_samples\) or a positive integer"),
-    (dict(algo="m", restart_beyond=3.0), "restart_beyond must be 0 for m: only AC and B"),
-    (dict(algo="drl", target_every=0, restart_beyond=3.0), "restart_beyond must be 0 for drl"),
+    (dict(algo="m", restart_beyond=3.0), "restart_beyond must be 0 for m: only AC, B and DRL"),
 ])
 def test_invalid_configs_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -527,6 +526,28 @@ def test_a_restarted_agent_trains_on_its_true_step(monkeypatch):
     assert abs(state["x"][0, 0]) < 6 and state["x"][0, 0] != pytest.approx(1.99)
 
 
+def test_drl_restarts_its_agents_only_between_rollouts(monkeypatch):
+    """Inside a rollout every stored step starts where the last one ended (GAE sums along
+    unbroken trajectories); between rollouts exactly the agents out of the box (±0.8, so
+    many are) start again, from the stream's fresh draws."""
+    cfg = tiny("drl", dim=2, restart_beyond=0.8, steps=8, rollout=4, eval_every=1000)
+    rollouts, real_update = [], mfcg.ppo_update
+    def spy(state, cfg, lrs, rng):
+        rollouts.append([{k: np.array(v) for k, v in entry.items()} for entry in state["buffer"]])
+        return real_update(state, cfg, lrs, rng)
+    monkeypatch.setattr(mfcg, "ppo_update", spy)
+    mfcg.train(cfg)
+    assert len(rollouts) == 2
+    for buf in rollouts:
+        for before, after in zip(buf, buf[1:]):
+            np.testing.assert_array_equal(after["x"], before["x_next"])
+    end, start = rollouts[0][-1]["x_next"], rollouts[1][0]["x"]
+    out = (np.abs(end) > 0.8).any(axis=1)
+    assert 0 < out.sum() < len(out)
+    np.testing.assert_array_equal(start[~out], end[~out])
+    assert (start[out] != end[out]).all()
+
+
 @pytest.mark.parametrize("problem", [LQProblem(), LQProblem(dim=3), mfcg.rotated_problem(3)], ids=["1d", "3d", "rotated"])
 def test_the_noise_control_variate_keeps_the_td_targets_mean_and_takes_most_of_its_variance(problem):
     """Over many draws of one step from a fixed (x, a): γ·noise_control_variate has mean
@@ -640,6 +661,10 @@ def test_resume_with_restarts_and_the_control_variate_is_bit_for_bit(algo, tmp_p
 
 def test_resume_of_drl_with_the_control_variate_is_bit_for_bit(tmp_path):
     _check_resume(tmp_path, "drl", td_control_variate=True)
+
+
+def test_resume_of_drl_with_restarts_is_bit_for_bit(tmp_path):
+    _check_resume(tmp_path, "drl", restart_beyond=0.8)
 
 
 def _check_resume(tmp_path, algo, **settings):
