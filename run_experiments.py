@@ -205,6 +205,18 @@ def judged_by(record, at):
     return tuple(f"{k}_worst" if f"{k}_worst" in record else k for k in EQUILIBRIA[at])
 
 
+def describe_for(mf):
+    """What a run's progress and last lines say of an evaluation record: the distance and
+    the control error that judge the equilibrium its variant aims at (+mf: m*; plain:
+    m_mfg), in d > 1 dimensions the worst coordinate's."""
+    at = "m*" if mf else "m_mfg"
+    def describe(record):
+        distance, control = judged_by(record, at)
+        coordinate = "worst coordinate " if distance.endswith("_worst") else ""
+        return f"{coordinate}off {at} {record[distance]:.3f}  control error {record[control]:.3f}"
+    return describe
+
+
 def _records(history, at):
     """Whether every evaluation records the control error that judges `at` (runs made
     before the Nash law's was recorded do not)."""
@@ -319,7 +331,8 @@ def cmd_run(args):
     until = state["step"] + args.stop_after if args.stop_after else None
     started = time.time()
     try:
-        mfcg.train(cfg, state, run_dir=out, until=until, on_step=Progress(tag, cfg.steps))
+        progress = Progress(tag, cfg.steps, describe_for(cfg.mf_correction))
+        mfcg.train(cfg, state, run_dir=out, until=until, on_step=progress)
     except FloatingPointError as exc:  # diverged: keep what is good, say so in one line
         write_json(history_path, state["history"])
         last = state["history"][-1]["step"] if state["history"] else 0
@@ -343,8 +356,7 @@ def cmd_run(args):
     if os.path.exists(history_path):  # an earlier stop's, a part of what RUN_FILE holds
         os.remove(history_path)
     print(f"[{tag}] done: {cfg.steps} steps in {state['wall_seconds']:.0f}s, "
-          f"mean_error {metrics['mean_error']:.3f}, control_rmse {metrics['control_rmse']:.3f}, "
-          f"value_rmse {metrics['value_rmse']:.3f}", file=sys.stderr)
+          f"{describe_for(cfg.mf_correction)(metrics)}", file=sys.stderr)
     return 0
 
 

@@ -1172,10 +1172,11 @@ def run_processes(jobs, n_parallel, tag):
 
 
 class Progress:
-    """A line on stderr every `every` seconds: step/total, steps/s, ETA, latest errors."""
+    """A line on stderr every `every` seconds: step/total, steps/s, ETA, and what
+    `describe(record)` says of the latest evaluation record (once there is one)."""
 
-    def __init__(self, tag, total, every=5.0):
-        self.tag, self.total, self.every = tag, total, every
+    def __init__(self, tag, total, describe, every=5.0):
+        self.tag, self.total, self.describe, self.every = tag, total, describe, every
         self.t_last = time.perf_counter()
         self.step_last = None
 
@@ -1187,8 +1188,7 @@ class Progress:
             return
         rate = (state["step"] - self.step_last) / max(now - self.t_last, 1e-9)
         eta = (self.total - state["step"]) / rate if rate > 0 else math.inf
-        last = state["history"][-1] if state["history"] else {}
-        errs = "  ".join(f"{k} {last[k]:.3f}" for k in ("mean_error", "control_rmse") if k in last)
+        errs = self.describe(state["history"][-1]) if state["history"] else ""
         print(f"[{self.tag}] step {state['step']}/{self.total}  {rate:.1f} steps/s  "
               f"ETA {eta:.0f}s  {errs}", file=sys.stderr, flush=True)
         self.t_last, self.step_last = now, state["step"]

@@ -10,6 +10,7 @@ import pytest
 
 import autograd_lite as al
 import mfcg
+import run_experiments as rx
 import rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,6 +121,22 @@ def test_reproduce_runs_processes_in_parallel(tmp_path):
     assert not (tmp_path / "res2").exists()
 
 
+def test_a_run_says_how_far_it_is_from_the_equilibrium_its_variant_aims_at(tmp_path):
+    """Plain runs are judged at m_mfg, +mf runs at m*; in d > 1, by the worst coordinate."""
+    one = {"mean_error": 0.5, "control_rmse": 0.6, "mean_error_mfg": 0.01, "control_rmse_at_mfg": 0.02}
+    assert rx.describe_for(False)(one) == "off m_mfg 0.010  control error 0.020"
+    assert rx.describe_for(True)(one) == "off m* 0.500  control error 0.600"
+    many = {**one, "mean_error_worst": 0.7, "control_rmse_worst": 0.8,
+            "mean_error_mfg_worst": 0.03, "control_rmse_at_mfg_worst": 0.04}
+    assert rx.describe_for(False)(many) == "worst coordinate off m_mfg 0.030  control error 0.040"
+    code, _, err = cli("run", "--algo", "b", "--steps", 20, "--mf", "--dim", 2, "--runs", "runs", cwd=tmp_path)
+    assert code == 0, err
+    last = _history(tmp_path / "runs" / "quick" / "b+mf_d-2-s0")[-1]
+    done = next(line for line in err.splitlines() if " done: " in line)
+    assert done.endswith(f"worst coordinate off m* {last['mean_error_worst']:.3f}  "
+                         f"control error {last['control_rmse_worst']:.3f}")
+
+
 def test_each_finished_run_reports_its_own_time(tmp_path, capsys):
     # one at a time: the second run's own time excludes the first's, the total includes it
     nap = [sys.executable, "-c", "import time; time.sleep(1.5)"]
@@ -158,7 +175,6 @@ def test_set_changes_one_field_and_reproduce_sweeps_it(tmp_path):
 
 
 def test_set_values_take_the_fields_type():
-    import run_experiments as rx
     assert rx.parse_setting("hutchinson=false") == ("hutchinson", [False])
     assert rx.parse_setting("std_floor=1e-5") == ("std_floor", [1e-5])
     assert rx.parse_setting("langevin_steps=5,20,50", sweep=True) == ("langevin_steps", [5, 20, 50])
