@@ -227,7 +227,7 @@ dims-study: $(STAMP)
 	for d in 2 4; do $(DIMS) --algos b --dim $$d --seeds 10 --out docs/results/dims-d$$d || exit 1; done
 	for d in 2 4; do $(DIMS) --algos m --dim $$d --seeds 10 --out docs/results/dims-d$$d-m || exit 1; done
 	for d in 2 4; do $(DIMS) --algos drl --dim $$d --out docs/results/dims-d$$d-drl || exit 1; done
-	$(DIMS) --algos drl --variants plain --dim 4 --set td_control_variate=true --out docs/results/dims-d4-drl-plain-cv
+	$(DIMS) --algos drl --dim 4 --set td_control_variate=true --out docs/results/dims-d4-drl-cv
 	$(DIMS) --algos b --variants mf --dim 16 --out docs/results/dims-d16
 	$(DIMS) --algos b --variants mf --dim 8 --rotated --out docs/results/dims-d8-rotated
 	$(DIMS) --algos b --variants mf --dim 8 --rotated --set td_control_variate=true --set eval_chains=4000 \
@@ -236,16 +236,21 @@ dims-study: $(STAMP)
 		--out runs/report-dims-rotated-x2
 	$(REPORT) runs/dims/b+mf_d-8_rotated_td_control_variate-True_eval_chains-4000-s? \
 		runs/dims/b+mf_d-8_rotated_lr_critic-0.0004_eval_chains-4000-s0 --out docs/results/dims-d8-rotated-cv
-	$(DIMS) --algos m --variants mf --dim 8 --seeds 10 --out docs/results/dims-d8-m
+	$(DIMS) --algos b,m,drl --dim 8 --rotated --set td_control_variate=true --set eval_chains=4000 \
+		--out docs/results/dims-d8-rotated-learners
+	$(DIMS) --algos m --dim 8 --seeds 10 --out docs/results/dims-d8-m
 	$(DIMS) --algos drl --variants mf --dim 8 --seeds 10 --out docs/results/dims-d8-drl
 	$(DIMS) --algos drl --variants mf --dim 8 --seeds 10 --set td_control_variate=true --out docs/results/dims-d8-drl-cv
 	$(DIMS) --algos drl --variants mf $(DIMS16) --seeds 3 --set td_control_variate=true --out docs/results/dims-d16-drl-cv
+	$(DIMS) --algos drl --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --set restart_beyond=4 \
+		--out docs/results/dims-d16-drl-walls
 	$(DIMS) --algos drl --variants plain --dim 8 --seeds 4 --set td_control_variate=true --out docs/results/dims-d8-drl-plain-cv
 	$(DIMS) --algos b --variants mf --dim 8 --set batch=8192 --out docs/results/dims-d8-8192
 	$(DIMS) --algos b --variants mf $(DIMS16) --set td_control_variate=true --set batch=8192 --out docs/results/dims-d16-8192
 	$(DIMS) --algos b --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --out docs/results/dims-d16-cv
 	$(DIMS) --algos b --variants mf $(DIMS16) --set lr_critic=4e-4 --out docs/results/dims-d16-critic-x2
 	$(DIMS) --algos m --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --out docs/results/dims-d16-m
+	$(DIMS) --algos b,m --variants plain $(DIMS16) --set td_control_variate=true --out docs/results/dims-d16-plain
 	$(DIMS) --algos b --variants mf $(DIMS16) --set td_control_variate=true --set hutchinson=true \
 		--out docs/results/dims-d16-hutchinson
 	$(DIMS) --algos b --variants mf --dim 32 --seeds 1 --set lr_critic=4e-4 --set eval_chains=4000 \
