@@ -210,9 +210,9 @@ single-bound: $(STAMP)
 	PYTHONPATH=. $(PY) tests/lq_linear_learner.py > docs/results/single-bound/BOUND.md.tmp
 	mv docs/results/single-bound/BOUND.md.tmp docs/results/single-bound/BOUND.md
 
-# the dims preset's study (docs/dimensions.md): B in d = 2, 4, 8 (both variants), 16, 32 and 64
-# (rotated at 8), M and DRL at 8 (DRL also with the TD control variate, and so at 16), each change
-# undone at d = 8; B at 8,192 agents at d = 8 and 16; at d = 16 and rotated the TD
+# the dims preset's study (docs/dimensions.md): B, M and DRL in d = 2, 4 and 8 (both variants),
+# B in 16, 32 and 64, all three rotated at 8 (DRL also with the TD control variate, and at 16 with
+# walls too), each change undone at d = 8; B at 8,192 agents at d = 8 and 16; at d = 16 and rotated the TD
 # target's control variate or the critic's rate x2, with 4,000 evaluation chains, and at d = 16
 # Hutchinson's trace; at d = 32 and 64 walls at ±4 and a slower local score, each undone at 32,
 # and at 32 and 64 the walls with antithetic agents (pairs restart together); at 64 and 100, 40,000 steps
