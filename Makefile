@@ -239,6 +239,7 @@ dims-study: $(STAMP)
 	$(DIMS) --algos b,m,drl --dim 8 --rotated --set td_control_variate=true --set eval_chains=4000 \
 		--out docs/results/dims-d8-rotated-learners
 	$(DIMS) --algos m --dim 8 --seeds 10 --out docs/results/dims-d8-m
+	$(DIMS) --algos m --variants plain --dim 8 --seeds 10 --set eval_chains=4000 --out docs/results/dims-d8-m-chains
 	$(DIMS) --algos drl --variants mf --dim 8 --seeds 10 --out docs/results/dims-d8-drl
 	$(DIMS) --algos drl --variants mf --dim 8 --seeds 10 --set td_control_variate=true --out docs/results/dims-d8-drl-cv
 	$(DIMS) --algos drl --variants mf $(DIMS16) --seeds 3 --set td_control_variate=true --out docs/results/dims-d16-drl-cv
