@@ -242,6 +242,8 @@ dims-study: $(STAMP)
 		--out docs/results/dims-d8-rotated-m
 	$(DIMS) --algos drl --variants mf --dim 8 --rotated --set td_control_variate=true --set eval_chains=4000 \
 		--out docs/results/dims-d8-rotated-drl
+	$(DIMS) --algos drl --variants mf --dim 8 --rotated --seeds 2-2 --set td_control_variate=true --set eval_chains=4000 \
+		--set restart_beyond=4 --out docs/results/dims-d8-rotated-drl-walls
 	$(DIMS) --algos m --dim 8 --seeds 10 --out docs/results/dims-d8-m
 	$(DIMS) --algos m --variants plain --dim 8 --seeds 10 --set eval_chains=4000 --out docs/results/dims-d8-m-chains
 	$(DIMS) --algos drl --variants mf --dim 8 --seeds 10 --out docs/results/dims-d8-drl
@@ -255,7 +257,10 @@ dims-study: $(STAMP)
 	$(DIMS) --algos b --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --out docs/results/dims-d16-cv
 	$(DIMS) --algos b --variants mf $(DIMS16) --set lr_critic=4e-4 --out docs/results/dims-d16-critic-x2
 	$(DIMS) --algos m --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --out docs/results/dims-d16-m
-	$(DIMS) --algos b,m --variants plain $(DIMS16) --set td_control_variate=true --out docs/results/dims-d16-plain
+	$(DIMS) --algos b --variants plain $(DIMS16) --seeds 3 --set td_control_variate=true --out docs/results/dims-d16-plain
+	$(DIMS) --algos b --variants plain $(DIMS16) --seeds 3 --set td_control_variate=true --set lr_local=1e-4 \
+		--out docs/results/dims-d16-plain-local
+	$(DIMS) --algos m --variants plain $(DIMS16) --seeds 2 --set td_control_variate=true --out docs/results/dims-d16-m-plain
 	$(DIMS) --algos b --variants mf $(DIMS16) --set td_control_variate=true --set hutchinson=true \
 		--out docs/results/dims-d16-hutchinson
 	$(DIMS) --algos b --variants mf --dim 32 --seeds 1 --set lr_critic=4e-4 --set eval_chains=4000 \
