@@ -199,6 +199,11 @@ EQUILIBRIA = {"m*": ("mean_error", "control_rmse"), "m_mfg": ("mean_error_mfg", 
 EQUILIBRIUM_MEAN = {"m*": "mean", "m_mfg": "mean_mfg"}  # the LQSolution attribute of each
 
 
+def aimed_at(mf):
+    """The equilibrium a variant aims at: m* with the mean-field correction, m_mfg without."""
+    return "m*" if mf else "m_mfg"
+
+
 def judged_by(record, at):
     """The distance and the control error that judge equilibrium `at`: EQUILIBRIA's, or in
     d > 1 dimensions their worst coordinate's (mfcg.coordinate_metrics: KEY_worst)."""
@@ -209,7 +214,7 @@ def describe_for(mf):
     """What a run's progress and last lines say of an evaluation record: the distance and
     the control error that judge the equilibrium its variant aims at (+mf: m*; plain:
     m_mfg), in d > 1 dimensions the worst coordinate's."""
-    at = "m*" if mf else "m_mfg"
+    at = aimed_at(mf)
     def describe(record):
         distance, control = judged_by(record, at)
         coordinate = "worst coordinate " if distance.endswith("_worst") else ""
@@ -329,10 +334,9 @@ def cmd_run(args):
         write_json(os.path.join(out, "config.json"), saved)
     state = state or mfcg.init_state(cfg)
     until = state["step"] + args.stop_after if args.stop_after else None
-    started = time.time()
+    started, describe = time.time(), describe_for(cfg.mf_correction)
     try:
-        progress = Progress(tag, cfg.steps, describe_for(cfg.mf_correction))
-        mfcg.train(cfg, state, run_dir=out, until=until, on_step=progress)
+        mfcg.train(cfg, state, run_dir=out, until=until, on_step=Progress(tag, cfg.steps, describe))
     except FloatingPointError as exc:  # diverged: keep what is good, say so in one line
         write_json(history_path, state["history"])
         last = state["history"][-1]["step"] if state["history"] else 0
@@ -356,7 +360,7 @@ def cmd_run(args):
     if os.path.exists(history_path):  # an earlier stop's, a part of what RUN_FILE holds
         os.remove(history_path)
     print(f"[{tag}] done: {cfg.steps} steps in {state['wall_seconds']:.0f}s, "
-          f"{describe_for(cfg.mf_correction)(metrics)}", file=sys.stderr)
+          f"{describe(metrics)}", file=sys.stderr)
     return 0
 
 
@@ -571,7 +575,7 @@ def _control_error(record, mf):
     """A run's control error against the control of the equilibrium its variant aims at:
     α̂ with the correction, the Nash control over its own law without (older histories:
     over the MFCG law); in d > 1 dimensions, the worst coordinate's."""
-    key = judged_by(record, "m*" if mf else "m_mfg")[1]
+    key = judged_by(record, aimed_at(mf))[1]
     return record[key] if key in record else record["control_rmse_mfg"]
 
 
@@ -807,9 +811,12 @@ def report(paths, out, allow_mixed_presets=False, figures=None):
     less those given again by name (the same run, made again, say)."""
     expanded, kept = [], set()   # a report folder stands for the runs it keeps
     for d in paths:
-        runs_of = kept_runs(d) if is_report_folder(d) else None
-        kept.update(runs_of or ())
-        expanded += runs_of or [d]
+        if is_report_folder(d):
+            runs = kept_runs(d)   # read once
+            kept.update(runs)
+            expanded += runs
+        else:
+            expanded.append(d)
     dirs, seen = [], set()
     for d in expanded:  # each run once, however it is spelled (D, D/, ./D, D/run.npz)
         where = os.path.realpath(os.path.join(d, RUN_FILE) if os.path.isdir(d) else d)
@@ -878,7 +885,7 @@ def scaling_rows(folders):
         rs = sorted((r for r, _ in rs), key=lambda r: r["metrics"]["seed"])
         cfg = rs[0]["config"]
         mf = cfg.mf_correction
-        at = "m*" if mf else "m_mfg"
+        at = aimed_at(mf)
         ok = [settled(r["history"], r["metrics"]["steps"], at) for r in rs]
         average = [settled_on_average(r["history"], r["metrics"]["steps"], at,
                                       getattr(r["config"].problem.solution(), EQUILIBRIUM_MEAN[at])) for r in rs]
