@@ -1057,7 +1057,7 @@ def train_b(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
         state["field"] = langevin_refresh(state, cfg, rng)               # L8: pools on, m, m̃
         a, r, x_next = act_and_step(state, cfg, state["x"], state["field"], rng)  # L9–11
         losses.update(actor_critic_update(state, cfg, state["x"], a, r, x_next, lrs))  # L12–17
-        state["x"] = restart_outside(cfg, x_next, rng)                   # x_next itself when off
+        state["x"] = restart_outside(cfg, x_next, rng) if cfg.restart_beyond else x_next
         if cfg.target_every and n % cfg.target_every == 0:               # L18
             refresh_target(state)
         if loop.end_step(losses):                                        # every cfg.eval_every steps,
@@ -1135,8 +1135,8 @@ def train_drl(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=N
         state["x"] = x_next
         if (n + 1) % cfg.rollout == 0:                                   # L14
             losses.update(ppo_update(state, cfg, lrs, rng))              # L15–20
-            state["x"] = restart_outside(cfg, state["x"], rng)           # between rollouts: GAE's
-                                                                         # trajectories stay unbroken
+            if cfg.restart_beyond:   # between rollouts: GAE's trajectories stay unbroken
+                state["x"] = restart_outside(cfg, state["x"], rng)
         if loop.end_step(losses):                                        # every cfg.eval_every steps,
             loop.record(evaluate(state, cfg))                            # compare with the closed form
         loop.checkpoint()                                                # every cfg.checkpoint_every
