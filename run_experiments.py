@@ -1022,7 +1022,8 @@ def cmd_reproduce(args):
     if args.dry_run:  # for a scheduler: the runs left to do, one shell command a line
         for _, cmd in jobs:
             print(shlex.join(cmd))
-        print(f"reproduce: {len(jobs)} run(s) to do, {len(reused)} finished; the same command without "
+        print(f"reproduce: seeds {seeds_text(args.seeds)}: {len(jobs)} run(s) to do, {len(reused)} finished; "
+              f"the same command without "
               f"--dry-run reports them once all are done", file=sys.stderr)
         return 0
     failed = run_processes(jobs, args.jobs, "reproduce")
@@ -1361,6 +1362,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def seeds_text(seeds):
+    """The seeds as --seeds would read them back, a range where they run on by one: a dry
+    run names them, so that '--seeds 2' (a count: seeds 0-1) is not taken for seed 2."""
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds)) + ("," if len(seeds) == 1 else "")
+
+
 def parse_seeds(text):
     """--seeds: a count from 0 ('5': seeds 0–4), an inclusive range ('20-23') or a list
     ('0,5,9') → the seeds, in order; anything else is a one-line error."""
@@ -1449,7 +1458,8 @@ def build_parser():
     rp.add_argument("--variants", default="plain,mf", choices=["plain,mf", "plain", "mf"], metavar="VARIANTS",
                     help="plain (no correction), mf (with the mean-field correction) or plain,mf (default: plain,mf)")
     rp.add_argument("--seeds", default="5", type=parse_seeds, metavar="SEEDS",
-                    help="a count from 0 (5: seeds 0-4), a range (20-23) or a list (0,5,9) (default: 5)")
+                    help="a count from 0 (5: seeds 0-4), a range (20-23) or a list (0,5,9; one seed: 7,) "
+                         "(default: 5)")
     rp.add_argument("--steps", type=int, help="every run's number of steps (default: the preset's)")
     _problem_options(rp)
     rp.add_argument("--set", action="append", metavar="KEY=V1,V2,...",

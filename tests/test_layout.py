@@ -67,6 +67,7 @@ def test_every_option_says_what_it_does_and_its_default():
                                          ("7-7", [7]), ("0,5,9", [0, 5, 9]), ("9,0", [9, 0]), ("12,", [12])])
 def test_seeds_are_a_count_a_range_or_a_list(text, seeds):
     assert rx.parse_seeds(text) == seeds
+    assert rx.parse_seeds(rx.seeds_text(seeds)) == seeds   # what a dry run names reads back the same
 
 
 @pytest.mark.parametrize("text, message", [("0", "a count is at least 1"), ("3-1", "a range runs upwards"),
@@ -96,7 +97,7 @@ def test_a_dry_run_prints_each_run_and_runs_nothing(tmp_path):
         assert args.out == rx.default_run_dir("runs", "quick", args.algo, args.seed, True,
                                               dict(s.split("=") for s in args.set))
     assert made == {(a, s, (f"langevin_steps={L}",)) for a in "bm" for s in (20, 21) for L in (3, 5)}
-    assert "8 run(s) to do, 0 finished" in p.stderr
+    assert "seeds 20-21: 8 run(s) to do, 0 finished" in p.stderr
 
 
 def test_every_committed_figure_is_shown_on_a_page():
