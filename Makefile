@@ -230,7 +230,7 @@ dims-study: $(STAMP)
 	$(DIMS) --algos drl --dim 4 --set td_control_variate=true --out docs/results/dims-d4-drl-cv
 	$(DIMS) --algos b --variants mf --dim 16 --out docs/results/dims-d16
 	$(DIMS) --algos b --variants mf --dim 8 --rotated --out docs/results/dims-d8-rotated
-	$(DIMS) --algos b --variants mf --dim 8 --rotated --set td_control_variate=true --set eval_chains=4000 \
+	$(DIMS) --algos b --variants mf --dim 8 --rotated --seeds 10 --set td_control_variate=true --set eval_chains=4000 \
 		--out runs/report-dims-rotated-cv
 	$(DIMS) --algos b --variants mf --dim 8 --rotated --seeds 1 --set lr_critic=4e-4 --set eval_chains=4000 \
 		--out runs/report-dims-rotated-x2
