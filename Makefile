@@ -236,7 +236,7 @@ dims-study: $(STAMP)
 		--out runs/report-dims-rotated-x2
 	$(REPORT) runs/dims/b+mf_d-8_rotated_td_control_variate-True_eval_chains-4000-s? \
 		runs/dims/b+mf_d-8_rotated_lr_critic-0.0004_eval_chains-4000-s0 --out docs/results/dims-d8-rotated-cv
-	$(DIMS) --algos b --variants plain --dim 8 --rotated --set td_control_variate=true --set eval_chains=4000 \
+	$(DIMS) --algos b --variants plain --dim 8 --rotated --seeds 10 --set td_control_variate=true --set eval_chains=4000 \
 		--out docs/results/dims-d8-rotated-plain
 	$(DIMS) --algos m --dim 8 --rotated --set td_control_variate=true --set eval_chains=4000 \
 		--out docs/results/dims-d8-rotated-m
