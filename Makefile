@@ -238,7 +238,7 @@ dims-study: $(STAMP)
 		runs/dims/b+mf_d-8_rotated_lr_critic-0.0004_eval_chains-4000-s0 --out docs/results/dims-d8-rotated-cv
 	$(DIMS) --algos b --variants plain --dim 8 --rotated --seeds 10 --set td_control_variate=true --set eval_chains=4000 \
 		--out docs/results/dims-d8-rotated-plain
-	$(DIMS) --algos m --dim 8 --rotated --set td_control_variate=true --set eval_chains=4000 \
+	$(DIMS) --algos m --dim 8 --rotated --seeds 10 --set td_control_variate=true --set eval_chains=4000 \
 		--out docs/results/dims-d8-rotated-m
 	$(DIMS) --algos drl --variants mf --dim 8 --rotated --set td_control_variate=true --set eval_chains=4000 \
 		--out docs/results/dims-d8-rotated-drl
