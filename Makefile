@@ -226,7 +226,8 @@ dims-study: $(STAMP)
 	$(DIMS) --algos b --dim 8 --seeds 10 --out docs/results/dims-d8
 	for d in 2 4; do $(DIMS) --algos b --dim $$d --seeds 10 --out docs/results/dims-d$$d || exit 1; done
 	for d in 2 4; do $(DIMS) --algos m --dim $$d --seeds 10 --out docs/results/dims-d$$d-m || exit 1; done
-	for d in 2 4; do $(DIMS) --algos drl --dim $$d --out docs/results/dims-d$$d-drl || exit 1; done
+	$(DIMS) --algos drl --dim 2 --seeds 10 --out docs/results/dims-d2-drl
+	$(DIMS) --algos drl --dim 4 --out docs/results/dims-d4-drl
 	$(DIMS) --algos drl --dim 4 --seeds 10 --set td_control_variate=true --out docs/results/dims-d4-drl-cv
 	$(DIMS) --algos b --variants mf --dim 16 --out docs/results/dims-d16
 	$(DIMS) --algos b --variants mf --dim 8 --rotated --out docs/results/dims-d8-rotated
