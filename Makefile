@@ -259,7 +259,7 @@ dims-study: $(STAMP)
 	$(DIMS) --algos b --variants mf $(DIMS16) --set lr_critic=4e-4 --out docs/results/dims-d16-critic-x2
 	$(DIMS) --algos m --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --out docs/results/dims-d16-m
 	$(DIMS) --algos b --variants plain $(DIMS16) --seeds 3 --set td_control_variate=true --out docs/results/dims-d16-plain
-	$(DIMS) --algos b --variants plain $(DIMS16) --seeds 5 --set td_control_variate=true --set lr_local=1e-4 \
+	$(DIMS) --algos b --variants plain $(DIMS16) --seeds 10 --set td_control_variate=true --set lr_local=1e-4 \
 		--out docs/results/dims-d16-plain-local
 	$(DIMS) --algos m --variants plain $(DIMS16) --seeds 2 --set td_control_variate=true --out docs/results/dims-d16-m-plain
 	$(DIMS) --algos b --variants mf $(DIMS16) --set td_control_variate=true --set hutchinson=true \
