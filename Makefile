@@ -254,6 +254,8 @@ dims-study: $(STAMP)
 	$(DIMS) --algos drl --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --set restart_beyond=4 \
 		--out docs/results/dims-d16-drl-walls
 	$(DIMS) --algos drl --variants plain --dim 8 --seeds 10 --set td_control_variate=true --out docs/results/dims-d8-drl-plain-cv
+	$(DIMS) --algos drl --variants plain --dim 8 --seeds 2, --set td_control_variate=true --set restart_beyond=4 \
+		--out docs/results/dims-d8-drl-plain-walls
 	$(DIMS) --algos b --variants mf --dim 8 --set batch=8192 --out docs/results/dims-d8-8192
 	$(DIMS) --algos b --variants mf $(DIMS16) --set td_control_variate=true --set batch=8192 --out docs/results/dims-d16-8192
 	$(DIMS) --algos b --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --out docs/results/dims-d16-cv
