@@ -244,7 +244,7 @@ dims-study: $(STAMP)
 		--out docs/results/dims-d8-rotated-m
 	$(DIMS) --algos drl --variants mf --dim 8 --rotated --set td_control_variate=true --set eval_chains=4000 \
 		--out docs/results/dims-d8-rotated-drl
-	$(DIMS) --algos drl --variants mf --dim 8 --rotated --seeds 0-8 --set td_control_variate=true --set eval_chains=4000 \
+	$(DIMS) --algos drl --variants mf --dim 8 --rotated --seeds 10 --set td_control_variate=true --set eval_chains=4000 \
 		--set restart_beyond=4 --out docs/results/dims-d8-rotated-drl-walls
 	$(DIMS) --algos m --dim 8 --seeds 10 --out docs/results/dims-d8-m
 	$(DIMS) --algos m --variants plain --dim 8 --seeds 10 --set eval_chains=4000 --out docs/results/dims-d8-m-chains
