@@ -1023,8 +1023,7 @@ def cmd_reproduce(args):
         for _, cmd in jobs:
             print(shlex.join(cmd))
         print(f"reproduce: seeds {seeds_text(args.seeds)}: {len(jobs)} run(s) to do, {len(reused)} finished; "
-              f"the same command without "
-              f"--dry-run reports them once all are done", file=sys.stderr)
+              "the same command without --dry-run reports them once all are done", file=sys.stderr)
         return 0
     failed = run_processes(jobs, args.jobs, "reproduce")
     if failed:
