@@ -31,7 +31,7 @@ test: $(STAMP)
 	echo "--- $(RETRAIN_TESTS):"; cat $$log; rm -f $$log; \
 	test $$rest -eq 0 && test $$first -eq 0
 
-# make reproduce                 the quick preset, 5 seeds: about 12 minutes on 2 cores
+# make reproduce                 the quick preset, 5 seeds: about 7 minutes on 2 cores
 # make reproduce PRESET=paper    the paper's settings (many hours on a CPU)
 # make reproduce PRESET=lean     the same with 10 Langevin iterations per refresh (README)
 PRESET ?= quick

@@ -68,6 +68,10 @@ TABLE_METRICS = ("mean_error", "mean_error_mfg", "local_mean", "local_std", "glo
                  "global_std", "local_mean_density", "local_std_density", "control_rmse",
                  "control_rmse_mfg", "control_slope", "control_intercept", "value_rmse",
                  "value_rmse_paper", "agents_mean", "agents_std")
+# d > 1: what the table gives instead of norms and a slope, each coordinate on its own
+# (mfcg.coordinate_metrics)
+COORDINATE_METRICS = ("mean_error_worst", "mean_error_rms", "mean_error_mfg_worst", "control_rmse_worst",
+                      "control_rmse_at_mfg_worst", "jacobian_diag_error", "jacobian_offdiag")
 
 
 def run_label(algo, mf, settings=None, dim=1, rotated=False):
@@ -300,6 +304,21 @@ def run_config(preset, algo, seed, mf, steps=None, settings=None, dim=1, rotated
         raise UsageError(f"{'--set: ' if settings else ''}{exc}") from None
 
 
+def run_argv(algo, preset, seed, out, mf, steps, settings, dim, rotated):
+    """The `run` command line (after the script's name) that makes this run, or with
+    --resume continues it: what reproduce starts and a stopped run tells to use."""
+    argv = ["run", "--algo", algo, "--preset", preset, "--seed", str(seed), "--out", out] + (["--mf"] if mf else [])
+    if steps is not None:
+        argv += ["--steps", str(steps)]
+    if dim != 1:
+        argv += ["--dim", str(dim)]
+    if rotated:
+        argv.append("--rotated")
+    for key, value in settings.items():
+        argv += ["--set", f"{key}={value}"]
+    return argv
+
+
 def cmd_run(args):
     settings = {k: v[0] for k, v in parse_settings(args.set).items()}
     cfg = run_config(args.preset, args.algo, args.seed, args.mf, args.steps, settings, args.dim, args.rotated)
@@ -307,7 +326,7 @@ def cmd_run(args):
                                       args.rotated)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"{out} is a file, not a run directory")
-    claim(out)
+    made = claim(out)
     label = run_label(args.algo, args.mf, settings, args.dim, args.rotated)
     tag = f"{label} s{args.seed}"
     ckpt, history_path = os.path.join(out, "checkpoint.npz"), os.path.join(out, "history.json")
@@ -315,7 +334,11 @@ def cmd_run(args):
 
     def differs():  # how the run in `out` was made otherwise ('' if not)
         return rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg)
-    status = run_dir_status(out, args.resume, differs)
+    try:
+        status = run_dir_status(out, args.resume, differs)
+    except UsageError:   # refused: leave the directory as it was found
+        rundir.unclaim(out, made)
+        raise
     state = None
     if status == "finished":
         print(f"[{tag}] {out} is finished; nothing to resume", file=sys.stderr)
@@ -329,7 +352,8 @@ def cmd_run(args):
             raise UsageError(f"--resume: {exc}") from None
         diff = settings_diff(saved_cfg, cfg) or differs()
         if diff:
-            raise UsageError(f"--resume: {out} was made with different settings ({diff})")
+            raise UsageError(f"--resume: {out} was made with different settings ({diff}): continue it "
+                             f"with the options that started it")
     else:
         write_json(os.path.join(out, "config.json"), saved)
     state = state or mfcg.init_state(cfg)
@@ -345,8 +369,9 @@ def cmd_run(args):
         raise UsageError(f"[{tag}] {exc}; history.json holds the evaluations up to step {last}; {kept}") from None
     if state["step"] < cfg.steps:
         write_json(history_path, state["history"])
-        print(f"[{tag}] stopped at step {state['step']}/{cfg.steps}; continue with --resume",
-              file=sys.stderr)
+        again = run_argv(args.algo, args.preset, args.seed, out, args.mf, args.steps, settings, args.dim, args.rotated)
+        print(f"[{tag}] stopped at step {state['step']}/{cfg.steps}; continue with: "
+              f"{shlex.join(['run_experiments.py', *again, '--resume'])}", file=sys.stderr)
         return 0
     metrics = dict(state["history"][-1])
     metrics.update({"algo": cfg.algo, "label": label, "settings": settings,
@@ -381,13 +406,17 @@ def summarise(runs):
         entry = {"n_runs": len(rs), "seeds": sorted(r["metrics"]["seed"] for r in rs),
                  "presets": sorted({r["preset"] for r in rs}),
                  "steps": sorted({r["metrics"]["steps"] for r in rs})}
-        for key in TABLE_METRICS + ("wall_seconds", "steps_per_second"):
+        coordinates = rs[0]["config"].problem.dim > 1   # one problem per report
+        for key in TABLE_METRICS + ("wall_seconds", "steps_per_second") + (COORDINATE_METRICS if coordinates else ()):
+            lacking = [r["path"] for r in rs if key not in r["metrics"]]
+            if lacking:
+                raise UsageError(f"{lacking[0]} records no {key}: made before it was evaluated; run it again")
             vals = np.array([r["metrics"][key] for r in rs], dtype=float)
             entry[key] = {"mean": float(vals.mean()),
                           "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
                           "values": vals.tolist()}
-        for key, threshold in ACCURACY_THRESHOLDS.items():
-            found = [time_to_accuracy(r["history"], key, threshold) for r in rs]
+        for key, threshold in ACCURACY_THRESHOLDS.items():   # in d > 1 dimensions the worst coordinate's
+            found = [time_to_accuracy(r["history"], f"{key}_worst" if coordinates else key, threshold) for r in rs]
             for unit, i in (("seconds", 0), ("steps", 1)):
                 values = [t[i] if t else None for t in found]
                 reached = [v for v in values if v is not None]
@@ -410,12 +439,20 @@ def summarise(runs):
 def results_table(summary, problem):
     """RESULTS.md: one row per algorithm, mean ± std over seeds."""
     sol = problem.solution()
-    cols = [("mean_error", "dist. to m*"), ("mean_error_mfg", "dist. to m_mfg"),
-            ("local_mean", "local mean"), ("local_std", "local std"),
-            ("control_rmse", "control err (α̂)"), ("control_rmse_mfg", "control err (MFG)"),
-            ("control_slope", "slope"), ("value_rmse", "value err"),
-            ("value_rmse_paper", "value err (appendix)")]
-    tta = [f"{'control err' if k == 'control_rmse' else 'dist. to m*'} < {t} from"
+    if problem.dim == 1:
+        cols = [("mean_error", "dist. to m*"), ("mean_error_mfg", "dist. to m_mfg"),
+                ("local_mean", "local mean"), ("local_std", "local std"),
+                ("control_rmse", "control err (α̂)"), ("control_rmse_mfg", "control err (MFG)"),
+                ("control_slope", "slope")]
+    else:
+        cols = [("mean_error_worst", "worst coord. to m*"), ("mean_error_rms", "RMS coord. to m*"),
+                ("mean_error_mfg_worst", "worst coord. to m_mfg"), ("local_std", "local std"),
+                ("control_rmse_worst", "worst control err (α̂)"),
+                ("control_rmse_at_mfg_worst", "worst control err (MFG)"),
+                ("jacobian_diag_error", "Jacobian diag. err"), ("jacobian_offdiag", "Jacobian off-diag.")]
+    cols += [("value_rmse", "value err"), ("value_rmse_paper", "value err (appendix)")]
+    worst = "" if problem.dim == 1 else "worst "
+    tta = [f"{worst}{'control err' if k == 'control_rmse' else 'dist. to m*'} < {t} from"
            for k, t in ACCURACY_THRESHOLDS.items()]
     lines = ["| algorithm | runs | steps | " + " | ".join(c[1] for c in cols)
              + " | wall s | steps/s | " + " | ".join(tta) + " |",
@@ -433,12 +470,18 @@ def results_table(summary, problem):
                      + " | ".join(times) + " |")
     head = (f"Mean ± std over runs (seeds). Closed form: m* = {_number(sol.mean)}, m_mfg = {_number(sol.mean_mfg)}, "
             f"limiting std {_number(sol.std)}, α̂ slope {_number(np.diag(sol.jacobian()))}. "
-            f"'dist. to m*' is |local mean − m*|, "
-            f"the local mean and std those of fresh Langevin samples of the local score network. Control "
+            + (f"'dist. to m*' is |local mean − m*|, " if problem.dim == 1 else
+               f"In these d = {problem.dim} dimensions each coordinate i is judged on its own: 'worst coord. "
+               f"to m*' is the largest over i of |m̃_i − m*_i|, 'RMS coord.' their root mean square, the "
+               f"local std the mean over coordinates, 'worst control err' the largest over i of action i's "
+               f"RMSE (MFG: against the Nash control over the Nash law), the Jacobian's the largest gap "
+               f"between the actor's least-squares Jacobian and α̂'s, on and off the diagonal; ")
+            + f"the local mean and std those of fresh Langevin samples of the local score network. Control "
             f"and value errors are RMSEs over x drawn from the limiting law; 'value err (appendix)' "
             f"compares with the paper's appendix formula, which is not the cost-to-go (docs/findings.md). "
-            f"Time to accuracy: the median wall-clock seconds and step from which the control error stays "
-            f"below {ACCURACY_THRESHOLDS['control_rmse']} (a zero control scores 0.385), and the distance "
+            f"Time to accuracy: the median wall-clock seconds and step from which the {worst}control error stays "
+            f"below {ACCURACY_THRESHOLDS['control_rmse']}" + (" (a zero control scores 0.385)" if problem.dim == 1 else "")
+            + f", and the {worst}distance "
             f"to m* below {ACCURACY_THRESHOLDS['mean_error']}, to the end, checked at every evaluation, "
             f"over the runs that got there (how many, of all, in brackets).")
     near = ACCURACY_THRESHOLDS["mean_error"]
@@ -509,6 +552,8 @@ def _band(ax, x, ys, label=None, spread="std", **kw):
     stays positive on a log axis)."""
     ys = np.asarray(ys)
     mean = ys.mean(axis=0)
+    if len(mean) == 1:   # one evaluation: a point, which a line alone does not draw
+        kw.setdefault("marker", "o")
     line, = ax.plot(x, mean, label=label, **kw)
     if len(ys) > 1:
         if spread == "range":
@@ -685,7 +730,8 @@ def _settled_png(plt, summary, by_label, style, problem):
         for edge, side, marker in ((window[0], rests < window[0], "<"), (window[1], rests > window[1], ">")):
             axes[1].plot([edge] * side.sum(), [yi] * side.sum(), marker, ms=5, alpha=0.7, color=style[label]["color"],
                          clip_on=False)
-    axes[0].set_xlim(0, 1.4)
+    axes[0].set_xlim(0, 1.4)   # room for the counts beside each bar; the share runs to 1
+    axes[0].set_xticks([0, 0.25, 0.5, 0.75, 1])
     axes[0].set_yticks(y, labels, fontsize=8)
     axes[0].set_xlabel("share of runs settled")
     axes[0].legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
@@ -797,7 +843,8 @@ def kept_runs(folder):
         if not isinstance(copies, list) or not all(isinstance(c, str) for c in copies):
             raise TypeError("copies is not a list of names")
     except FileNotFoundError:
-        raise UsageError(f"{folder} holds no report (no summary.json)") from None
+        raise UsageError(f"{folder} holds no report (no summary.json)" if os.path.isdir(folder)
+                         else f"{folder} does not exist") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{path} lists no copies of its runs ({one_line(exc)}): report them "
                          f"from their run directories instead") from None
@@ -842,7 +889,7 @@ def report(paths, out, allow_mixed_presets=False, figures=None):
                **make_figures(summary, runs, figures_drawn(out) if figures is None else figures)}
     write_report_dir(out, copies, outputs, {"presets": presets, "runs": [r["path"] for r in runs],
                                             "algorithms": summary}, mfcg.Config)
-    print(f"report: {len(runs)} runs → {out}/RESULTS.md, summary.json, {len(outputs) - 1} figures, "
+    print(f"report: {len(runs)} run{'' if len(runs) == 1 else 's'} → {out}/RESULTS.md, summary.json, {len(outputs) - 1} figures, "
           f"the runs in {out}/{rundir.RUNS_ARCHIVE}", file=sys.stderr)
     return 0
 
@@ -986,7 +1033,7 @@ def cmd_reproduce(args):
     rundir.check_report_out(args.out)  # before any run starts
     jobs, dirs, reused = [], [], []
     variants = [v == "mf" for v in args.variants.split(",")]
-    algos = args.algos.split(",") if args.algos else list(mfcg.NAMED_PRESETS[args.preset])
+    algos = args.algos.split(",") if args.algos is not None else list(mfcg.NAMED_PRESETS[args.preset])
     unknown = [a for a in algos if a not in mfcg.ALGOS]
     if unknown or len(set(algos)) != len(algos):
         raise UsageError(f"--algos {args.algos}: expected distinct names from {', '.join(mfcg.ALGOS)}")
@@ -996,16 +1043,8 @@ def cmd_reproduce(args):
         out = default_run_dir(args.runs, args.preset, algo, seed, mf, settings, args.dim, args.rotated)
         cfg = run_config(args.preset, algo, seed, mf, args.steps, settings, args.dim, args.rotated)  # checks the values
         dirs.append(out)
-        cmd = [sys.executable, os.path.abspath(__file__), "run", "--algo", algo,
-               "--preset", args.preset, "--seed", str(seed), "--out", out] + (["--mf"] if mf else [])
-        if args.steps is not None:
-            cmd += ["--steps", str(args.steps)]
-        if args.dim != 1:
-            cmd += ["--dim", str(args.dim)]
-        if args.rotated:
-            cmd.append("--rotated")
-        for key, value in settings.items():
-            cmd += ["--set", f"{key}={value}"]
+        cmd = [sys.executable, os.path.abspath(__file__)] + run_argv(algo, args.preset, seed, out, mf, args.steps,
+                                                                     settings, args.dim, args.rotated)
         if os.path.exists(os.path.join(out, "config.json")):  # reuse or resume only a run made with these settings
             differs = rundir.made_otherwise(out, mfcg.PRESETS, args.preset, settings, cfg)
             if differs:
@@ -1126,10 +1165,10 @@ def cmd_bench(args):
     device, slug = device_name(xp)
     out = os.path.join(args.out, slug, args.preset)
     rundir.check_out_folder(args.out)
-    os.makedirs(out, exist_ok=True)  # before the benchmark runs: a bad --out fails at once
     own = list(mfcg.NAMED_PRESETS[args.preset])
     if args.algo and args.algo not in own:
         raise UsageError(f"--algo {args.algo}: the {args.preset} preset is for {', '.join(own)} only")
+    os.makedirs(out, exist_ok=True)  # before the benchmark runs: a bad --out fails at once
     result = bench([args.algo] if args.algo else own, args.steps, args.preset, xp)
     write_json(os.path.join(out, "bench.json"), result)
     write_text(os.path.join(out, "BENCH.md"), bench_table(result))
@@ -1369,12 +1408,21 @@ def seeds_text(seeds):
     return ",".join(map(str, seeds)) + ("," if len(seeds) == 1 else "")
 
 
+MAX_SEEDS = 1000   # more is a typo: a count or range of runs no study here comes near
+
+
 def parse_seeds(text):
     """--seeds: a count from 0 ('5': seeds 0–4), an inclusive range ('20-23') or a list
-    ('0,5,9') → the seeds, in order; anything else is a one-line error."""
+    ('0,5,9'; one seed '7,') → the seeds, in order, at most MAX_SEEDS of them; anything
+    else is a one-line error."""
     try:
         if "," in text:
-            seeds = [int(s) for s in text.split(",") if s.strip()]
+            items = text.split(",")
+            if items[-1].strip() == "":   # '7,': one seed
+                items.pop()
+            if any(not s.strip() for s in items):
+                raise ValueError("a list has a seed between each two commas")
+            seeds = [int(s) for s in items]
         elif "-" in text.strip()[1:]:
             lo, hi = (int(s) for s in text.split("-", 1))
             if hi < lo:
@@ -1390,6 +1438,8 @@ def parse_seeds(text):
         raise UsageError(f"--seeds {text}: {why}") from None
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds {text}: expected distinct non-negative seeds")
+    if len(seeds) > MAX_SEEDS:
+        raise UsageError(f"--seeds {text}: {len(seeds)} seeds, at most {MAX_SEEDS} (a run each)")
     return seeds
 
 
@@ -1454,7 +1504,7 @@ def build_parser():
                     if tuple(algos) != mfcg.ALGOS)
     rp.add_argument("--algos", help=f"comma-separated algorithms (default: the preset's: "
                                     f"{','.join(mfcg.ALGOS)}; {own})")
-    rp.add_argument("--variants", default="plain,mf", choices=["plain,mf", "plain", "mf"], metavar="VARIANTS",
+    rp.add_argument("--variants", default="plain,mf", choices=["plain,mf", "mf,plain", "plain", "mf"], metavar="VARIANTS",
                     help="plain (no correction), mf (with the mean-field correction) or plain,mf (default: plain,mf)")
     rp.add_argument("--seeds", default="5", type=parse_seeds, metavar="SEEDS",
                     help="a count from 0 (5: seeds 0-4), a range (20-23) or a list (0,5,9; one seed: 7,) "
@@ -1500,8 +1550,9 @@ def build_parser():
                          description="How much of the group's terms AC's own score networks pass to its "
                                      "agent (w local, w_g global), at three rate levels: memory.json and "
                                      "MEMORY.md.")
-    mem.add_argument("--preset", default="lean", choices=mfcg.PRESETS, metavar="PRESET",
-                     help=f"the named settings: {presets} (default: lean)")
+    with_ac = [name for name in mfcg.PRESETS if "ac" in mfcg.NAMED_PRESETS[name]]   # dims has none for AC
+    mem.add_argument("--preset", default="lean", choices=with_ac, metavar="PRESET",
+                     help=f"the named settings, one with AC's: {', '.join(with_ac)} (default: lean)")
     mem.add_argument("--seed", type=int, default=0, help="the random seed (default: 0)")
     mem.add_argument("--warmup", type=int, default=20_000, help="steps before the first fork (default: 20000)")
     mem.add_argument("--reps", type=int, default=8, help="forks, averaged (default: 8)")

@@ -535,9 +535,11 @@ _HELD = []  # lock file descriptors, open (and so locked) until the process exit
 def claim(run_dir):
     """Create run_dir if needed and hold an exclusive lock on it (flock on run_dir/.lock)
     for the life of this process: a second process on the same directory gets one line
-    naming the holder. The lock goes with the process, however it ends."""
+    naming the holder. The lock goes with the process, however it ends. Returns what the
+    claim made (for unclaim): whether run_dir and its lock file were new."""
     import fcntl
     import socket
+    made = (not os.path.exists(run_dir), not os.path.exists(os.path.join(run_dir, LOCK_FILE)))
     os.makedirs(run_dir, exist_ok=True)
     fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -549,6 +551,18 @@ def claim(run_dir):
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
     _HELD.append(fd)
+    return made
+
+
+def unclaim(run_dir, made):
+    """Undo what claim made (its return value `made`) in a directory a run was refused:
+    the lock file, and the directory itself if the claim created it and it is empty, so
+    that a refused command leaves nothing behind."""
+    new_dir, new_lock = made
+    if new_lock:
+        os.remove(os.path.join(run_dir, LOCK_FILE))
+    if new_dir and not os.listdir(run_dir):
+        os.rmdir(run_dir)
 
 
 def saved_config(run_dir, presets, config_class):
@@ -1042,10 +1056,17 @@ def report_files(out):
     return [f for f in listed if isinstance(f, str)]
 
 
+RUN_MARKS = (RUN_FILE, "checkpoint.npz", "config.json")   # what `run` writes into its directory
+
+
 def check_out_folder(out):
-    """Refuses an --out that is a file, in one line."""
+    """Refuses, in one line, an --out that is a file or a run's directory (a report, a bench
+    or a trace written there would mix with the run's files)."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file, not a directory")
+    held = [name for name in RUN_MARKS if os.path.isfile(os.path.join(out, name))]
+    if held:
+        raise UsageError(f"--out {out} holds a run ({held[0]}): choose another --out")
 
 
 def check_report_out(out):
@@ -1101,9 +1122,11 @@ def run_dir_status(out, resume, made_otherwise):
         if "checkpoint.npz" not in files:
             raise UsageError(f"--resume: {out} has no checkpoint.npz to resume")
         return "resume"
-    if files:
-        raise UsageError(f"{out} already exists and is not empty: pass --resume to continue "
+    if "checkpoint.npz" in files:
+        raise UsageError(f"{out} holds a run stopped part-way: pass --resume to continue "
                          f"it, or choose another --out (results are never overwritten)")
+    if files:
+        raise UsageError(f"{out} already exists, is not empty and holds no run: choose another --out")
     return "new"
 
 

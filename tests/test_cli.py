@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -80,7 +81,9 @@ def test_resume_after_stop_gives_the_uninterrupted_metrics(tmp_path):
     code, _, err = cli("run", "--algo", "drl", "--steps", 40, "--out", "parts", "--stop-after", 17, cwd=tmp_path)
     assert code == 0 and "stopped at step 17/40" in err
     assert not (tmp_path / "parts" / "run.npz").exists() and (tmp_path / "parts" / "history.json").exists()
-    code, _, err = cli("run", "--algo", "drl", "--steps", 40, "--out", "parts", "--resume", cwd=tmp_path)
+    told = shlex.split(err.strip().splitlines()[-1].split("continue with: ")[1])   # the command it names
+    assert told[0] == "run_experiments.py" and told[-1] == "--resume"
+    code, _, err = cli(*told[1:], cwd=tmp_path)
     assert code == 0, err
     whole, parts = _metrics(tmp_path / "whole"), _metrics(tmp_path / "parts")
     assert not (tmp_path / "parts" / "history.json").exists()  # the stop's, now a part of run.npz
@@ -226,6 +229,8 @@ def _one_line_error(code, err, match):
     (("run", "--algo", "m", "--set", "langevin_steps"), "expected KEY=VALUE"),
     (("run", "--algo", "m", "--set", "eps_langevin=1", "--set", "eps_langevin=2"), "eps_langevin is set twice"),
     (("reproduce", "--algos", "b,sac"), "--algos b,sac: expected distinct names"),
+    (("reproduce", "--algos", ""), "--algos : expected distinct names"),
+    (("memory", "--preset", "dims"), "invalid choice: 'dims'"),
     (("reproduce", "--set", "langevin_steps=5,5"), "a value is repeated"),
     (("memory", "--reps", 1), "--reps must be at least 2"),
     (("memory", "--horizon", 0), "--horizon must be a positive integer"),

@@ -73,7 +73,10 @@ def test_seeds_are_a_count_a_range_or_a_list(text, seeds):
 @pytest.mark.parametrize("text, message", [("0", "a count is at least 1"), ("3-1", "a range runs upwards"),
                                            ("x", "expected a count (5), a range (20-23) or a list"),
                                            ("1,1", "expected distinct non-negative seeds"),
-                                           ("2-x", "expected a count (5), a range (20-23) or a list")])
+                                           ("2-x", "expected a count (5), a range (20-23) or a list"),
+                                           ("1,,2", "a list has a seed between each two commas"),
+                                           (",", "a list has a seed between each two commas"),
+                                           ("0-999999", "1000000 seeds, at most 1000")])
 def test_bad_seeds_are_one_line(text, message):
     with pytest.raises(rx.UsageError, match=f"--seeds {text}: .*" + message.replace("(", r"\(").replace(")", r"\)")):
         rx.parse_seeds(text)

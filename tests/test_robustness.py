@@ -321,6 +321,7 @@ def test_report_again_remakes_a_report_from_its_copies(tmp_path, finished):
     (tmp_path / "empty").mkdir()
     _one_line_error = (lambda args, match: (lambda r: r[0] == 2 and match in one_line(r[2]))(cli(*args, cwd=tmp_path)))
     assert _one_line_error(("report", "--again", "empty"), "empty holds no report (no summary.json)")
+    assert _one_line_error(("report", "--again", "nowhere"), "nowhere does not exist")
     assert _one_line_error(("report", "--again", "res", "--out", "x"), "--again reports each folder into itself")
     del summary["copies"]
     (tmp_path / "res" / "summary.json").write_text(json.dumps(summary))
@@ -358,6 +359,28 @@ def test_report_out_that_is_a_file(tmp_path, finished):
     (tmp_path / "afile").write_text("x")
     code, _, err = cli("report", "b0", "--out", "afile", cwd=tmp_path)
     assert code == 2 and "--out afile is a file, not a directory" in one_line(err)
+
+
+def test_a_refused_command_leaves_nothing_behind(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    code, _, err = cli("run", "--algo", "b", "--steps", 10, "--out", "notes", cwd=tmp_path)
+    assert code == 2 and "notes already exists, is not empty and holds no run" in one_line(err)
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["a.txt"]
+    code, _, err = cli("run", "--algo", "b", "--resume", "--out", "new", cwd=tmp_path)
+    assert code == 2 and "new has no checkpoint.npz to resume" in one_line(err)
+    code, _, err = cli("bench", "--preset", "single", "--algo", "b", "--out", "bench", cwd=tmp_path)
+    assert code == 2 and "the single preset is for ac only" in one_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]
+
+
+def test_a_report_into_a_run_s_directory_is_refused(tmp_path, finished):
+    for seed in (0, 1):
+        _copy_run(finished / f"b{seed}", tmp_path / f"b{seed}")
+    before = sorted(p.name for p in (tmp_path / "b0").iterdir())
+    code, _, err = cli("report", "b1", "--out", "b0", cwd=tmp_path)
+    assert code == 2 and "--out b0 holds a run (run.npz): choose another --out" in one_line(err)
+    assert sorted(p.name for p in (tmp_path / "b0").iterdir()) == before
 
 
 def test_unwritable_output_is_one_line(tmp_path, monkeypatch, capsys):
