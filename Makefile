@@ -216,12 +216,14 @@ single-bound: $(STAMP)
 # target's control variate or the critic's rate x2, with 4,000 evaluation chains, and at d = 16
 # Hutchinson's trace; at d = 32 and 64 walls at ±4 and a slower local score, each undone at 32,
 # and at 32 and 64 the walls with antithetic agents (pairs restart together); at 64 and 100, 40,000 steps
-# and networks 2d wide (hidden_per_dim);
+# and networks 2d wide (hidden_per_dim); the plain variants at d = 8 and 16 with the local score
+# slower (LOCAL), each change undone for M at d = 8;
 # then the table over d. 2-15 minutes a run, two at a time on 2 cores; resumable like the others.
 DIMS = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs
 DIMS16 = --dim 16 --set eval_chains=4000
 DIMSLONG = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs/long --steps 40000
 WALLS = --set td_control_variate=true --set eval_chains=4000 --set restart_beyond=4 --set lr_local=1e-4
+LOCAL = --set td_control_variate=true --set eval_chains=4000 --set lr_local=1e-4
 dims-study: $(STAMP)
 	$(DIMS) --algos b --dim 8 --seeds 10 --out docs/results/dims-d8
 	for d in 2 4; do $(DIMS) --algos b --dim $$d --seeds 10 --out docs/results/dims-d$$d || exit 1; done
@@ -248,6 +250,15 @@ dims-study: $(STAMP)
 		--set restart_beyond=4 --out docs/results/dims-d8-rotated-drl-walls
 	$(DIMS) --algos m --dim 8 --seeds 10 --out docs/results/dims-d8-m
 	$(DIMS) --algos m --variants plain --dim 8 --seeds 10 --set eval_chains=4000 --out docs/results/dims-d8-m-chains
+	$(DIMS) --algos m --variants plain --dim 8 --set td_control_variate=true --set eval_chains=4000 --out docs/results/dims-d8-m-plain-cv
+	$(DIMS) --algos m --variants plain --dim 8 --set eval_chains=4000 --set lr_local=1e-4 --out docs/results/dims-d8-m-plain-local-only
+	$(DIMS) --algos m --variants plain --dim 8 --seeds 10 $(LOCAL) --out docs/results/dims-d8-m-plain-local
+	$(DIMS) --algos b --variants plain --dim 8 --seeds 10 $(LOCAL) --out docs/results/dims-d8-plain-local
+	$(DIMS) --algos drl --variants plain --dim 8 --set td_control_variate=true --set lr_local=1e-4 --out docs/results/dims-d8-drl-plain-local
+	$(DIMS) --algos drl --variants plain --dim 8 --seeds 2, --set td_control_variate=true --set lr_local=1e-4 \
+		--set restart_beyond=4 --out docs/results/dims-d8-drl-plain-local-walls
+	$(DIMS) --algos drl --variants plain --dim 8 --rotated --seeds 3 $(LOCAL) --set restart_beyond=4 \
+		--out docs/results/dims-d8-rotated-drl-plain
 	$(DIMS) --algos drl --variants mf --dim 8 --seeds 10 --out docs/results/dims-d8-drl
 	$(DIMS) --algos drl --variants mf --dim 8 --seeds 10 --set td_control_variate=true --out docs/results/dims-d8-drl-cv
 	$(DIMS) --algos drl --variants mf $(DIMS16) --seeds 3 --set td_control_variate=true --out docs/results/dims-d16-drl-cv
@@ -265,6 +276,10 @@ dims-study: $(STAMP)
 	$(DIMS) --algos b --variants plain $(DIMS16) --seeds 10 --set td_control_variate=true --set lr_local=1e-4 \
 		--out docs/results/dims-d16-plain-local
 	$(DIMS) --algos m --variants plain $(DIMS16) --seeds 2 --set td_control_variate=true --out docs/results/dims-d16-m-plain
+	$(DIMS) --algos m --variants plain --dim 16 --seeds 10 $(LOCAL) --out docs/results/dims-d16-m-plain-local
+	$(DIMS) --algos drl --variants plain --dim 16 $(LOCAL) --set restart_beyond=4 --out docs/results/dims-d16-drl-plain-local
+	$(DIMS) --algos drl --variants plain $(DIMS16) --seeds 2 --set td_control_variate=true --set restart_beyond=4 \
+		--out docs/results/dims-d16-drl-plain
 	$(DIMS) --algos b --variants mf $(DIMS16) --set td_control_variate=true --set hutchinson=true \
 		--out docs/results/dims-d16-hutchinson
 	$(DIMS) --algos b --variants mf --dim 32 --seeds 1 --set lr_critic=4e-4 --set eval_chains=4000 \
