@@ -228,7 +228,8 @@ dims-study: $(STAMP)
 	$(DIMS) --algos b --dim 8 --seeds 10 --out docs/results/dims-d8
 	for d in 2 4; do $(DIMS) --algos b --dim $$d --seeds 10 --out docs/results/dims-d$$d || exit 1; done
 	for d in 2 4; do $(DIMS) --algos m --dim $$d --seeds 10 --out docs/results/dims-d$$d-m || exit 1; done
-	$(DIMS) --algos m --variants plain --dim 4 --seeds 10 --set lr_local=1e-4 --out docs/results/dims-d4-m-plain-local
+	for d in 2 4; do $(DIMS) --algos m --variants plain --dim $$d --seeds 10 --set lr_local=1e-4 \
+		--out docs/results/dims-d$$d-m-plain-local || exit 1; done
 	$(DIMS) --algos drl --dim 2 --seeds 10 --out docs/results/dims-d2-drl
 	$(DIMS) --algos drl --dim 2 --seeds 5, --set td_control_variate=true --out docs/results/dims-d2-drl-cv
 	$(DIMS) --algos drl --dim 4 --out docs/results/dims-d4-drl
