@@ -208,10 +208,16 @@ def aimed_at(mf):
     return "m*" if mf else "m_mfg"
 
 
+def worst_of(key, record):
+    """key, or in d > 1 dimensions, where the record has it, its worst coordinate's
+    (mfcg.coordinate_metrics: KEY_worst)."""
+    return f"{key}_worst" if f"{key}_worst" in record else key
+
+
 def judged_by(record, at):
     """The distance and the control error that judge equilibrium `at`: EQUILIBRIA's, or in
-    d > 1 dimensions their worst coordinate's (mfcg.coordinate_metrics: KEY_worst)."""
-    return tuple(f"{k}_worst" if f"{k}_worst" in record else k for k in EQUILIBRIA[at])
+    d > 1 dimensions their worst coordinate's (worst_of)."""
+    return tuple(worst_of(k, record) for k in EQUILIBRIA[at])
 
 
 def describe_for(mf):
@@ -406,17 +412,17 @@ def summarise(runs):
         entry = {"n_runs": len(rs), "seeds": sorted(r["metrics"]["seed"] for r in rs),
                  "presets": sorted({r["preset"] for r in rs}),
                  "steps": sorted({r["metrics"]["steps"] for r in rs})}
-        coordinates = rs[0]["config"].problem.dim > 1   # one problem per report
-        for key in TABLE_METRICS + ("wall_seconds", "steps_per_second") + (COORDINATE_METRICS if coordinates else ()):
-            lacking = [r["path"] for r in rs if key not in r["metrics"]]
-            if lacking:
-                raise UsageError(f"{lacking[0]} records no {key}: made before it was evaluated; run it again")
+        coordinates = COORDINATE_METRICS if rs[0]["config"].problem.dim > 1 else ()   # one problem per report
+        lacking = [(r["path"], key) for key in coordinates for r in rs if key not in r["metrics"]]
+        if lacking:   # load_run has checked TABLE_METRICS
+            raise UsageError(f"{lacking[0][0]} records no {lacking[0][1]}: made before it was evaluated; run it again")
+        for key in TABLE_METRICS + ("wall_seconds", "steps_per_second") + coordinates:
             vals = np.array([r["metrics"][key] for r in rs], dtype=float)
             entry[key] = {"mean": float(vals.mean()),
                           "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
                           "values": vals.tolist()}
         for key, threshold in ACCURACY_THRESHOLDS.items():   # in d > 1 dimensions the worst coordinate's
-            found = [time_to_accuracy(r["history"], f"{key}_worst" if coordinates else key, threshold) for r in rs]
+            found = [time_to_accuracy(r["history"], worst_of(key, r["metrics"]), threshold) for r in rs]
             for unit, i in (("seconds", 0), ("steps", 1)):
                 values = [t[i] if t else None for t in found]
                 reached = [v for v in values if v is not None]
