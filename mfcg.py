@@ -483,6 +483,18 @@ class Config:
         return asdict(self)   # the problem too, as a dict
 
 
+# The Config fields only some algorithms read; every other field is read by all four. The
+# command line refuses a --set of one of these for an algorithm that would ignore it
+# (tests/test_cli.py traces which fields each trainer reads, and checks this table).
+READ_ONLY_BY = {
+    "minibatch": ("m",), "langevin_every": ("m",),            # Algorithm 3's minibatches, sparse refresh
+    "restart_beyond": ("ac", "b", "drl"),                     # walls (restart_outside): not in M's loop
+    "actor_gradient": ("ac", "b", "m"),                       # DRL's PPO is a score-function gradient
+    **dict.fromkeys(("rollout", "ppo_clip", "gae_lambda", "ent_coef", "ppo_epochs", "ppo_minibatches",
+                     "adv_norm"), ("drl",)),                  # Algorithm 4's PPO and GAE
+}
+
+
 # The paper's settings (docs/benchmark.md §1), as its algorithm boxes differ from B's.
 PAPER = {
     "ac": Config(algo="ac", batch=1, target_every=0, grad_clip=0.0),  # one agent, plain TD(0)

@@ -295,6 +295,10 @@ def run_config(preset, algo, seed, mf, steps=None, settings=None, dim=1, rotated
     """The Config that `run` trains for these command-line settings (settings: from --set;
     dim: the isotropic problem in that many dimensions, or with `rotated` the coupled one,
     mfcg.rotated_problem)."""
+    for key, value in (settings or {}).items():
+        readers = mfcg.READ_ONLY_BY.get(key, mfcg.ALGOS)
+        if algo not in readers:
+            raise UsageError(f"--set {key}={value}: {algo} does not read {key}, only {', '.join(readers)}")
     overrides = {"seed": seed, "mf_correction": mf, **(settings or {})}
     if steps is not None:
         overrides["steps"] = steps

@@ -192,6 +192,29 @@ def test_set_values_take_the_fields_type():
     assert list(rx.parse_settings(["std_floor=0.5", "langevin_steps=5"])) == ["langevin_steps", "std_floor"]
 
 
+def test_the_fields_only_some_algorithms_read_are_the_ones_each_trainer_reads(monkeypatch):
+    """Trace which Config fields each trainer reads in a few steps (evaluation included):
+    the fields it never reads are those mfcg.READ_ONLY_BY names for the other algorithms,
+    so a --set the command line lets through changes the run."""
+    names = set(mfcg.Config.__dataclass_fields__)
+    read, getattribute = set(), mfcg.Config.__getattribute__
+
+    def traced(self, name):
+        if name in names:
+            read.add(name)
+        return getattribute(self, name)
+
+    for algo in mfcg.ALGOS:
+        cfg = mfcg.preset("steady", algo, steps=2, eval_every=2, batch=1 if algo == "ac" else 8, minibatch=4,
+                          n_samples=16, langevin_steps=2, eval_samples=16, eval_langevin_steps=2, rollout=2)
+        read.clear()
+        monkeypatch.setattr(mfcg.Config, "__getattribute__", traced)
+        mfcg.train(cfg)
+        monkeypatch.undo()
+        ignored = {k for k, readers in mfcg.READ_ONLY_BY.items() if algo not in readers}
+        assert names - read == ignored, algo
+
+
 def test_resume_refuses_an_equal_config_made_under_another_label(tmp_path):
     """--set langevin_steps=10 gives the quick preset's own Config, but another label; and
     paper with --set langevin_steps=10 is lean's Config under another preset."""
@@ -232,6 +255,9 @@ def _one_line_error(code, err, match):
     (("reproduce", "--algos", ""), "--algos : expected distinct names"),
     (("memory", "--preset", "dims"), "invalid choice: 'dims'"),
     (("reproduce", "--set", "langevin_steps=5,5"), "a value is repeated"),
+    (("run", "--algo", "drl", "--set", "minibatch=512"), "--set minibatch=512: drl does not read minibatch, only m"),
+    (("reproduce", "--algos", "b,m", "--set", "langevin_every=5,10"), "b does not read langevin_every, only m"),
+    (("run", "--algo", "m", "--set", "restart_beyond=4"), "m does not read restart_beyond, only ac, b, drl"),
     (("memory", "--reps", 1), "--reps must be at least 2"),
     (("memory", "--horizon", 0), "--horizon must be a positive integer"),
 ])
