@@ -53,9 +53,9 @@ reports: $(STAMP)
 # (10 Langevin iterations per refresh) and the quick one, on this machine's device (the GPU
 # when CuPy sees one): docs/results/bench/DEVICE/PRESET/. About 2 minutes on 2 cores.
 bench: $(STAMP)
-	$(PY) run_experiments.py bench --preset paper --out docs/results/bench
-	$(PY) run_experiments.py bench --preset lean --out docs/results/bench
-	$(PY) run_experiments.py bench --preset quick --out docs/results/bench
+	$(PY) run_experiments.py bench --preset paper --out docs/results/bench --replace
+	$(PY) run_experiments.py bench --preset lean --out docs/results/bench --replace
+	$(PY) run_experiments.py bench --preset quick --out docs/results/bench --replace
 
 # accuracy against Langevin iterations per refresh: B and M with the correction, quick preset,
 # seeds 0-2, at equal steps (about 30 minutes on 2 cores)
@@ -311,7 +311,7 @@ dims-study: $(STAMP)
 		$(DIMS) --algos b --variants mf --dim 8 --set $$s --out runs/report-dims-$$s || exit 1; done
 	$(REPORT) runs/dims/b+mf_d-8_actor_gradient-score-s? runs/dims/b+mf_d-8_per_coordinate-False-s? \
 		runs/dims/b+mf_d-8_lr_actor-0.0001-s? --out docs/results/dims-ablations
-	$(PY) run_experiments.py scaling docs/results/dims-d* --out docs/results/dims
+	$(PY) run_experiments.py scaling docs/results/dims-d* --out docs/results/dims --replace
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
@@ -327,7 +327,7 @@ gpu-check:
 	mkdir -p $(GPU_OUT)
 	nvidia-smi > $(GPU_OUT)/nvidia-smi.txt 2>&1 || true
 	-MFCG_BACKEND=cupy timeout 300 $(PYTHON) -m pytest -q -k "not ($(LONG))" > $(GPU_OUT)/pytest-short.txt 2>&1; tail -40 $(GPU_OUT)/pytest-short.txt
-	-for p in paper lean quick; do MFCG_BACKEND=cupy timeout 60 $(PYTHON) run_experiments.py bench --preset $$p \
+	-for p in paper lean quick; do MFCG_BACKEND=cupy timeout 60 $(PYTHON) run_experiments.py bench --preset $$p --replace \
 		--out docs/results/bench > $(GPU_OUT)/bench-$$p.txt 2>&1; cat $(GPU_OUT)/bench-$$p.txt; done
 	-cp -r docs/results/bench $(GPU_OUT)/
 	-MFCG_BACKEND=cupy timeout 120 $(PYTHON) -m pytest -q -x -k "$(LONG)" > $(GPU_OUT)/pytest-long.txt 2>&1; tail -15 $(GPU_OUT)/pytest-long.txt

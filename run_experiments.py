@@ -6,7 +6,7 @@
     python run_experiments.py report --again REPORT [REPORT ...]
     python run_experiments.py reproduce [--preset quick] [--seeds 5 | 20-23 | 0,5,9] [--jobs J]
                                         [--algos b,m] [--set KEY=V1,V2,...] [--dry-run]
-    python run_experiments.py bench [--algo A] [--steps N] [--preset paper] [--out ROOT]
+    python run_experiments.py bench [--algo A] [--steps N] [--preset paper] [--out ROOT] [--replace]
     python run_experiments.py memory [--preset lean] [--seed 0] [--out DIR]
 
 `run` trains one algorithm into its own directory (config.json, checkpoint.npz, and when it
@@ -1023,6 +1023,8 @@ def scaling_figure(rows):
 
 
 def cmd_scaling(args):
+    rundir.check_out_folder(args.out)
+    rundir.check_replace(args.out, ("SCALING.md", "scaling.png", "scaling.json"), args.replace)
     rows = scaling_rows(args.dirs)
     dims = sorted({row["dim"] for row in rows})
     outputs = {"SCALING.md": scaling_table(rows).encode(), "scaling.png": scaling_figure(rows)}
@@ -1178,6 +1180,7 @@ def cmd_bench(args):
     own = list(mfcg.NAMED_PRESETS[args.preset])
     if args.algo and args.algo not in own:
         raise UsageError(f"--algo {args.algo}: the {args.preset} preset is for {', '.join(own)} only")
+    rundir.check_replace(out, ("bench.json", "BENCH.md"), args.replace)
     os.makedirs(out, exist_ok=True)  # before the benchmark runs: a bad --out fails at once
     result = bench([args.algo] if args.algo else own, args.steps, args.preset, xp)
     write_json(os.path.join(out, "bench.json"), result)
@@ -1244,6 +1247,7 @@ def cmd_trace(args):
     device, slug = device_name(xp)
     out = os.path.join(args.out, slug)
     rundir.check_out_folder(args.out)
+    rundir.check_replace(out, ("trace.json", "TRACE.md"), args.replace)
     os.makedirs(out, exist_ok=True)
     rows = []
     for d in dims:
@@ -1468,6 +1472,12 @@ def _figures_option(parser):
                              f"(default: those the report already in the folder drew; all for a new one)")
 
 
+def _replace_option(parser, files):
+    parser.add_argument("--replace", action="store_true",
+                        help=f"write over the {files} an earlier call left in the same place "
+                             f"(default: refuse; nothing is overwritten unasked)")
+
+
 def build_parser():
     p = _Parser(prog="run_experiments.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -1540,6 +1550,7 @@ def build_parser():
     b.add_argument("--steps", type=int, help="timed steps (default: a whole cycle per algorithm)")
     b.add_argument("--out", default="results/bench",
                    help="the root: bench.json and BENCH.md go to OUT/DEVICE/PRESET (default: results/bench)")
+    _replace_option(b, "bench.json and BENCH.md")
     tr = sub.add_parser("trace", help="the score loss's exact trace against Hutchinson's estimate, by dimension",
                         description="Time per score-matching loss and gradient with the exact trace and with "
                                     "Hutchinson's estimate (Gaussian, Rademacher probes), and the estimate's "
@@ -1549,12 +1560,14 @@ def build_parser():
     tr.add_argument("--probes", type=int, default=32, help="probe draws for the variance (default: 32)")
     tr.add_argument("--reps", type=int, default=20, help="timed calls per estimate (default: 20)")
     tr.add_argument("--out", default="results/trace", help="the root: files go to OUT/DEVICE (default: results/trace)")
+    _replace_option(tr, "trace.json and TRACE.md")
     sc = sub.add_parser("scaling", help="several reports, one per dimension, as one table and figure over d",
                         description="SCALING.md, scaling.png and scaling.json from the runs several "
                                     "reports keep: per learner and dimension, the runs settled, from which "
                                     "step, the worst coordinate's errors, steps/s and peak memory.")
     sc.add_argument("dirs", nargs="+", metavar="REPORT", help="report folders (each made by report or reproduce)")
     sc.add_argument("--out", default="results/scaling", help="where the files go (default: results/scaling)")
+    _replace_option(sc, "SCALING.md, scaling.png and scaling.json")
     mem = sub.add_parser("memory", help="the memory of AC's score networks (w local, w_g global), and "
                                         "the settled mean they predict",
                          description="How much of the group's terms AC's own score networks pass to its "

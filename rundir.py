@@ -1069,6 +1069,15 @@ def check_out_folder(out):
         raise UsageError(f"--out {out} holds a run ({held[0]}): choose another --out")
 
 
+def check_replace(folder, names, replace):
+    """Refuses, in one line, to write a measurement (bench, trace, scaling) over an earlier
+    one: one of `names` already in `folder`, unless `replace` (their --replace) asks for it."""
+    held = [name for name in names if os.path.exists(os.path.join(folder, name))]
+    if held and not replace:
+        raise UsageError(f"{os.path.join(folder, held[0])} holds an earlier result: pass --replace to "
+                         f"write over it, or choose another --out")
+
+
 def check_report_out(out):
     """Refuses, in one line, an --out that a report could not be written into whatever its
     runs: a file, or a folder whose RESULTS.md or summary.json no report wrote. `reproduce`

@@ -168,6 +168,16 @@ def test_runs_in_two_dimensions_report(tmp_path):
     rows = json.loads((tmp_path / "sc3" / "scaling.json").read_text())["rows"]
     assert [(r["learner"].split()[-1], r["seeds"]) for r in rows] == [("steps=20", [0, 1]), ("steps=30", [0])]
     assert (tmp_path / "sc" / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+    # an earlier table is written over only when asked
+    before = (tmp_path / "sc" / "SCALING.md").read_bytes()
+    p = subprocess.run([sys.executable, script, "scaling", "res30", "--out", "sc"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "holds an earlier result: pass --replace" in p.stderr
+    assert (tmp_path / "sc" / "SCALING.md").read_bytes() == before
+    p = subprocess.run([sys.executable, script, "scaling", "res30", "--out", "sc", "--replace"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and "| 2 |" in (tmp_path / "sc" / "SCALING.md").read_text()
+    assert "| 1 |" not in (tmp_path / "sc" / "SCALING.md").read_text()
     p = subprocess.run([sys.executable, script, "reproduce", "--algos", "b", "--seeds", "1", "--dim", "8",
                         "--dry-run"], cwd=tmp_path, capture_output=True, text=True)
     assert p.returncode == 0 and all("--dim 8" in line for line in p.stdout.splitlines())
@@ -319,6 +329,12 @@ def test_trace_measures_the_estimates_against_the_exact_trace(tmp_path):
         assert three[f"bias_{name}"] < 4 * np.sqrt(three[f"variance_{name}"] / 16)
     assert "| 3 |" in (folder / "TRACE.md").read_text()
     assert rx.main(["trace", "--dims", "0"]) == 2
+    before = (folder / "trace.json").read_bytes()   # an earlier result is written over only when asked
+    assert rx.main(["trace", "--dims", "2", "--batch", "32", "--probes", "2", "--reps", "1", "--out", str(tmp_path)]) == 2
+    assert (folder / "trace.json").read_bytes() == before
+    assert rx.main(["trace", "--dims", "2", "--batch", "32", "--probes", "2", "--reps", "1", "--out", str(tmp_path),
+                    "--replace"]) == 0
+    assert [r["d"] for r in json.loads((folder / "trace.json").read_text())["rows"]] == [2]
 
 
 @pytest.mark.parametrize("rotated, per_coordinate", [(False, False), (False, True), (True, False), (True, True)])
