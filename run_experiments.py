@@ -295,10 +295,6 @@ def run_config(preset, algo, seed, mf, steps=None, settings=None, dim=1, rotated
     """The Config that `run` trains for these command-line settings (settings: from --set;
     dim: the isotropic problem in that many dimensions, or with `rotated` the coupled one,
     mfcg.rotated_problem)."""
-    for key, value in (settings or {}).items():
-        readers = mfcg.READ_ONLY_BY.get(key, mfcg.ALGOS)
-        if algo not in readers:
-            raise UsageError(f"--set {key}={value}: {algo} does not read {key}, only {', '.join(readers)}")
     overrides = {"seed": seed, "mf_correction": mf, **(settings or {})}
     if steps is not None:
         overrides["steps"] = steps
@@ -309,9 +305,15 @@ def run_config(preset, algo, seed, mf, steps=None, settings=None, dim=1, rotated
     elif dim != 1:
         overrides["problem"] = mfcg.LQProblem(dim=dim)
     try:
-        return mfcg.preset(preset, algo, **overrides)
+        cfg = mfcg.preset(preset, algo, **overrides)
     except ValueError as exc:  # Config's own check of the values, e.g. langevin_steps=0
         raise UsageError(f"{'--set: ' if settings else ''}{exc}") from None
+    for key in settings or {}:   # a field the algorithm ignores would only mislabel the run
+        readers = mfcg.READ_ONLY_BY.get(key, mfcg.ALGOS)
+        if algo not in readers:
+            raise UsageError(f"--set {key}: {algo} does not read it (only {', '.join(readers)}); "
+                             f"leave {algo} out or the field unset")
+    return cfg
 
 
 def run_argv(algo, preset, seed, out, mf, steps, settings, dim, rotated):
@@ -1474,7 +1476,7 @@ def _figures_option(parser):
 
 def _replace_option(parser, files):
     parser.add_argument("--replace", action="store_true",
-                        help=f"write over the {files} an earlier call left in the same place "
+                        help=f"write over the {files} an earlier call left there "
                              f"(default: refuse; nothing is overwritten unasked)")
 
 
@@ -1550,7 +1552,7 @@ def build_parser():
     b.add_argument("--steps", type=int, help="timed steps (default: a whole cycle per algorithm)")
     b.add_argument("--out", default="results/bench",
                    help="the root: bench.json and BENCH.md go to OUT/DEVICE/PRESET (default: results/bench)")
-    _replace_option(b, "bench.json and BENCH.md")
+    _replace_option(b, "OUT/DEVICE/PRESET/bench.json and BENCH.md")
     tr = sub.add_parser("trace", help="the score loss's exact trace against Hutchinson's estimate, by dimension",
                         description="Time per score-matching loss and gradient with the exact trace and with "
                                     "Hutchinson's estimate (Gaussian, Rademacher probes), and the estimate's "
@@ -1560,14 +1562,14 @@ def build_parser():
     tr.add_argument("--probes", type=int, default=32, help="probe draws for the variance (default: 32)")
     tr.add_argument("--reps", type=int, default=20, help="timed calls per estimate (default: 20)")
     tr.add_argument("--out", default="results/trace", help="the root: files go to OUT/DEVICE (default: results/trace)")
-    _replace_option(tr, "trace.json and TRACE.md")
+    _replace_option(tr, "OUT/DEVICE/trace.json and TRACE.md")
     sc = sub.add_parser("scaling", help="several reports, one per dimension, as one table and figure over d",
                         description="SCALING.md, scaling.png and scaling.json from the runs several "
                                     "reports keep: per learner and dimension, the runs settled, from which "
                                     "step, the worst coordinate's errors, steps/s and peak memory.")
     sc.add_argument("dirs", nargs="+", metavar="REPORT", help="report folders (each made by report or reproduce)")
     sc.add_argument("--out", default="results/scaling", help="where the files go (default: results/scaling)")
-    _replace_option(sc, "SCALING.md, scaling.png and scaling.json")
+    _replace_option(sc, "OUT/SCALING.md, scaling.png and scaling.json")
     mem = sub.add_parser("memory", help="the memory of AC's score networks (w local, w_g global), and "
                                         "the settled mean they predict",
                          description="How much of the group's terms AC's own score networks pass to its "

@@ -193,9 +193,11 @@ def test_set_values_take_the_fields_type():
 
 
 def test_the_fields_only_some_algorithms_read_are_the_ones_each_trainer_reads(monkeypatch):
-    """Trace which Config fields each trainer reads in a few steps (evaluation included):
-    the fields it never reads are those mfcg.READ_ONLY_BY names for the other algorithms,
-    so a --set the command line lets through changes the run."""
+    """Trace which Config fields each trainer reads in a few steps (evaluation included),
+    on two paths: the steady preset as it is, and the readable definitions on the rotated
+    problem with every switch the other way. A field mfcg.READ_ONLY_BY leaves out for an
+    algorithm is never read by it; every other field is read on one of the paths, so a
+    --set the command line lets through changes the run."""
     names = set(mfcg.Config.__dataclass_fields__)
     read, getattribute = set(), mfcg.Config.__getattribute__
 
@@ -205,14 +207,23 @@ def test_the_fields_only_some_algorithms_read_are_the_ones_each_trainer_reads(mo
         return getattribute(self, name)
 
     for algo in mfcg.ALGOS:
-        cfg = mfcg.preset("steady", algo, steps=2, eval_every=2, batch=1 if algo == "ac" else 8, minibatch=4,
-                          n_samples=16, langevin_steps=2, eval_samples=16, eval_langevin_steps=2, rollout=2)
-        read.clear()
-        monkeypatch.setattr(mfcg.Config, "__getattribute__", traced)
-        mfcg.train(cfg)
-        monkeypatch.undo()
+        tiny = dict(steps=2, eval_every=2, batch=1 if algo == "ac" else 8, minibatch=4, n_samples=16,
+                    langevin_steps=2, eval_samples=16, eval_langevin_steps=2, rollout=2)
+        base = mfcg.preset("steady", algo, **tiny)
+        other = dict(readable=True, problem=mfcg.rotated_problem(2), td_control_variate=not base.td_control_variate,
+                     hutchinson=not base.hutchinson, antithetic=algo != "ac" and not base.antithetic,
+                     score_warmup=0 if base.score_warmup else 2, langevin_every=2, target_every=0 if algo == "drl" else 1,
+                     restart_beyond=0.0 if algo == "m" else 3.0, ppo_minibatches=2 if algo == "drl" else 1,
+                     actor_gradient="score" if algo == "drl" else "pathwise", adv_norm=algo == "drl")
+        read_by_algo = set()
+        for cfg in (base, mfcg.preset("steady", algo, **tiny, **other)):
+            read.clear()
+            monkeypatch.setattr(mfcg.Config, "__getattribute__", traced)
+            mfcg.train(cfg)
+            monkeypatch.undo()
+            read_by_algo |= read
         ignored = {k for k, readers in mfcg.READ_ONLY_BY.items() if algo not in readers}
-        assert names - read == ignored, algo
+        assert names - read_by_algo == ignored, algo
 
 
 def test_resume_refuses_an_equal_config_made_under_another_label(tmp_path):
@@ -255,9 +266,10 @@ def _one_line_error(code, err, match):
     (("reproduce", "--algos", ""), "--algos : expected distinct names"),
     (("memory", "--preset", "dims"), "invalid choice: 'dims'"),
     (("reproduce", "--set", "langevin_steps=5,5"), "a value is repeated"),
-    (("run", "--algo", "drl", "--set", "minibatch=512"), "--set minibatch=512: drl does not read minibatch, only m"),
-    (("reproduce", "--algos", "b,m", "--set", "langevin_every=5,10"), "b does not read langevin_every, only m"),
-    (("run", "--algo", "m", "--set", "restart_beyond=4"), "m does not read restart_beyond, only ac, b, drl"),
+    (("run", "--algo", "drl", "--set", "minibatch=512"), "--set minibatch: drl does not read it (only m); leave drl out"),
+    (("reproduce", "--algos", "b,m", "--set", "langevin_every=5,10"), "--set langevin_every: b does not read it (only m)"),
+    (("run", "--algo", "m", "--set", "restart_beyond=0"), "--set restart_beyond: m does not read it (only ac, b, drl)"),
+    (("run", "--algo", "m", "--preset", "single", "--set", "restart_beyond=4"), "single"),   # the preset's word first
     (("memory", "--reps", 1), "--reps must be at least 2"),
     (("memory", "--horizon", 0), "--horizon must be a positive integer"),
 ])
