@@ -217,11 +217,12 @@ single-bound: $(STAMP)
 # Hutchinson's trace; at d = 32 and 64 walls at ±4 and a slower local score, each undone at 32,
 # and at 32 and 64 the walls with antithetic agents (pairs restart together); at 64 and 100, 40,000 steps
 # and networks 2d wide (hidden_per_dim); the plain variants at d = 8 and 16 with the local score
-# slower (LOCAL), each change undone for M at d = 8;
+# slower (LOCAL), each change undone for M at d = 8, plain DRL at d = 16 over 30,000 steps;
 # then the table over d. 2-15 minutes a run, two at a time on 2 cores; resumable like the others.
 DIMS = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs
 DIMS16 = --dim 16 --set eval_chains=4000
 DIMSLONG = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs/long --steps 40000
+DIMS30 = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs/long30 --steps 30000
 WALLS = --set td_control_variate=true --set eval_chains=4000 --set restart_beyond=4 --set lr_local=1e-4
 LOCAL = --set td_control_variate=true --set eval_chains=4000 --set lr_local=1e-4
 dims-study: $(STAMP)
@@ -257,9 +258,9 @@ dims-study: $(STAMP)
 	$(DIMS) --algos m --variants plain --dim 8 --seeds 10 $(LOCAL) --out docs/results/dims-d8-m-plain-local
 	$(DIMS) --algos b --variants plain --dim 8 --seeds 10 $(LOCAL) --out docs/results/dims-d8-plain-local
 	$(DIMS) --algos drl --variants plain --dim 8 --set td_control_variate=true --set lr_local=1e-4 --out docs/results/dims-d8-drl-plain-local
-	$(DIMS) --algos drl --variants plain --dim 8 --seeds 2, --set td_control_variate=true --set lr_local=1e-4 \
+	$(DIMS) --algos drl --variants plain --dim 8 --seeds 10 --set td_control_variate=true --set lr_local=1e-4 \
 		--set restart_beyond=4 --out docs/results/dims-d8-drl-plain-local-walls
-	$(DIMS) --algos drl --variants plain --dim 8 --rotated --seeds 3 $(LOCAL) --set restart_beyond=4 \
+	$(DIMS) --algos drl --variants plain --dim 8 --rotated --seeds 10 $(LOCAL) --set restart_beyond=4 \
 		--out docs/results/dims-d8-rotated-drl-plain
 	$(DIMS) --algos drl --variants mf --dim 8 --seeds 10 --out docs/results/dims-d8-drl
 	$(DIMS) --algos drl --variants mf --dim 8 --seeds 10 --set td_control_variate=true --out docs/results/dims-d8-drl-cv
@@ -267,7 +268,7 @@ dims-study: $(STAMP)
 	$(DIMS) --algos drl --variants mf $(DIMS16) --seeds 10 --set td_control_variate=true --set restart_beyond=4 \
 		--out docs/results/dims-d16-drl-walls
 	$(DIMS) --algos drl --variants plain --dim 8 --seeds 10 --set td_control_variate=true --out docs/results/dims-d8-drl-plain-cv
-	$(DIMS) --algos drl --variants plain --dim 8 --seeds 2, --set td_control_variate=true --set restart_beyond=4 \
+	$(DIMS) --algos drl --variants plain --dim 8 --seeds 2,4,7,8 --set td_control_variate=true --set restart_beyond=4 \
 		--out docs/results/dims-d8-drl-plain-walls
 	$(DIMS) --algos b --variants mf --dim 8 --set batch=8192 --out docs/results/dims-d8-8192
 	$(DIMS) --algos b --variants mf $(DIMS16) --set td_control_variate=true --set batch=8192 --out docs/results/dims-d16-8192
@@ -280,6 +281,7 @@ dims-study: $(STAMP)
 	$(DIMS) --algos m --variants plain $(DIMS16) --seeds 2 --set td_control_variate=true --out docs/results/dims-d16-m-plain
 	$(DIMS) --algos m --variants plain --dim 16 --seeds 10 $(LOCAL) --out docs/results/dims-d16-m-plain-local
 	$(DIMS) --algos drl --variants plain --dim 16 $(LOCAL) --set restart_beyond=4 --out docs/results/dims-d16-drl-plain-local
+	$(DIMS30) --algos drl --variants plain --dim 16 $(LOCAL) --set restart_beyond=4 --out docs/results/dims-d16-drl-plain-30k
 	$(DIMS) --algos drl --variants plain $(DIMS16) --seeds 2 --set td_control_variate=true --set restart_beyond=4 \
 		--out docs/results/dims-d16-drl-plain
 	$(DIMS) --algos b --variants mf $(DIMS16) --set td_control_variate=true --set hutchinson=true \
