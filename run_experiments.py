@@ -901,7 +901,7 @@ def report(paths, out, allow_mixed_presets=False, figures=None):
                **make_figures(summary, runs, figures_drawn(out) if figures is None else figures)}
     write_report_dir(out, copies, outputs, {"presets": presets, "runs": [r["path"] for r in runs],
                                             "algorithms": summary}, mfcg.Config)
-    print(f"report: {len(runs)} run{'' if len(runs) == 1 else 's'} → {out}/RESULTS.md, summary.json, {len(outputs) - 1} figures, "
+    print(f"report: {len(runs)} run{'' if len(runs) == 1 else 's'} → {out}/RESULTS.md, summary.json, {len(outputs) - 1} figure{'' if len(outputs) == 2 else 's'}, "
           f"the runs in {out}/{rundir.RUNS_ARCHIVE}", file=sys.stderr)
     return 0
 
