@@ -208,6 +208,11 @@ def aimed_at(mf):
     return "m*" if mf else "m_mfg"
 
 
+def counted(n, noun):
+    """'1 run', '2 runs', '0 figures'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def worst_of(key, record):
     """key, or in d > 1 dimensions, where the record has it, its worst coordinate's
     (mfcg.coordinate_metrics: KEY_worst)."""
@@ -901,8 +906,8 @@ def report(paths, out, allow_mixed_presets=False, figures=None):
                **make_figures(summary, runs, figures_drawn(out) if figures is None else figures)}
     write_report_dir(out, copies, outputs, {"presets": presets, "runs": [r["path"] for r in runs],
                                             "algorithms": summary}, mfcg.Config)
-    print(f"report: {len(runs)} run{'' if len(runs) == 1 else 's'} → {out}/RESULTS.md, summary.json, {len(outputs) - 1} figure{'' if len(outputs) == 2 else 's'}, "
-          f"the runs in {out}/{rundir.RUNS_ARCHIVE}", file=sys.stderr)
+    print(f"report: {counted(len(runs), 'run')} → {out}/RESULTS.md, summary.json, "
+          f"{counted(len(outputs) - 1, 'figure')}, the runs in {out}/{rundir.RUNS_ARCHIVE}", file=sys.stderr)
     return 0
 
 
