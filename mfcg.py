@@ -438,8 +438,8 @@ class Config:
     td_control_variate: bool = False  # subtract ∇T(x)·(the step's noise) from the TD target (DRL: each δ)
                                     # (noise_control_variate): its mean is zero, its variance most
                                     # of the target's
-    restart_beyond: float = 0.0     # AC, B and DRL: an agent with a coordinate beyond ± this starts
-                                    # again from N(0, I) after its step (DRL: after its rollout;
+    restart_beyond: float = 0.0     # an agent with a coordinate beyond ± this starts again from
+                                    # N(0, I) after its step (DRL: after its rollout;
                                     # restart_outside); 0: never
     rollout: int = 256              # [M] DRL rollout length
     ppo_clip: float = 0.2           # [ε_clip] PPO's clip range 1 ± ε_clip; 0: no clipping
@@ -488,7 +488,6 @@ class Config:
 # (tests/test_cli.py traces which fields each trainer reads, and checks this table).
 READ_ONLY_BY = {
     "minibatch": ("m",), "langevin_every": ("m",),            # Algorithm 3's minibatches, sparse refresh
-    "restart_beyond": ("ac", "b", "drl"),                     # walls (restart_outside): not in M's loop
     "actor_gradient": ("ac", "b", "m"),                       # DRL's PPO is a score-function gradient
     **dict.fromkeys(("rollout", "ppo_clip", "gae_lambda", "ent_coef", "ppo_epochs", "ppo_minibatches",
                      "adv_norm"), ("drl",)),                  # Algorithm 4's PPO and GAE
@@ -1083,7 +1082,8 @@ def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
     their pairs: agent_order) and runs the score, actor and critic updates minibatch by
     minibatch; score losses use Hutchinson probes; the Langevin pools are refreshed once
     per step when n % cfg.langevin_every == 0, and between refreshes the agents pay for
-    the last refresh's means."""
+    the last refresh's means. With cfg.restart_beyond the agents out of the box start again
+    once every minibatch has stepped (restart_outside)."""
     state = state if state is not None else init_state(cfg)              # L1–2
     loop = Loop(state, cfg, run_dir, on_eval, until, on_step)            # Ctrl-C, timing, checks
     b = cfg.minibatch
@@ -1104,6 +1104,8 @@ def train_m(cfg, state=None, run_dir=None, on_eval=None, until=None, on_step=Non
             state["x"][order] = x      # every agent back in its row: pairs stay i, i + B/2
         else:
             state["x"] = x
+        if cfg.restart_beyond:         # as in B: the updates above saw the true steps
+            state["x"] = restart_outside(cfg, state["x"], rng)
         if cfg.target_every and n % cfg.target_every == 0:               # L21
             refresh_target(state)
         if loop.end_step():                                              # every cfg.eval_every steps,

@@ -169,9 +169,6 @@ def check_config(cfg, algos, problem_class):
     if cfg.actor_gradient == "pathwise" and cfg.algo == "drl":
         raise ValueError("actor_gradient must be 'score' for drl: PPO's clipped surrogate is a "
                          "score-function gradient")
-    if cfg.restart_beyond and cfg.algo == "m":
-        raise ValueError(f"restart_beyond must be 0 for m: only AC, B and DRL restart their agents, "
-                         f"got {cfg.restart_beyond}")
     if cfg.dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {cfg.dtype!r}")
     if cfg.algo == "drl" and cfg.ppo_minibatches > cfg.rollout * cfg.batch:

@@ -213,7 +213,7 @@ def test_the_fields_only_some_algorithms_read_are_the_ones_each_trainer_reads(mo
         other = dict(readable=True, problem=mfcg.rotated_problem(2), td_control_variate=not base.td_control_variate,
                      hutchinson=not base.hutchinson, antithetic=algo != "ac" and not base.antithetic,
                      score_warmup=0 if base.score_warmup else 2, langevin_every=2, target_every=0 if algo == "drl" else 1,
-                     restart_beyond=0.0 if algo == "m" else 3.0, ppo_minibatches=2 if algo == "drl" else 1,
+                     restart_beyond=3.0, ppo_minibatches=2 if algo == "drl" else 1,
                      actor_gradient="score" if algo == "drl" else "pathwise", adv_norm=algo == "drl")
         read_by_algo = set()
         for cfg in (base, mfcg.preset("steady", algo, **tiny, **other)):
@@ -268,8 +268,8 @@ def _one_line_error(code, err, match):
     (("reproduce", "--set", "langevin_steps=5,5"), "a value is repeated"),
     (("run", "--algo", "drl", "--set", "minibatch=512"), "--set minibatch: drl does not read it (only m); leave drl out"),
     (("reproduce", "--algos", "b,m", "--set", "langevin_every=5,10"), "--set langevin_every: b does not read it (only m)"),
-    (("run", "--algo", "m", "--set", "restart_beyond=0"), "--set restart_beyond: m does not read it (only ac, b, drl)"),
-    (("run", "--algo", "m", "--preset", "single", "--set", "restart_beyond=4"), "single"),   # the preset's word first
+    (("run", "--algo", "m", "--set", "rollout=64"), "--set rollout: m does not read it (only drl)"),
+    (("run", "--algo", "m", "--preset", "single", "--set", "rollout=64"), "single"),   # the preset's word first
     (("memory", "--reps", 1), "--reps must be at least 2"),
     (("memory", "--horizon", 0), "--horizon must be a positive integer"),
 ])

@@ -93,7 +93,6 @@ def test_lean_preset_is_the_paper_with_fewer_langevin_iterations():
     (dict(algo="m", antithetic=True, batch=12, minibatch=3), r"antithetic needs an even batch .* minibatch=3"),
     (dict(restart_beyond=-1.0), "restart_beyond must be >= 0"),
     (dict(eval_chains=-5), r"eval_chains must be 0 \(the pools' n_samples\) or a positive integer"),
-    (dict(algo="m", restart_beyond=3.0), "restart_beyond must be 0 for m: only AC, B and DRL"),
 ])
 def test_invalid_configs_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -526,6 +525,34 @@ def test_a_restarted_agent_trains_on_its_true_step(monkeypatch):
     assert abs(state["x"][0, 0]) < 6 and state["x"][0, 0] != pytest.approx(1.99)
 
 
+@pytest.mark.parametrize("antithetic", [False, True], ids=["single", "pairs"])
+def test_m_restarts_the_agents_out_of_the_box_once_its_step_is_done(monkeypatch, antithetic):
+    """M's walls: once every minibatch has stepped, exactly the agents with a coordinate
+    beyond ±restart_beyond start again (with antithetic agents, both of a pair, from z, −z);
+    the minibatches' updates saw the true steps. Nobody moves here (the step is the
+    identity), so an agent out of the box is one placed there."""
+    cfg = tiny("m", dim=2, restart_beyond=1.0, steps=1, eval_every=1000, antithetic=antithetic)
+    state = mfcg.init_state(cfg)
+    x0 = np.full((16, 2), 0.5)
+    x0[[1, 6], 0], x0[11, 1] = 2.0, -3.0
+    state["x"][...] = x0
+    seen, real_update = [], mfcg.actor_critic_update
+    def spy(state, cfg, x, a, r, x_next, lrs):
+        seen.append(np.array(x_next))
+        return real_update(state, cfg, x, a, r, x_next, lrs)
+    monkeypatch.setattr(mfcg, "actor_critic_update", spy)
+    monkeypatch.setattr(mfcg.LQProblem, "step", lambda self, x, a, rng: x.copy())
+    mfcg.train(cfg, state)
+    assert len(seen) == 2 and (np.abs(np.concatenate(seen)) > 1.0).any(axis=1).sum() == 3
+    kept = (state["x"] == 0.5).all(axis=1)
+    assert not np.isin(state["x"][~kept], [2.0, -3.0]).any()
+    if not antithetic:   # the agents come back in the step's order: count them
+        assert (~kept).sum() == 3
+        return
+    np.testing.assert_array_equal(np.flatnonzero(~kept), [1, 3, 6, 9, 11, 14])   # pairs: rows i, i + 8
+    np.testing.assert_array_equal(state["x"][[1, 3, 6]] + state["x"][[9, 11, 14]], 0.0)
+
+
 def test_drl_restarts_its_agents_only_between_rollouts(monkeypatch):
     """Inside a rollout every stored step starts where the last one ended (GAE sums along
     unbroken trajectories); between rollouts exactly the agents out of the box (±0.8, so
@@ -653,7 +680,7 @@ def test_resume_with_antithetic_agents_is_bit_for_bit(algo, tmp_path):
     _check_resume(tmp_path, algo, antithetic=True)
 
 
-@pytest.mark.parametrize("algo", ["ac", "b"])
+@pytest.mark.parametrize("algo", ["ac", "b", "m"])
 def test_resume_with_restarts_and_the_control_variate_is_bit_for_bit(algo, tmp_path):
     """With restarts that happen (a box of ±0.8) and the TD target's control variate."""
     _check_resume(tmp_path, algo, restart_beyond=0.8, td_control_variate=True)
