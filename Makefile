@@ -281,7 +281,7 @@ dims-study: $(STAMP)
 	$(DIMS) --algos m --variants plain $(DIMS16) --seeds 2 --set td_control_variate=true --out docs/results/dims-d16-m-plain
 	$(DIMS) --algos m --variants plain --dim 16 --seeds 10 $(LOCAL) --out docs/results/dims-d16-m-plain-local
 	$(DIMS) --algos drl --variants plain --dim 16 $(LOCAL) --set restart_beyond=4 --out docs/results/dims-d16-drl-plain-local
-	$(DIMS30) --algos drl --variants plain --dim 16 --seeds 9 $(LOCAL) --set restart_beyond=4 --out docs/results/dims-d16-drl-plain-30k
+	$(DIMS30) --algos drl --variants plain --dim 16 --seeds 10 $(LOCAL) --set restart_beyond=4 --out docs/results/dims-d16-drl-plain-30k
 	$(DIMS) --algos drl --variants plain $(DIMS16) --seeds 2 --set td_control_variate=true --set restart_beyond=4 \
 		--out docs/results/dims-d16-drl-plain
 	$(DIMS) --algos b --variants mf $(DIMS16) --set td_control_variate=true --set hutchinson=true \
