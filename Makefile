@@ -296,6 +296,8 @@ dims-study: $(STAMP)
 		--set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-local-no-cv
 	$(DIMS) --algos m --variants mf --dim 32 --seeds 10 $(WALLS) --out docs/results/dims-d32-m
 	$(DIMS) --algos m --variants mf --dim 32 --seeds 2 $(LOCAL) --out docs/results/dims-d32-m-no-walls
+	$(DIMS) --algos m --variants mf --dim 64 --seeds 1 $(WALLS) --set antithetic=false --set hidden_per_dim=2 \
+		--out docs/results/dims-d64-m
 	$(DIMS) --algos b --variants mf --dim 64 --seeds 4 $(WALLS) --set antithetic=false --out docs/results/dims-d64
 	$(DIMS) --algos b --variants mf --dim 64 --seeds 5 $(WALLS) --out docs/results/dims-d64-pairs
 	$(DIMS) --algos b --variants mf --dim 100 --seeds 1 $(WALLS) --set antithetic=false --out docs/results/dims-d100
