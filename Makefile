@@ -217,8 +217,8 @@ single-bound: $(STAMP)
 # Hutchinson's trace; at d = 32 and 64 walls at ±4 and a slower local score, each undone at 32,
 # and at 32 and 64 the walls with antithetic agents (pairs restart together); at 64 and 100, 40,000 steps
 # and networks 2d wide (hidden_per_dim); the plain variants at d = 8 and 16 with the local score
-# slower (LOCAL), each change undone for M at d = 8, plain DRL at d = 16 over 30,000 steps;
-# then the table over d. 2-15 minutes a run, two at a time on 2 cores; resumable like the others.
+# slower (LOCAL), each change undone for M at d = 8, plain DRL at d = 16 over 30,000 steps; M and
+# DRL (+mf) at d = 32 with B's walls (undone for M), M at 64; then the table over d. 2-15 minutes a run, two at a time on 2 cores; resumable like the others.
 DIMS = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs
 DIMS16 = --dim 16 --set eval_chains=4000
 DIMSLONG = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs/long --steps 40000
@@ -296,6 +296,7 @@ dims-study: $(STAMP)
 		--set restart_beyond=4 --set lr_local=1e-4 --out docs/results/dims-d32-local-no-cv
 	$(DIMS) --algos m --variants mf --dim 32 --seeds 10 $(WALLS) --out docs/results/dims-d32-m
 	$(DIMS) --algos m --variants mf --dim 32 --seeds 2 $(LOCAL) --out docs/results/dims-d32-m-no-walls
+	$(DIMS) --algos drl --variants mf --dim 32 $(WALLS) --out docs/results/dims-d32-drl
 	$(DIMS) --algos m --variants mf --dim 64 --seeds 1 $(WALLS) --set antithetic=false --set hidden_per_dim=2 \
 		--out docs/results/dims-d64-m
 	$(DIMS) --algos b --variants mf --dim 64 --seeds 4 $(WALLS) --set antithetic=false --out docs/results/dims-d64
