@@ -299,6 +299,8 @@ dims-study: $(STAMP)
 	$(DIMS) --algos drl --variants mf --dim 32 $(WALLS) --out docs/results/dims-d32-drl
 	$(DIMS) --algos m --variants mf --dim 64 --seeds 1 $(WALLS) --set antithetic=false --set hidden_per_dim=2 \
 		--out docs/results/dims-d64-m
+	$(DIMSLONG) --algos m --variants mf --dim 64 --seeds 1 $(WALLS) --set antithetic=false --set hidden_per_dim=2 \
+		--out docs/results/dims-d64-m-long
 	$(DIMS) --algos b --variants mf --dim 64 --seeds 4 $(WALLS) --set antithetic=false --out docs/results/dims-d64
 	$(DIMS) --algos b --variants mf --dim 64 --seeds 5 $(WALLS) --out docs/results/dims-d64-pairs
 	$(DIMS) --algos b --variants mf --dim 100 --seeds 1 $(WALLS) --set antithetic=false --out docs/results/dims-d100
