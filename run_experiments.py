@@ -996,25 +996,44 @@ def scaling_table(rows):
     return "\n".join(lines) + "\n"
 
 
+def best_rows(rows):
+    """Per algorithm (with its variant; the coupled benchmark's apart) and d, the row of
+    scaling_rows whose runs settled most: the most settled, then the most settled on
+    average, then the most runs, then the smallest median worst distance."""
+    best = {}
+    for row in rows:
+        key = (row["algorithm"], row["dim"])
+        rank = (row["settled"] or 0, row["settled_on_average"] or 0, row["runs"], -float(np.median(row["distance"])))
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, row)
+    return [row for _, row in best.values()]
+
+
+SCALING_STYLE = {"ac": ("C3", "D"), "b": ("C0", "o"), "m": ("C1", "s"), "drl": ("C2", "^")}   # colour, marker
+
+
 def scaling_figure(rows):
-    """scaling.png: per learner, each run's late worst-coordinate distance and control error
-    against d (log scale), with the settled thresholds."""
+    """scaling.png: each learner (algorithm and variant) on the isotropic benchmark, at each
+    d in its configuration that settled most (best_rows): every run's late worst-coordinate
+    distance and control error against d (log scale), with the settled thresholds. Filled
+    markers: +mf, judged at m*; open: plain, at m_mfg. Every configuration: SCALING.md."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    learners = list(dict.fromkeys(f"{r['learner']} [{r['preset']}]" for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    shown = [row for row in best_rows(rows) if " rotated" not in row["algorithm"]]
+    order = [f"{a}{v}" for a in SCALING_STYLE for v in ("+mf", "")]
+    learners = [name for name in order if any(row["algorithm"] == name for row in shown)]
     dims, labelled = sorted({row["dim"] for row in rows}), set()
-    for row in rows:
-        name = f"{row['learner']} [{row['preset']}]"
-        i = learners.index(name)
-        marker = ("o", "s") if i < 10 else ("^", "D")   # beyond ten learners the colours repeat
-        style = dict(color=f"C{i % 10}", marker=marker[0] if "+mf" in row["learner"] else marker[1], alpha=0.7, ls="none")
-        label = None if name in labelled else name   # each learner once in the legend
+    for row in sorted(shown, key=lambda r: (learners.index(r["algorithm"]), r["dim"])):
+        name, i = row["algorithm"], learners.index(row["algorithm"])
+        colour, marker = SCALING_STYLE[name.split("+")[0]]
+        label = None if name in labelled else f"{name} (at {row['equilibrium']})"
         labelled.add(name)
-        jitter = row["dim"] * (1 + 0.04 * (i - (len(learners) - 1) / 2))
+        x = row["dim"] * 2 ** (0.07 * (i - (len(learners) - 1) / 2))   # side by side on the log axis
         for ax, key in zip(axes, ("distance", "control")):
-            ax.plot([jitter] * len(row[key]), row[key], ms=4, label=label, **style)
+            ax.plot([x] * len(row[key]), row[key], ls="none", marker=marker, ms=4.5, color=colour, alpha=0.75,
+                    mfc=colour if "+mf" in name else "none", label=label)
     for ax, key, title in ((axes[0], "distance", "the worst coordinate's distance to its equilibrium's mean"),
                            (axes[1], "control", "the worst coordinate's control error")):
         ax.axhline(SETTLED[key], color="0.5", lw=1, ls="-.", label=f"settled below {SETTLED[key]}")
@@ -1024,8 +1043,10 @@ def scaling_figure(rows):
         ax.set_yscale("log")
         ax.set_xlabel("dimension d")
         ax.set_title(f"{title}\n(median over each run's last {LATE_PART:.0%}; one point per run)", fontsize=10)
+    fig.suptitle("Each learner at each d in the configuration that settled most (every one: SCALING.md)", fontsize=11)
     handles, names = axes[0].get_legend_handles_labels()   # below both panels: it covers no point
-    fig.legend(handles, names, fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)
+    fig.legend(handles, names, fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, 0.02), frameon=False)
+    fig.tight_layout()
     return _png(fig)
 
 
