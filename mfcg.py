@@ -1308,17 +1308,20 @@ def readout_range(sol, *sample_sets, width=10.0):
 
 
 MARGINALS = 4  # in d > 1 dimensions, the coordinates whose marginal laws a run keeps
+KEPT_SAMPLES = 1000  # of each law's fresh samples, a run keeps the first these many (the figures'
+                     # histograms; 4,000 evaluation chains would make them most of a run's file)
 
 
 def final_curves(state, cfg, n_grid=201):
     """The arrays the report's figures need, as NumPy float64: grid (n_grid,), m* ± 6 std of
     the limiting law (the same for every run, so seeds can be averaged), with neg_critic
     (−V as the critic outputs it: per coordinate with cfg.per_coordinate) and actor_mean on it; global_/local_samples (k,), fresh Langevin samples of the two
-    score networks (fresh_samples, on their own stream); density_grid (n_grid,), that range
-    widened to cover the samples, with global_/local_density read off the score networks.
+    score networks (fresh_samples, on their own stream; the first KEPT_SAMPLES of them);
+    density_grid (n_grid,), that range widened to cover the samples, with
+    global_/local_density read off the score networks.
 
     In d > 1 dimensions: the samples of the first MARGINALS coordinates, (k, c); local_means
-    (d,), every coordinate's mean of the local samples; the critic and the first action
+    (d,), every coordinate's mean of all the local samples; the critic and the first action
     along coordinate 0 (over its marginal's m* ± 6 std) with the others at m*; no density
     read-out (it is 1-d)."""
     pb, sol = cfg.problem, cfg.problem.solution()
@@ -1333,10 +1336,10 @@ def final_curves(state, cfg, n_grid=201):
            "neg_critic": -to_numpy(nets.critic_forward(state["params"]["critic"], g)).astype(np.float64),
            "actor_mean": to_numpy(nets.actor_forward(state["params"]["actor"], g)[0][:, 0]).astype(np.float64)}
     if pb.dim > 1:
-        out.update({f"{tag}_samples": pool[:, :MARGINALS] for tag, pool in zip(("global", "local"), pools)})
+        out.update({f"{tag}_samples": pool[:KEPT_SAMPLES, :MARGINALS] for tag, pool in zip(("global", "local"), pools)})
         out["local_means"] = pools[1].mean(axis=0)
         return out
-    out.update({f"{tag}_samples": pool[:, 0] for tag, pool in zip(("global", "local"), pools)})
+    out.update({f"{tag}_samples": pool[:KEPT_SAMPLES, 0] for tag, pool in zip(("global", "local"), pools)})
     lo, hi = readout_range(sol, out["global_samples"], out["local_samples"], width=6.0)
     out["density_grid"] = np.linspace(lo, hi, n_grid)
     for tag in ("global", "local"):

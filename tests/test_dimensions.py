@@ -440,3 +440,20 @@ def test_the_scaling_figure_draws_each_learners_configuration_that_settled_most(
             row("b+mf", 100, 0, 0, 1, 0.43), row("b+mf", 100, 0, 0, 1, 0.06),   # then the smaller distance
             row("b+mf rotated", 8, 1, 1, 1, 0.02), row("m", 8, None, None, 1, 0.1)]
     assert rx.best_rows(rows) == [rows[1], rows[2], rows[5], rows[7], rows[8], rows[9]]
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+def test_a_run_keeps_the_first_kept_samples_of_each_law_and_every_coordinates_mean(monkeypatch, dim):
+    """final_curves keeps the first KEPT_SAMPLES fresh samples of each law (d > 1: of the
+    first MARGINALS coordinates), and in d > 1 the local means of all of them."""
+    monkeypatch.setattr(mfcg, "KEPT_SAMPLES", 10)
+    monkeypatch.setattr(mfcg, "MARGINALS", 2)
+    cfg = mfcg.preset("quick", "b", problem=mfcg.LQProblem(dim=dim), batch=16, n_samples=32, eval_samples=64,
+                      langevin_steps=2, eval_langevin_steps=2, steps=2, eval_every=10)
+    state = mfcg.train(cfg)
+    out = mfcg.final_curves(state, cfg)
+    pools = [np.asarray(p, dtype=np.float64) for p in mfcg.fresh_samples(state, cfg, mfcg.STREAM_CURVES)[1:]]
+    for tag, pool in zip(("global", "local"), pools):
+        np.testing.assert_array_equal(out[f"{tag}_samples"], pool[:10, :2] if dim > 1 else pool[:10, 0])
+    if dim > 1:
+        np.testing.assert_allclose(out["local_means"], pools[1].mean(axis=0), rtol=1e-12)
