@@ -218,7 +218,8 @@ single-bound: $(STAMP)
 # and at 32 and 64 the walls with antithetic agents (pairs restart together); at 64 and 100, 40,000 steps
 # and networks 2d wide (hidden_per_dim); the plain variants at d = 8 and 16 with the local score
 # slower (LOCAL), each change undone for M at d = 8, plain DRL at d = 16 over 30,000 steps; M and
-# DRL (+mf) at d = 32 with B's walls (undone for M), M at 64; then the table over d. 2-15 minutes a run, two at a time on 2 cores; resumable like the others.
+# DRL (+mf) at d = 32 with B's walls (undone for M), M at 64 (also over 40,000 steps); then the
+# table over d. 2-20 minutes a run, two at a time on 2 cores; resumable like the others.
 DIMS = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs
 DIMS16 = --dim 16 --set eval_chains=4000
 DIMSLONG = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs/long --steps 40000

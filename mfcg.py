@@ -439,8 +439,8 @@ class Config:
                                     # (noise_control_variate): its mean is zero, its variance most
                                     # of the target's
     restart_beyond: float = 0.0     # an agent with a coordinate beyond ± this starts again from
-                                    # N(0, I) after its step (DRL: after its rollout;
-                                    # restart_outside); 0: never
+                                    # N(0, I) after its step (M: once every minibatch has stepped;
+                                    # DRL: after its rollout; restart_outside); 0: never
     rollout: int = 256              # [M] DRL rollout length
     ppo_clip: float = 0.2           # [ε_clip] PPO's clip range 1 ± ε_clip; 0: no clipping
     gae_lambda: float = 0.95        # [λ] GAE's trace decay
@@ -1315,7 +1315,7 @@ KEPT_SAMPLES = 1000  # of each law's fresh samples, a run keeps the first these 
 def final_curves(state, cfg, n_grid=201):
     """The arrays the report's figures need, as NumPy float64: grid (n_grid,), m* ± 6 std of
     the limiting law (the same for every run, so seeds can be averaged), with neg_critic
-    (−V as the critic outputs it: per coordinate with cfg.per_coordinate) and actor_mean on it; global_/local_samples (k,), fresh Langevin samples of the two
+    (−V as the critic outputs it: per coordinate with cfg.per_coordinate) and actor_mean on it; global_/local_samples (k,), k ≤ KEPT_SAMPLES fresh Langevin samples of the two
     score networks (fresh_samples, on their own stream; the first KEPT_SAMPLES of them);
     density_grid (n_grid,), that range widened to cover the samples, with
     global_/local_density read off the score networks.

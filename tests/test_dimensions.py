@@ -427,15 +427,15 @@ def test_config_refuses_a_negative_hidden_per_dim():
         mfcg.Config(hidden_per_dim=-1)
 
 
-def test_the_scaling_figure_draws_each_learners_configuration_that_settled_most():
-    """best_rows keeps, per algorithm (variant and benchmark apart) and d, the row with the
+def test_best_rows_keeps_each_learners_configuration_that_settled_most():
+    """best_rows (the rows the scaling figure draws) keeps, per algorithm (variant and benchmark apart) and d, the row with the
     most runs settled, then settled on average, then the most runs, then the smallest
     median worst distance."""
     def row(algorithm, dim, settled, average, runs, distance):
         return dict(algorithm=algorithm, dim=dim, settled=settled, settled_on_average=average, runs=runs,
                     distance=[distance])
     rows = [row("b+mf", 8, 7, 10, 10, 0.02), row("b+mf", 8, 10, 10, 10, 0.03),   # the most settled
-            row("b", 8, 0, 5, 5, 0.04), row("b", 8, 0, 1, 1, 0.01),             # then on average
+            row("b", 8, 0, 5, 5, 0.04), row("b", 8, 0, 1, 10, 0.01),            # then on average
             row("m", 4, 2, 2, 2, 0.03), row("m", 4, 2, 2, 3, 0.05),             # then the most runs
             row("b+mf", 100, 0, 0, 1, 0.43), row("b+mf", 100, 0, 0, 1, 0.06),   # then the smaller distance
             row("b+mf rotated", 8, 1, 1, 1, 0.02), row("m", 8, None, None, 1, 0.1)]
