@@ -233,7 +233,7 @@ dims-study: $(STAMP)
 	for d in 2 4; do $(DIMS) --algos m --variants plain --dim $$d --seeds 10 --set lr_local=1e-4 \
 		--out docs/results/dims-d$$d-m-plain-local || exit 1; done
 	$(DIMS) --algos drl --dim 2 --seeds 10 --out docs/results/dims-d2-drl
-	$(DIMS) --algos drl --dim 2 --seeds 9 --set td_control_variate=true --out docs/results/dims-d2-drl-cv
+	$(DIMS) --algos drl --dim 2 --seeds 10 --set td_control_variate=true --out docs/results/dims-d2-drl-cv
 	$(DIMS) --algos drl --dim 4 --out docs/results/dims-d4-drl
 	$(DIMS) --algos drl --dim 4 --seeds 10 --set td_control_variate=true --out docs/results/dims-d4-drl-cv
 	$(DIMS) --algos b --variants mf --dim 16 --out docs/results/dims-d16
