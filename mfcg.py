@@ -1315,8 +1315,8 @@ KEPT_SAMPLES = 1000  # of each law's fresh samples, a run keeps the first these 
 def final_curves(state, cfg, n_grid=201):
     """The arrays the report's figures need, as NumPy float64: grid (n_grid,), m* ± 6 std of
     the limiting law (the same for every run, so seeds can be averaged), with neg_critic
-    (−V as the critic outputs it: per coordinate with cfg.per_coordinate) and actor_mean on it; global_/local_samples (k,), k ≤ KEPT_SAMPLES fresh Langevin samples of the two
-    score networks (fresh_samples, on their own stream; the first KEPT_SAMPLES of them);
+    (−V as the critic outputs it: per coordinate with cfg.per_coordinate) and actor_mean on it; global_/local_samples (k,), the first KEPT_SAMPLES fresh Langevin samples of the two
+    score networks (fresh_samples, on their own stream);
     density_grid (n_grid,), that range widened to cover the samples, with
     global_/local_density read off the score networks.
 
@@ -1335,11 +1335,12 @@ def final_curves(state, cfg, n_grid=201):
     out = {"grid": grid,
            "neg_critic": -to_numpy(nets.critic_forward(state["params"]["critic"], g)).astype(np.float64),
            "actor_mean": to_numpy(nets.actor_forward(state["params"]["actor"], g)[0][:, 0]).astype(np.float64)}
+    kept = dict(zip(("global", "local"), (pool[:KEPT_SAMPLES] for pool in pools)))
     if pb.dim > 1:
-        out.update({f"{tag}_samples": pool[:KEPT_SAMPLES, :MARGINALS] for tag, pool in zip(("global", "local"), pools)})
-        out["local_means"] = pools[1].mean(axis=0)
+        out.update({f"{tag}_samples": pool[:, :MARGINALS] for tag, pool in kept.items()})
+        out["local_means"] = pools[1].mean(axis=0)   # over all the samples, not only those kept
         return out
-    out.update({f"{tag}_samples": pool[:KEPT_SAMPLES, 0] for tag, pool in zip(("global", "local"), pools)})
+    out.update({f"{tag}_samples": pool[:, 0] for tag, pool in kept.items()})
     lo, hi = readout_range(sol, out["global_samples"], out["local_samples"], width=6.0)
     out["density_grid"] = np.linspace(lo, hi, n_grid)
     for tag in ("global", "local"):
