@@ -220,7 +220,9 @@ single-bound: $(STAMP)
 # slower (LOCAL), each change undone for M at d = 8, plain DRL at d = 16 over 30,000 steps; M and
 # DRL (+mf) at d = 32 with B's walls (undone for M), M at 64 (also over 40,000 steps); at d = 16
 # M+mf with the slower local score, plain B, M and M+mf over 30,000 steps, plain B at 8,192
-# agents on seeds 0-4 and 6 (its two misses among them), and plain DRL rotated over 30,000 steps; then the table over d. 2-20 minutes a run, two at a time on 2 cores; resumable like the others.
+# agents on seeds 0-4 and 6 (its two misses among them), and plain DRL rotated over 30,000
+# steps; then the table over d. 2-20 minutes a run, two at a time on 2 cores; resumable like
+# the others.
 DIMS = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs
 DIMS16 = --dim 16 --set eval_chains=4000
 DIMSLONG = $(PY) run_experiments.py reproduce --preset dims --jobs $(JOBS) --runs runs/long --steps 40000
@@ -288,8 +290,7 @@ dims-study: $(STAMP)
 	$(DIMS30) --algos m --variants plain --dim 16 $(LOCAL) --out docs/results/dims-d16-m-plain-30k
 	$(DIMS30) --algos m --variants mf $(DIMS16) --seeds 3 --set td_control_variate=true --out docs/results/dims-d16-m-30k
 	$(DIMS) --algos m --variants mf --dim 16 --seeds 10 $(LOCAL) --out docs/results/dims-d16-m-local
-	$(DIMS) --algos b --variants plain $(DIMS16) --seeds 0,1,2,3,4,6 --set td_control_variate=true --set lr_local=1e-4 --set batch=8192 \
-		--out docs/results/dims-d16-plain-8192
+	$(DIMS) --algos b --variants plain --dim 16 --seeds 0,1,2,3,4,6 $(LOCAL) --set batch=8192 --out docs/results/dims-d16-plain-8192
 	$(DIMS30) --algos drl --variants plain --dim 8 --rotated --seeds 10 $(LOCAL) --set restart_beyond=4 \
 		--out docs/results/dims-d8-rotated-drl-plain-30k
 	$(DIMS) --algos drl --variants plain $(DIMS16) --seeds 2 --set td_control_variate=true --set restart_beyond=4 \

@@ -1315,10 +1315,10 @@ KEPT_SAMPLES = 1000  # of each law's fresh samples, a run keeps the first these 
 def final_curves(state, cfg, n_grid=201):
     """The arrays the report's figures need, as NumPy float64: grid (n_grid,), m* ± 6 std of
     the limiting law (the same for every run, so seeds can be averaged), with neg_critic
-    (−V as the critic outputs it: per coordinate with cfg.per_coordinate) and actor_mean on it; global_/local_samples (k,), the first KEPT_SAMPLES fresh Langevin samples of the two
-    score networks (fresh_samples, on their own stream);
-    density_grid (n_grid,), that range widened to cover the samples, with
-    global_/local_density read off the score networks.
+    (−V as the critic outputs it: per coordinate with cfg.per_coordinate) and actor_mean on
+    it; global_/local_samples (k,), the first KEPT_SAMPLES fresh Langevin samples of the two
+    score networks (fresh_samples, on their own stream); density_grid (n_grid,), that range
+    widened to cover the samples, with global_/local_density read off the score networks.
 
     In d > 1 dimensions: the samples of the first MARGINALS coordinates, (k, c); local_means
     (d,), every coordinate's mean of all the local samples; the critic and the first action
